@@ -1,0 +1,299 @@
+//! `LoyaltyEntityWorkflow`: one long-lived workflow per customer.
+//!
+//! The handlers are thin: rules live in `domain`, side effects in
+//! `activities`. Names and JSON shapes follow the reference guide's wire
+//! contract so clients and workers from any SDK interoperate.
+//!
+//! Invariants kept here:
+//! - Ledger writes and the balance change they record are serialized by
+//!   `ledger_busy`, so every row's `balance_after` is exact.
+//! - No activity failure fails the workflow: accrual batches stay pending and
+//!   are retried after a backoff; a redemption gives its points back.
+//! - Continue-as-new happens only from the run loop, after in-flight handlers
+//!   finished, carrying every unapplied event in the state.
+
+use std::time::Duration;
+
+use temporalio_common::RetryPolicy;
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityOptions, ApplicationFailure, ContinueAsNewOptions, SyncWorkflowContext, WorkflowCancellationError,
+    WorkflowContext, WorkflowContextView, WorkflowResult,
+};
+
+use crate::activities::{LoyaltyActivities, VoidRequest};
+use crate::domain::ids::WORKFLOW_ID_PREFIX;
+use crate::domain::messages::{LoyaltyState, LoyaltySummary, PointsEvent, RedemptionRequest, RedemptionResult};
+use crate::domain::{RedeemDecision, RedeemRejection, Tier};
+
+/// Failure type of a redemption whose ledger write finally failed; the
+/// points were given back and the caller may retry.
+pub const LEDGER_UNAVAILABLE: &str = "LedgerUnavailable";
+/// Most accruals applied (and written to the ledger) in one batch.
+pub const MAX_BATCH: usize = 500;
+/// Signals after which a run continues-as-new, well before Temporal's
+/// 10,000-signals-per-run limit and its history-size suggestion.
+pub const MAX_SIGNALS_PER_RUN: u32 = 2_000;
+/// Past this many signals a run continues-as-new even with a large backlog.
+pub const FORCE_CONTINUE_SIGNALS: u32 = 8_000;
+/// Largest backlog carried into the next run when the ledger is healthy; a
+/// bigger one is drained first to keep the continue-as-new input small.
+pub const MAX_PENDING_CARRY: usize = 500;
+/// Wait before retrying ledger writes that failed after their retries.
+const LEDGER_BACKOFF: Duration = Duration::from_secs(30);
+
+type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The entity workflow of one customer account.
+#[workflow]
+pub struct LoyaltyEntityWorkflow {
+    state: LoyaltyState,
+    /// `shutdown` received: drain, then complete.
+    closing: bool,
+    /// A ledger write and its balance change are in progress.
+    ledger_busy: bool,
+    /// Signals received by this run (not carried across continue-as-new).
+    signals_this_run: u32,
+}
+
+impl LoyaltyEntityWorkflow {
+    fn has_ledger_work(&self) -> bool {
+        !self.state.pending_events.is_empty() || !self.state.pending_voids.is_empty()
+    }
+
+    fn run_is_full(&self, suggested: bool) -> bool {
+        suggested || self.signals_this_run >= MAX_SIGNALS_PER_RUN
+    }
+}
+
+#[workflow_methods]
+impl LoyaltyEntityWorkflow {
+    /// `None` for a new account, the carried state after continue-as-new.
+    #[init]
+    pub fn new(ctx: &WorkflowContextView, carried: Option<LoyaltyState>) -> Self {
+        let state = carried.unwrap_or_else(|| {
+            let id = ctx.workflow_id();
+            LoyaltyState::open(id.strip_prefix(WORKFLOW_ID_PREFIX).unwrap_or(id))
+        });
+        Self { state, closing: false, ledger_busy: false, signals_this_run: 0 }
+    }
+
+    /// Applies events until `shutdown`, continuing-as-new as history grows.
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<LoyaltyState> {
+        loop {
+            let c = ctx.clone();
+            ctx.wait_condition(move |s: &Self| {
+                s.has_ledger_work() || s.closing || s.run_is_full(c.continue_as_new_suggested())
+            })
+            .await?;
+            let healthy = drain_once(ctx).await?;
+            if !healthy {
+                ctx.timer(LEDGER_BACKOFF).await;
+            }
+
+            if ctx.state(|s| s.closing && !s.has_ledger_work()) {
+                wait_for_handlers(ctx).await?;
+                // Signals that arrived while handlers finished are applied first.
+                if ctx.state(|s| !s.has_ledger_work()) {
+                    log(ctx, |s| tracing::info!(customer = %s.customer_id, balance = s.points_balance, "account closed"));
+                    return Ok(ctx.state(|s| s.state.clone()));
+                }
+                continue;
+            }
+
+            let suggested = ctx.continue_as_new_suggested();
+            let carry_ok = ctx.state(|s| {
+                s.state.pending_events.len() <= MAX_PENDING_CARRY || !healthy || s.signals_this_run >= FORCE_CONTINUE_SIGNALS
+            });
+            if ctx.state(|s| s.run_is_full(suggested)) && carry_ok {
+                wait_for_handlers(ctx).await?;
+                // Captured after the wait, so no signal received before it is lost.
+                let carried = ctx.state(|s| s.state.clone());
+                log(ctx, |s| tracing::info!(customer = %s.customer_id, pending = s.pending_events.len(), "continuing as new"));
+                ctx.continue_as_new(Some(carried), ContinueAsNewOptions::default())?;
+            }
+        }
+    }
+
+    /// Queues an accrual; the run loop applies it in order.
+    #[signal]
+    pub fn add_points(&mut self, _ctx: &mut SyncWorkflowContext<Self>, event: PointsEvent) {
+        self.signals_this_run += 1;
+        self.state.pending_events.push(event);
+    }
+
+    /// Closes the account: refuse redemptions, drain, complete with the state.
+    #[signal]
+    pub fn shutdown(&mut self, _ctx: &mut SyncWorkflowContext<Self>) {
+        self.closing = true;
+        self.state.close();
+    }
+
+    /// Rejects a redemption before it enters history when it cannot succeed.
+    #[update_validator(redeem_points)]
+    pub fn validate_redeem_points(&self, _ctx: &WorkflowContextView, req: &RedemptionRequest) -> Result<(), HandlerError> {
+        self.state.decide_redemption(req).map(|_| ()).map_err(rejection)
+    }
+
+    /// Spends points synchronously; idempotent by `event_id`.
+    #[update]
+    pub async fn redeem_points(
+        ctx: &mut WorkflowContext<Self>,
+        req: RedemptionRequest,
+    ) -> Result<RedemptionResult, HandlerError> {
+        ctx.wait_condition(|s: &Self| !s.ledger_busy).await?;
+        // Decided again: other handlers may have run since validation.
+        let entry = ctx.state_mut(|s| match s.state.decide_redemption(&req)? {
+            RedeemDecision::Replay(done) => Ok(Err(done)),
+            RedeemDecision::Apply => {
+                s.ledger_busy = true;
+                Ok(Ok(s.state.reserve_redemption(&req)))
+            }
+        });
+        let entry = match entry.map_err(rejection)? {
+            Ok(entry) => entry,
+            Err(done) => return Ok(done),
+        };
+        let written = ctx.execute_activity(LoyaltyActivities::record_redemption, entry, redemption_options()).await;
+        ctx.state_mut(|s| {
+            s.ledger_busy = false;
+            match written {
+                Ok(()) => Ok(s.state.confirm_redemption(&req)),
+                Err(e) => {
+                    s.state.release_redemption(&req);
+                    Err(failure(LEDGER_UNAVAILABLE, format!("ledger write failed, points returned: {e}")))
+                }
+            }
+        })
+    }
+
+    /// The account summary (wire name `get_loyalty_summary`).
+    #[query]
+    pub fn get_loyalty_summary(&self, _ctx: &WorkflowContextView) -> LoyaltySummary {
+        self.state.summary()
+    }
+
+    /// The spendable balance.
+    #[query]
+    pub fn get_points_balance(&self, _ctx: &WorkflowContextView) -> i64 {
+        self.state.points_balance
+    }
+
+    /// The current tier.
+    #[query]
+    pub fn get_tier(&self, _ctx: &WorkflowContextView) -> Tier {
+        self.state.tier
+    }
+}
+
+type Ctx = WorkflowContext<LoyaltyEntityWorkflow>;
+
+/// Logs only on first execution, not on replay.
+fn log(ctx: &Ctx, f: impl FnOnce(&LoyaltyState)) {
+    if !ctx.is_replaying() {
+        ctx.state(|s| f(&s.state));
+    }
+}
+
+async fn wait_for_handlers(ctx: &Ctx) -> Result<(), WorkflowCancellationError> {
+    let c = ctx.clone();
+    ctx.wait_condition(move |_| c.all_handlers_finished()).await
+}
+
+/// Voids given-back redemptions, then applies one batch of accruals, holding
+/// the ledger lock. Returns false when a ledger write failed after its retries.
+async fn drain_once(ctx: &Ctx) -> Result<bool, WorkflowCancellationError> {
+    ctx.wait_condition(|s: &LoyaltyEntityWorkflow| !s.ledger_busy).await?;
+    ctx.state_mut(|s| s.ledger_busy = true);
+    let healthy = void_given_back(ctx).await && apply_batch(ctx).await;
+    ctx.state_mut(|s| s.ledger_busy = false);
+    Ok(healthy)
+}
+
+async fn void_given_back(ctx: &Ctx) -> bool {
+    let request = ctx.state(|s| VoidRequest {
+        customer_id: s.state.customer_id.clone(),
+        event_ids: s.state.pending_voids.clone(),
+    });
+    if request.event_ids.is_empty() {
+        return true;
+    }
+    let done = request.event_ids.len();
+    match ctx.execute_activity(LoyaltyActivities::void_redemptions, request, ledger_options()).await {
+        Ok(()) => {
+            ctx.state_mut(|s| {
+                s.state.pending_voids.drain(..done);
+            });
+            true
+        }
+        Err(e) => {
+            log(ctx, |s| tracing::warn!(customer = %s.customer_id, error = %e, "voiding redemptions failed; will retry"));
+            false
+        }
+    }
+}
+
+async fn apply_batch(ctx: &Ctx) -> bool {
+    let plan = ctx.state(|s| s.state.plan_accruals(MAX_BATCH));
+    if plan.consumed == 0 {
+        return true;
+    }
+    if !plan.entries.is_empty() {
+        let written =
+            ctx.execute_activity(LoyaltyActivities::record_points_transactions, plan.entries.clone(), ledger_options()).await;
+        if let Err(e) = written {
+            log(ctx, |s| tracing::warn!(customer = %s.customer_id, error = %e, "ledger write failed; events stay pending"));
+            return false;
+        }
+    }
+    ctx.state_mut(|s| s.state.commit_accruals(&plan));
+    for (event_id, why) in &plan.ignored {
+        log(ctx, |s| tracing::info!(customer = %s.customer_id, event_id, why, "accrual ignored"));
+    }
+    if let Some(change) = plan.tier_change {
+        log(ctx, |_| tracing::info!(customer = %change.customer_id, from = %change.old_tier, to = %change.new_tier, "tier changed"));
+        // A notification is best effort: its failure never holds back points.
+        if let Err(e) =
+            ctx.execute_activity(LoyaltyActivities::send_tier_change_notification, change, notification_options()).await
+        {
+            log(ctx, |s| tracing::warn!(customer = %s.customer_id, error = %e, "tier notification failed"));
+        }
+    }
+    true
+}
+
+fn retry(max_attempts: u32, max_interval: Duration) -> RetryPolicy {
+    RetryPolicy::builder()
+        .initial_interval(Duration::from_millis(200))
+        .backoff_coefficient(2.0)
+        .maximum_interval(max_interval)
+        .maximum_attempts(max_attempts)
+        .build()
+}
+
+/// Accrual batches and voids: a few retries, then the run loop backs off.
+fn ledger_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10)).retry_policy(retry(5, Duration::from_secs(5))).build()
+}
+
+/// A redemption's caller is waiting: fail fast and give the points back.
+fn redemption_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(5)).retry_policy(retry(3, Duration::from_secs(1))).build()
+}
+
+fn notification_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10)).retry_policy(retry(5, Duration::from_secs(10))).build()
+}
+
+fn rejection(r: RedeemRejection) -> HandlerError {
+    failure(r.failure_type(), r.to_string())
+}
+
+/// A typed, non-retryable failure. Wrapped twice because the SDK wraps a
+/// handler's error once more and drops the type of the outermost layer; the
+/// client finds the type on the cause.
+fn failure(type_name: &str, message: String) -> HandlerError {
+    let typed = ApplicationFailure::builder(message).type_name(type_name.to_owned()).non_retryable(true).build();
+    Box::new(ApplicationFailure::new(typed))
+}
