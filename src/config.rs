@@ -1,0 +1,131 @@
+//! Typed settings: defaults in code, environment overrides, flags over both,
+//! validated once at start with errors that name the setting.
+
+use std::net::SocketAddr;
+
+use temporalio_client::envconfig::LoadClientConfigProfileOptions;
+use temporalio_client::{ClientOptions, ConnectionOptions, Url};
+
+/// Default gRPC listen address.
+pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
+/// Default Temporal task queue (the reference guide's).
+pub const DEFAULT_TASK_QUEUE: &str = "loyalty-points-queue";
+/// Default ledger: a SQLite file under ./data.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/loyalty.db";
+
+/// A setting that is missing or malformed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration {setting}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable (or flag) at fault.
+    pub setting: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+/// Values given on the command line; each wins over its environment variable.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// gRPC listen address [env: LOYALTY_GRPC_ADDR, default: 0.0.0.0:50051]
+    #[arg(long)]
+    pub grpc_addr: Option<String>,
+    /// Temporal task queue [env: LOYALTY_TASK_QUEUE, default: loyalty-points-queue]
+    #[arg(long)]
+    pub task_queue: Option<String>,
+    /// Ledger database URL [env: LOYALTY_DATABASE_URL, default: sqlite:data/loyalty.db]
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Temporal frontend address [env: TEMPORAL_ADDRESS, default: localhost:7233]
+    #[arg(long)]
+    pub temporal_address: Option<String>,
+}
+
+/// Everything the service needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the gRPC server listens (port 0 picks a free port).
+    pub grpc_addr: SocketAddr,
+    /// Task queue of the workflows and activities.
+    pub task_queue: String,
+    /// Ledger database URL.
+    pub database_url: String,
+    /// How to reach Temporal (address, TLS, API key), from Temporal's envconfig.
+    pub temporal_connection: ConnectionOptions,
+    /// Temporal namespace and client options.
+    pub temporal_client: ClientOptions,
+}
+
+impl Settings {
+    /// Reads the process environment, then applies `overrides`.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::from_lookup(overrides, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`Settings::load`] with an injectable environment (for tests).
+    pub fn from_lookup(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let pick = |flag: &Option<String>, var: &str, default: &str| {
+            flag.clone().or_else(|| env(var)).unwrap_or_else(|| default.to_owned())
+        };
+        let grpc_addr = pick(&overrides.grpc_addr, "LOYALTY_GRPC_ADDR", DEFAULT_GRPC_ADDR);
+        let grpc_addr = grpc_addr.parse().map_err(|e| ConfigError {
+            setting: "LOYALTY_GRPC_ADDR",
+            reason: format!("{grpc_addr:?} is not a socket address like 0.0.0.0:50051 ({e})"),
+        })?;
+        let task_queue = pick(&overrides.task_queue, "LOYALTY_TASK_QUEUE", DEFAULT_TASK_QUEUE);
+        if task_queue.trim().is_empty() || task_queue.len() > 255 {
+            return Err(ConfigError { setting: "LOYALTY_TASK_QUEUE", reason: "must be 1 to 255 characters".into() });
+        }
+        let database_url = pick(&overrides.database_url, "LOYALTY_DATABASE_URL", DEFAULT_DATABASE_URL);
+        if !database_url.starts_with("sqlite:") {
+            return Err(ConfigError {
+                setting: "LOYALTY_DATABASE_URL",
+                reason: format!("{database_url:?} is not supported; use sqlite:<path>"),
+            });
+        }
+        let (mut temporal_connection, temporal_client) =
+            ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
+                .map_err(|e| ConfigError { setting: "TEMPORAL_*", reason: e.to_string() })?;
+        if let Some(address) = overrides.temporal_address.as_deref() {
+            temporal_connection.target = parse_temporal_address(address)?;
+        }
+        Ok(Self { grpc_addr, task_queue, database_url, temporal_connection, temporal_client })
+    }
+}
+
+/// Accepts `host:port` or a URL, as Temporal's own tools do.
+fn parse_temporal_address(address: &str) -> Result<Url, ConfigError> {
+    let with_scheme = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
+    Url::parse(&with_scheme).map_err(|e| ConfigError { setting: "--temporal-address", reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(&Overrides::default(), |k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.grpc_addr.to_string(), DEFAULT_GRPC_ADDR);
+        assert_eq!(s.task_queue, DEFAULT_TASK_QUEUE);
+        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting() {
+        assert_eq!(load(&[("LOYALTY_GRPC_ADDR", "nope")]).unwrap_err().setting, "LOYALTY_GRPC_ADDR");
+        assert_eq!(load(&[("LOYALTY_TASK_QUEUE", " ")]).unwrap_err().setting, "LOYALTY_TASK_QUEUE");
+        assert_eq!(load(&[("LOYALTY_DATABASE_URL", "mysql://x")]).unwrap_err().setting, "LOYALTY_DATABASE_URL");
+    }
+
+    #[test]
+    fn flags_win_over_the_environment() {
+        let overrides = Overrides { grpc_addr: Some("127.0.0.1:0".into()), ..Default::default() };
+        let s = Settings::from_lookup(&overrides, |_| Some("0.0.0.0:1".into())).unwrap();
+        assert_eq!(s.grpc_addr.to_string(), "127.0.0.1:0");
+    }
+}

@@ -1,0 +1,133 @@
+//! Every error the API can return, mapped to a gRPC status in one place.
+
+use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError, WorkflowUpdateError};
+use temporalio_common::protos::temporal::api::failure::v1::Failure;
+use tonic::{Code, Status};
+
+use crate::domain::{CustomerId, FieldError};
+use crate::workflow::LEDGER_UNAVAILABLE;
+
+/// Why an RPC failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A malformed or out-of-range field.
+    #[error("{0}")]
+    InvalidField(#[from] FieldError),
+    /// The workflow refused a request as malformed.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// No such account.
+    #[error("customer {0} not found")]
+    NotFound(CustomerId),
+    /// The account was closed.
+    #[error("account {0} is closed")]
+    AccountClosed(CustomerId),
+    /// A business rule refused the request (insufficient points, inactive account).
+    #[error("{0}")]
+    Precondition(String),
+    /// The event id was used before with different content.
+    #[error("{0}")]
+    EventIdReused(String),
+    /// Temporal, a worker or the ledger is out of reach; retrying may help.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The caller's deadline passed.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// Anything else; the details are logged, not returned.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        match e {
+            ApiError::InvalidField(f) => Status::invalid_argument(f.to_string()),
+            ApiError::InvalidRequest(m) => Status::invalid_argument(m),
+            ApiError::NotFound(_) => Status::not_found(e.to_string()),
+            ApiError::AccountClosed(_) => Status::failed_precondition(e.to_string()),
+            ApiError::Precondition(m) => Status::failed_precondition(m),
+            ApiError::EventIdReused(m) => Status::already_exists(m),
+            ApiError::Unavailable(m) => Status::unavailable(m),
+            ApiError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
+            ApiError::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+impl ApiError {
+    /// Classifies a raw Temporal RPC status.
+    pub fn from_rpc(customer: &CustomerId, status: &Status) -> Self {
+        match status.code() {
+            Code::NotFound => ApiError::NotFound(customer.clone()),
+            Code::Unavailable => ApiError::Unavailable(format!("Temporal unavailable: {}", status.message())),
+            Code::DeadlineExceeded => ApiError::DeadlineExceeded(format!("Temporal: {}", status.message())),
+            _ => ApiError::Internal(format!("Temporal: {status}")),
+        }
+    }
+
+    /// Classifies a failed signal-with-start.
+    pub fn from_start(customer: &CustomerId, e: WorkflowStartError) -> Self {
+        match e {
+            // Only a closed account's workflow id is refused reuse; signal-with-start
+            // reports it as a raw ALREADY_EXISTS status.
+            WorkflowStartError::AlreadyStarted { .. } => ApiError::AccountClosed(customer.clone()),
+            WorkflowStartError::Rpc(s) if s.code() == Code::AlreadyExists => ApiError::AccountClosed(customer.clone()),
+            WorkflowStartError::Rpc(s) => Self::from_rpc(customer, &s),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+
+    /// Classifies a failed query.
+    pub fn from_query(customer: &CustomerId, e: WorkflowQueryError) -> Self {
+        match e {
+            WorkflowQueryError::NotFound(_) => ApiError::NotFound(customer.clone()),
+            WorkflowQueryError::Rpc(s) => Self::from_rpc(customer, &s),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+
+    /// Classifies a failed describe.
+    pub fn from_interaction(customer: &CustomerId, e: WorkflowInteractionError) -> Self {
+        match e {
+            WorkflowInteractionError::NotFound(_) => ApiError::NotFound(customer.clone()),
+            WorkflowInteractionError::Rpc(s) => Self::from_rpc(customer, &s),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+
+    /// Classifies a failed update by the failure type the workflow set.
+    pub fn from_update(customer: &CustomerId, e: WorkflowUpdateError) -> Self {
+        match e {
+            WorkflowUpdateError::NotFound(_) => ApiError::NotFound(customer.clone()),
+            WorkflowUpdateError::Failed(f) => {
+                let message = innermost_message(&f);
+                match failure_type(&f) {
+                    Some("ValidationError") => ApiError::InvalidRequest(message),
+                    Some("InsufficientPoints" | "InactiveAccount") => ApiError::Precondition(message),
+                    Some("EventIdReused") => ApiError::EventIdReused(message),
+                    Some(t) if t == LEDGER_UNAVAILABLE => ApiError::Unavailable(message),
+                    _ => ApiError::Internal(format!("update failed: {f:?}")),
+                }
+            }
+            WorkflowUpdateError::Rpc(s) => Self::from_rpc(customer, &s),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The first non-empty application failure type in the cause chain.
+fn failure_type(f: &Failure) -> Option<&str> {
+    std::iter::successors(Some(f), |x| x.cause.as_deref())
+        .filter_map(|x| x.maybe_application_failure())
+        .map(|info| info.r#type.as_str())
+        .find(|t| !t.is_empty())
+}
+
+/// The message of the deepest failure: the workflow's own words.
+fn innermost_message(f: &Failure) -> String {
+    std::iter::successors(Some(f), |x| x.cause.as_deref()).last().map(|x| x.message.clone()).unwrap_or_default()
+}

@@ -1,0 +1,17 @@
+//! The tonic service: request -> domain command -> Temporal call -> response.
+
+pub mod error;
+pub mod requests;
+pub mod service;
+
+/// Code generated from `proto/loyalty/v1/loyalty.proto`.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("loyalty.v1");
+
+    /// Encoded descriptors for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("loyalty_descriptor");
+}
+
+pub use error::ApiError;
+pub use service::LoyaltyApi;
