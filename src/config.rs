@@ -125,7 +125,8 @@ mod tests {
     #[test]
     fn flags_win_over_the_environment() {
         let overrides = Overrides { grpc_addr: Some("127.0.0.1:0".into()), ..Default::default() };
-        let s = Settings::from_lookup(&overrides, |_| Some("0.0.0.0:1".into())).unwrap();
+        let env = |k: &str| (k == "LOYALTY_GRPC_ADDR").then(|| "0.0.0.0:1".to_string());
+        let s = Settings::from_lookup(&overrides, env).unwrap();
         assert_eq!(s.grpc_addr.to_string(), "127.0.0.1:0");
     }
 }

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// Why the dev server did not start.
@@ -43,7 +43,7 @@ pub struct DevServer {
     pid: i32,
     port: u16,
     ui_port: Option<u16>,
-    exited: mpsc::Receiver<()>,
+    exited: Mutex<mpsc::Receiver<()>>,
 }
 
 /// Finds the CLI: `$TEMPORAL_CLI`, then pip's scripts folder (where
@@ -124,11 +124,11 @@ impl DevServer {
             tracing::debug!(%status, "temporal dev server exited");
         })?;
         let pid = started_rx.recv().map_err(|_| DevServerError::Exited("spawn thread died".into(), port))??;
-        let server = Self { pid, port, ui_port: options.ui_port, exited };
+        let server = Self { pid, port, ui_port: options.ui_port, exited: Mutex::new(exited) };
         let deadline = Instant::now() + Duration::from_secs(60);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         loop {
-            if server.exited.try_recv().is_ok() {
+            if server.exited().try_recv().is_ok() {
                 return Err(DevServerError::Exited("see `temporal server start-dev` output".into(), port));
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
@@ -151,6 +151,10 @@ impl DevServer {
         self.ui_port.map(|p| format!("http://127.0.0.1:{p}"))
     }
 
+    fn exited(&self) -> std::sync::MutexGuard<'_, mpsc::Receiver<()>> {
+        self.exited.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Stops the server and waits (up to 20 s) for it to exit.
     pub fn stop(self) {
         drop(self);
@@ -161,7 +165,7 @@ impl Drop for DevServer {
     fn drop(&mut self) {
         // SAFETY: plain kill(2) on the child we started.
         unsafe { libc::kill(self.pid, libc::SIGTERM) };
-        if self.exited.recv_timeout(Duration::from_secs(20)).is_err() {
+        if self.exited().recv_timeout(Duration::from_secs(20)).is_err() {
             unsafe { libc::kill(self.pid, libc::SIGKILL) };
         }
     }

@@ -159,33 +159,3 @@ pub struct TierChange {
     /// notification's idempotency key.
     pub lifetime_points: i64,
 }
-
-impl RedemptionRequest {
-    /// The Temporal update id for this request: the event id plus a
-    /// fingerprint of the content. A retry reuses the id (Temporal returns the
-    /// first outcome); the same event id with other content gets another id
-    /// and reaches the workflow, which reports the reuse.
-    pub fn update_id(&self) -> String {
-        // FNV-1a: stable across builds and platforms, unlike std's hasher.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in self.points.to_le_bytes().iter().chain(self.reward.as_bytes()) {
-            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        format!("redeem:{}:{hash:016x}", self.event_id)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn update_id_depends_on_content_and_is_stable() {
-        let a = RedemptionRequest { event_id: "e".into(), points: 5, reward: "mug".into() };
-        let mut b = a.clone();
-        b.points = 6;
-        assert_eq!(a.update_id(), a.clone().update_id());
-        assert_ne!(a.update_id(), b.update_id());
-        assert_eq!(a.update_id(), "redeem:e:a2f2a36bfbb50bc5", "the id must not change between releases");
-    }
-}

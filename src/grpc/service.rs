@@ -49,7 +49,9 @@ impl LoyaltyApi {
 
     async fn redeem(&self, cmd: Redeem) -> Result<pb::RedeemResponse, ApiError> {
         let handle = self.client.get_workflow_handle::<LoyaltyEntityWorkflow>(cmd.customer.workflow_id());
-        let options = WorkflowExecuteUpdateOptions::builder().update_id(cmd.request.update_id()).build();
+        // No fixed update id: Temporal would replay a failed outcome (such as
+        // UNAVAILABLE) to every retry of the run. The workflow dedups by event_id.
+        let options = WorkflowExecuteUpdateOptions::default();
         match handle.execute_update(LoyaltyEntityWorkflow::redeem_points, cmd.request, options).await {
             Ok(r) => Ok(pb::RedeemResponse { redeemed: r.redeemed, remaining_balance: r.remaining_balance, reward: r.reward }),
             Err(e) => match ApiError::from_update(&cmd.customer, e) {

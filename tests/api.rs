@@ -1,0 +1,259 @@
+//! End to end through the generated tonic client, against a real Temporal dev
+//! server and a real SQLite ledger.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{accrual, client, ledger, redemption, shared, summary_when, temporal};
+use futures::StreamExt;
+use loyalty::grpc::pb;
+use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_SIGNALS_PER_RUN};
+use temporalio_client::{WorkflowDescribeOptions, WorkflowSignalOptions};
+use tonic::Code;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+async fn sqlite() -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&shared().database_url).await.expect("sqlite opens")
+}
+
+#[tokio::test]
+async fn accrue_then_summary_and_ledger() {
+    let mut grpc = client().await;
+    let r = grpc.accrue(accrual("alice", "order-1", 120)).await.expect("accrue").into_inner();
+    assert_eq!(r.workflow_id, "loyalty-alice");
+    let s = summary_when(&mut grpc, "alice", SETTLE, |s| s.lifetime_points == 120).await;
+    assert_eq!((s.customer_id.as_str(), s.points_balance, s.tier.as_str()), ("alice", 120, "Bronze"));
+    assert!(s.is_active);
+    assert_eq!(s.points_to_next_tier, 880);
+    let rows = ledger().await.entries("alice").await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].kind.as_str(), rows[0].points, rows[0].balance_after), ("accrual", 120, 120));
+    assert_eq!((rows[0].reason.as_str(), rows[0].source.as_str()), ("purchase", "tests"));
+}
+
+#[tokio::test]
+async fn tiers_upgrade_at_their_thresholds_and_are_notified() {
+    let mut grpc = client().await;
+    let steps = [(999, "Bronze"), (1, "Silver"), (3_999, "Silver"), (1, "Gold"), (4_999, "Gold"), (1, "Platinum")];
+    let mut lifetime = 0;
+    for (i, (points, tier)) in steps.into_iter().enumerate() {
+        grpc.accrue(accrual("tiers", &format!("t{i}"), points)).await.expect("accrue");
+        lifetime += points;
+        let s = summary_when(&mut grpc, "tiers", SETTLE, |s| s.lifetime_points == lifetime).await;
+        assert_eq!(s.tier, tier, "at lifetime {lifetime}");
+    }
+    let notes = ledger().await.tier_notifications("tiers").await.unwrap();
+    let expected = [("Bronze", "Silver"), ("Silver", "Gold"), ("Gold", "Platinum")];
+    assert_eq!(notes, expected.map(|(a, b)| (a.to_string(), b.to_string())).to_vec());
+}
+
+#[tokio::test]
+async fn redeem_succeeds_once_and_every_rejection_has_its_status() {
+    let mut grpc = client().await;
+    grpc.accrue(accrual("bob", "buy-1", 500)).await.unwrap();
+    summary_when(&mut grpc, "bob", SETTLE, |s| s.points_balance == 500).await;
+
+    let first = grpc.redeem(redemption("bob", "red-1", 200, "mug")).await.unwrap().into_inner();
+    assert_eq!((first.redeemed, first.remaining_balance, first.reward.as_str()), (200, 300, "mug"));
+    let retry = grpc.redeem(redemption("bob", "red-1", 200, "mug")).await.unwrap().into_inner();
+    assert_eq!(retry, first, "a retry returns the original result");
+
+    let cases = [
+        (redemption("bob", "red-1", 201, "mug"), Code::AlreadyExists, "red-1"),
+        (redemption("bob", "buy-1", 10, "mug"), Code::AlreadyExists, "buy-1"),
+        (redemption("bob", "red-2", 301, "tv"), Code::FailedPrecondition, "Insufficient points"),
+        (redemption("bob", "red-2", 0, "x"), Code::InvalidArgument, "points"),
+        (redemption("bob", "red-2", -5, "x"), Code::InvalidArgument, "points"),
+        (redemption("bob", "red 2", 1, "x"), Code::InvalidArgument, "event_id"),
+        (redemption("b/b", "red-2", 1, "x"), Code::InvalidArgument, "customer_id"),
+        (redemption("bob", "red-2", 1, &"x".repeat(257)), Code::InvalidArgument, "reward"),
+        (redemption("nobody", "red-2", 1, "x"), Code::NotFound, "nobody"),
+    ];
+    for (request, code, mentions) in cases {
+        let status = grpc.redeem(request.clone()).await.expect_err("must be rejected");
+        assert_eq!(status.code(), code, "{request:?}: {status:?}");
+        assert!(status.message().contains(mentions), "{request:?}: {status:?}");
+    }
+
+    let s = summary_when(&mut grpc, "bob", SETTLE, |_| true).await;
+    assert_eq!((s.points_balance, s.lifetime_points), (300, 500), "deducted exactly once");
+    let rows = ledger().await.entries("bob").await.unwrap();
+    let redemptions: Vec<_> = rows.iter().filter(|r| r.kind == "redemption").collect();
+    assert_eq!(redemptions.len(), 1);
+    assert_eq!((redemptions[0].points, redemptions[0].balance_after), (-200, 300));
+}
+
+#[tokio::test]
+async fn accrue_rejects_bad_fields_naming_them() {
+    let mut grpc = client().await;
+    let cases: [(pb::AccrueRequest, &str); 6] = [
+        (accrual("", "e", 1), "customer_id"),
+        (accrual(&"c".repeat(129), "e", 1), "customer_id"),
+        (accrual("carol", "e*", 1), "event_id"),
+        (accrual("carol", "e", 0), "points"),
+        (accrual("carol", "e", 1_000_000_001), "points"),
+        (pb::AccrueRequest { reason: "r".repeat(257), ..accrual("carol", "e", 1) }, "reason"),
+    ];
+    for (request, field) in cases {
+        let status = grpc.accrue(request).await.expect_err("must be rejected");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().starts_with(field), "{status:?}");
+    }
+    let status = grpc.get_summary(pb::GetSummaryRequest { customer_id: "carol".into() }).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "nothing was applied: {status:?}");
+}
+
+#[tokio::test]
+async fn duplicate_event_ids_are_applied_once() {
+    let mut grpc = client().await;
+    let sends = (0..6).map(|i| accrual("dave", if i % 2 == 0 { "dup-a" } else { "dup-b" }, 10));
+    let results: Vec<_> = futures::stream::iter(sends)
+        .map(|r| {
+            let mut g = grpc.clone();
+            async move { g.accrue(r).await }
+        })
+        .buffer_unordered(6)
+        .collect()
+        .await;
+    assert!(results.iter().all(Result::is_ok));
+    grpc.accrue(accrual("dave", "marker", 1)).await.unwrap();
+    let s = summary_when(&mut grpc, "dave", SETTLE, |s| s.lifetime_points >= 21).await;
+    assert_eq!((s.points_balance, s.lifetime_points), (21, 21));
+    assert_eq!(ledger().await.entries("dave").await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn unknown_customer_is_not_found() {
+    let mut grpc = client().await;
+    let status = grpc.get_summary(pb::GetSummaryRequest { customer_id: "ghost".into() }).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let status = grpc.get_summary(pb::GetSummaryRequest { customer_id: "".into() }).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn a_closed_account_is_never_recreated() {
+    let mut grpc = client().await;
+    grpc.accrue(accrual("erin", "e1", 70)).await.unwrap();
+    summary_when(&mut grpc, "erin", SETTLE, |s| s.points_balance == 70).await;
+    temporal()
+        .await
+        .get_workflow_handle::<LoyaltyEntityWorkflow>("loyalty-erin")
+        .signal(LoyaltyEntityWorkflow::shutdown, (), WorkflowSignalOptions::default())
+        .await
+        .expect("shutdown signal");
+    let s = summary_when(&mut grpc, "erin", SETTLE, |s| !s.is_active).await;
+    assert_eq!(s.points_balance, 70);
+
+    let status = grpc.accrue(accrual("erin", "e2", 5)).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let status = grpc.redeem(redemption("erin", "r1", 5, "x")).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let s = summary_when(&mut grpc, "erin", SETTLE, |_| true).await;
+    assert_eq!((s.points_balance, s.is_active), (70, false), "not re-created blank");
+}
+
+#[tokio::test]
+async fn a_redemption_whose_ledger_write_fails_gives_the_points_back() {
+    let mut grpc = client().await;
+    grpc.accrue(accrual("frank", "f1", 100)).await.unwrap();
+    summary_when(&mut grpc, "frank", SETTLE, |s| s.points_balance == 100).await;
+    let db = sqlite().await;
+    sqlx::query(
+        "CREATE TRIGGER outage_frank BEFORE INSERT ON ledger_entries
+         WHEN NEW.customer_id = 'frank' AND NEW.kind = 'redemption'
+         BEGIN SELECT RAISE(ABORT, 'injected outage'); END",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+
+    let status = grpc.redeem(redemption("frank", "fr1", 60, "hat")).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let s = summary_when(&mut grpc, "frank", SETTLE, |_| true).await;
+    assert_eq!(s.points_balance, 100, "points given back");
+
+    sqlx::query("DROP TRIGGER outage_frank").execute(&db).await.unwrap();
+    let ok = grpc.redeem(redemption("frank", "fr1", 60, "hat")).await.expect("retry succeeds").into_inner();
+    assert_eq!(ok.remaining_balance, 40);
+    let rows = ledger().await.entries("frank").await.unwrap();
+    assert_eq!(rows.iter().filter(|r| r.kind == "redemption").count(), 1);
+}
+
+#[tokio::test]
+async fn accruals_survive_a_ledger_outage_without_failing_the_account() {
+    let mut grpc = client().await;
+    grpc.accrue(accrual("gina", "g0", 1)).await.unwrap();
+    summary_when(&mut grpc, "gina", SETTLE, |s| s.points_balance == 1).await;
+    let db = sqlite().await;
+    sqlx::query(
+        "CREATE TRIGGER outage_gina BEFORE INSERT ON ledger_entries WHEN NEW.customer_id = 'gina'
+         BEGIN SELECT RAISE(ABORT, 'injected outage'); END",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    grpc.accrue(accrual("gina", "g1", 10)).await.unwrap();
+    grpc.accrue(accrual("gina", "g2", 20)).await.unwrap();
+    // The batch's retries run out (about 3 s); the account must keep serving.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let s = summary_when(&mut grpc, "gina", SETTLE, |_| true).await;
+    assert_eq!(s.points_balance, 1, "nothing applied while the ledger is down");
+    sqlx::query("DROP TRIGGER outage_gina").execute(&db).await.unwrap();
+    let s = summary_when(&mut grpc, "gina", Duration::from_secs(90), |s| s.points_balance == 31).await;
+    assert_eq!(s.lifetime_points, 31);
+    assert_eq!(ledger().await.entries("gina").await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_burst_across_continue_as_new_loses_and_doubles_nothing() {
+    const EVENTS: usize = 2_400;
+    assert!(EVENTS as u32 > MAX_SIGNALS_PER_RUN, "the burst must force a continue-as-new");
+    let grpc = client().await;
+    // Every tenth event is sent twice, so duplicates cross batches and runs.
+    let sends = (0..EVENTS).flat_map(|i| {
+        let copies = if i % 10 == 0 { 2 } else { 1 };
+        std::iter::repeat_n(accrual("hot", &format!("burst-{i}"), (i % 7 + 1) as i64), copies)
+    });
+    let failures = futures::stream::iter(sends)
+        .map(|r| {
+            let mut g = grpc.clone();
+            async move { g.accrue(r).await }
+        })
+        .buffer_unordered(32)
+        .filter(|r| std::future::ready(r.is_err()))
+        .count()
+        .await;
+    assert_eq!(failures, 0);
+
+    let expected: i64 = (0..EVENTS).map(|i| (i % 7 + 1) as i64).sum();
+    let mut grpc = grpc;
+    let s = summary_when(&mut grpc, "hot", Duration::from_secs(120), |s| s.lifetime_points >= expected).await;
+    assert_eq!((s.points_balance, s.lifetime_points), (expected, expected));
+    let rows = ledger().await.entries("hot").await.unwrap();
+    assert_eq!(rows.len(), EVENTS, "one ledger row per distinct event");
+    assert_eq!(rows.iter().map(|r| r.points).sum::<i64>(), expected);
+    assert_eq!(rows.last().map(|r| r.balance_after), Some(expected));
+
+    let description = temporal()
+        .await
+        .get_workflow_handle::<LoyaltyEntityWorkflow>("loyalty-hot")
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .unwrap();
+    let info = description.raw_description.workflow_execution_info.expect("info");
+    let run_id = info.execution.as_ref().map(|e| e.run_id.clone()).unwrap_or_default();
+    assert_ne!(info.first_run_id, run_id, "the burst must have continued-as-new");
+}
+
+#[tokio::test]
+async fn health_reports_serving() {
+    let mut health = HealthClient::new(common::grpc_channel(shared().grpc_addr).await);
+    for service in ["", "loyalty.v1.LoyaltyService"] {
+        let r = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
+        assert_eq!(r.status(), ServingStatus::Serving, "service {service:?}");
+    }
+}

@@ -1,0 +1,144 @@
+//! Test harness: one real Temporal dev server (from the installed CLI) and one
+//! real application per test binary, reached through the generated client.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use loyalty::app::Application;
+use loyalty::config::{Overrides, Settings};
+use loyalty::devserver::{DevServer, DevServerOptions};
+use loyalty::grpc::pb::{self, loyalty_service_client::LoyaltyServiceClient};
+use loyalty::ledger::Ledger;
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+use tonic::transport::Channel;
+
+/// The application every test of this binary talks to.
+pub struct Shared {
+    /// Its gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// Its ledger database URL.
+    pub database_url: String,
+    /// The dev server's frontend address.
+    pub temporal_address: String,
+    /// Its task queue.
+    pub task_queue: String,
+}
+
+fn dev_server() -> &'static DevServer {
+    static DEV: OnceLock<DevServer> = OnceLock::new();
+    DEV.get_or_init(|| DevServer::start(&DevServerOptions::default()).expect("temporal dev server starts"))
+}
+
+/// A scratch folder unique to this process.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("loyalty-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Settings for an application on port 0 against the shared dev server.
+pub fn settings(name: &str) -> Settings {
+    let overrides = Overrides {
+        grpc_addr: Some("127.0.0.1:0".into()),
+        task_queue: Some(format!("loyalty-test-{name}")),
+        database_url: Some(format!("sqlite:{}/ledger.db", scratch_dir(name).display())),
+        temporal_address: Some(dev_server().address()),
+    };
+    Settings::from_lookup(&overrides, |_| None).expect("test settings are valid")
+}
+
+/// Builds and runs an application on its own thread and runtime (its worker
+/// future is not `Send`), until `stop` resolves.
+pub fn start_app(settings: Settings, stop: tokio::sync::oneshot::Receiver<()>) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let app = Application::build(settings).await.expect("application builds");
+            ready_tx.send(app.grpc_addr()).expect("test waits");
+            app.run_until(async move {
+                let _ = stop.await;
+            })
+            .await
+            .expect("application stops cleanly");
+        });
+    });
+    let addr = ready_rx.recv_timeout(Duration::from_secs(60)).expect("application starts");
+    (addr, thread)
+}
+
+/// The binary's shared application, started on first use.
+pub fn shared() -> &'static Shared {
+    static APP: OnceLock<(Shared, tokio::sync::oneshot::Sender<()>)> = OnceLock::new();
+    &APP.get_or_init(|| {
+        let settings = settings("shared");
+        let database_url = settings.database_url.clone();
+        let task_queue = settings.task_queue.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let (grpc_addr, _thread) = start_app(settings, stop_rx);
+        (Shared { grpc_addr, database_url, temporal_address: dev_server().address(), task_queue }, stop_tx)
+    })
+    .0
+}
+
+/// A gRPC client of the shared application.
+pub async fn client() -> LoyaltyServiceClient<Channel> {
+    LoyaltyServiceClient::new(grpc_channel(shared().grpc_addr).await)
+}
+
+/// A channel to a gRPC server.
+pub async fn grpc_channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("grpc connects")
+}
+
+/// The shared application's ledger, opened from the test's own runtime.
+pub async fn ledger() -> Ledger {
+    Ledger::connect(&shared().database_url).await.expect("ledger opens")
+}
+
+/// A Temporal client of the shared dev server.
+pub async fn temporal() -> Client {
+    let url = Url::parse(&format!("http://{}", shared().temporal_address)).expect("url");
+    let connection = Connection::connect(ConnectionOptions::new(url).identity("loyalty-tests").build())
+        .await
+        .expect("temporal connects");
+    Client::new(connection, ClientOptions::new("default").build()).expect("client")
+}
+
+/// An accrual request.
+pub fn accrual(customer: &str, event: &str, points: i64) -> pb::AccrueRequest {
+    pb::AccrueRequest {
+        customer_id: customer.into(),
+        event_id: event.into(),
+        points,
+        reason: "purchase".into(),
+        source: "tests".into(),
+    }
+}
+
+/// A redemption request.
+pub fn redemption(customer: &str, event: &str, points: i64, reward: &str) -> pb::RedeemRequest {
+    pb::RedeemRequest { customer_id: customer.into(), event_id: event.into(), points, reward: reward.into() }
+}
+
+/// Polls the summary until `done` holds, or panics after `timeout` with the last one.
+pub async fn summary_when(
+    grpc: &mut LoyaltyServiceClient<Channel>,
+    customer: &str,
+    timeout: Duration,
+    done: impl Fn(&pb::GetSummaryResponse) -> bool,
+) -> pb::GetSummaryResponse {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = grpc.get_summary(pb::GetSummaryRequest { customer_id: customer.into() }).await;
+        match last {
+            Ok(r) if done(r.get_ref()) => return r.into_inner(),
+            _ if Instant::now() > deadline => panic!("summary of {customer} never converged; last: {last:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
