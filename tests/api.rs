@@ -257,3 +257,20 @@ async fn health_reports_serving() {
         assert_eq!(r.status(), ServingStatus::Serving, "service {service:?}");
     }
 }
+
+#[tokio::test]
+async fn the_reference_guides_python_client_works_against_our_worker() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/guide_client.py");
+    let app = shared();
+    let output = tokio::process::Command::new("python3")
+        .args([script, &app.temporal_address, &app.task_queue, "guide-cust-42"])
+        .output()
+        .await
+        .expect("python3 runs (scripts/setup.sh installs temporalio)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "guide client failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("guide client OK: 1050 points, tier Silver"), "{stdout}");
+    // The same account through our API agrees.
+    let s = summary_when(&mut client().await, "guide-cust-42", SETTLE, |_| true).await;
+    assert_eq!((s.points_balance, s.is_active), (1050, false));
+}

@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::pb::{self, loyalty_service_server::LoyaltyService};
 use super::requests::{Accrue, Redeem};
 use crate::domain::{CustomerId, Tier};
-use crate::workflow::LoyaltyEntityWorkflow;
+use crate::workflow::{LoyaltyEntityWorkflow, WorkflowInput};
 
 /// The gRPC API; cheap to clone.
 #[derive(Clone)]
@@ -37,7 +37,7 @@ impl LoyaltyApi {
         self.client
             .signal_with_start_workflow(
                 LoyaltyEntityWorkflow::run,
-                None,
+                WorkflowInput::new_account(),
                 LoyaltyEntityWorkflow::add_points,
                 cmd.event,
                 options,

@@ -21,6 +21,10 @@ use temporalio_sdk::{
     WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 
+mod input;
+
+pub use input::WorkflowInput;
+
 use crate::activities::{LoyaltyActivities, VoidRequest};
 use crate::domain::ids::WORKFLOW_ID_PREFIX;
 use crate::domain::messages::{LoyaltyState, LoyaltySummary, PointsEvent, RedemptionRequest, RedemptionResult};
@@ -68,10 +72,10 @@ impl LoyaltyEntityWorkflow {
 
 #[workflow_methods]
 impl LoyaltyEntityWorkflow {
-    /// `None` for a new account, the carried state after continue-as-new.
+    /// A new account, or the carried state after continue-as-new.
     #[init]
-    pub fn new(ctx: &WorkflowContextView, carried: Option<LoyaltyState>) -> Self {
-        let state = carried.unwrap_or_else(|| {
+    pub fn new(ctx: &WorkflowContextView, input: WorkflowInput) -> Self {
+        let state = input.0.unwrap_or_else(|| {
             let id = ctx.workflow_id();
             LoyaltyState::open(id.strip_prefix(WORKFLOW_ID_PREFIX).unwrap_or(id))
         });
@@ -111,7 +115,7 @@ impl LoyaltyEntityWorkflow {
                 // Captured after the wait, so no signal received before it is lost.
                 let carried = ctx.state(|s| s.state.clone());
                 log(ctx, |s| tracing::info!(customer = %s.customer_id, pending = s.pending_events.len(), "continuing as new"));
-                ctx.continue_as_new(Some(carried), ContinueAsNewOptions::default())?;
+                ctx.continue_as_new(WorkflowInput(Some(carried)), ContinueAsNewOptions::default())?;
             }
         }
     }
