@@ -274,3 +274,25 @@ async fn the_reference_guides_python_client_works_against_our_worker() {
     let s = summary_when(&mut client().await, "guide-cust-42", SETTLE, |_| true).await;
     assert_eq!((s.points_balance, s.is_active), (1050, false));
 }
+
+#[tokio::test]
+async fn concurrent_retries_of_one_redemption_deduct_once() {
+    let mut grpc = client().await;
+    grpc.accrue(accrual("hank", "h1", 100)).await.unwrap();
+    summary_when(&mut grpc, "hank", SETTLE, |s| s.points_balance == 100).await;
+    let results: Vec<_> = futures::stream::iter(0..5)
+        .map(|_| {
+            let mut g = grpc.clone();
+            async move { g.redeem(redemption("hank", "hr1", 30, "tea")).await.map(|r| r.into_inner()) }
+        })
+        .buffer_unordered(5)
+        .collect()
+        .await;
+    for r in &results {
+        let r = r.as_ref().expect("every retry succeeds");
+        assert_eq!((r.redeemed, r.remaining_balance), (30, 70));
+    }
+    let s = summary_when(&mut grpc, "hank", SETTLE, |_| true).await;
+    assert_eq!(s.points_balance, 70);
+    assert_eq!(ledger().await.entries("hank").await.unwrap().iter().filter(|r| r.kind == "redemption").count(), 1);
+}
