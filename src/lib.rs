@@ -1,13 +1,18 @@
 //! The loyalty points service: one Temporal entity workflow per customer,
 //! a gRPC API, and the worker that runs them, in one process.
 
+#![warn(missing_docs)]
+
+// The SDK's handler macros generate undocumented constants in these two.
+#[allow(missing_docs)]
 pub mod activities;
-pub mod domain;
-pub mod ledger;
-pub mod workflow;
+pub mod app;
+pub mod cli;
 pub mod config;
 pub mod devserver;
+pub mod domain;
 pub mod grpc;
-pub mod app;
+pub mod ledger;
 pub mod telemetry;
-pub mod cli;
+#[allow(missing_docs)]
+pub mod workflow;

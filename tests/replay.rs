@@ -98,7 +98,13 @@ async fn capture_histories() {
     handle.signal(LoyaltyEntityWorkflow::shutdown, (), WorkflowSignalOptions::default()).await.unwrap();
     summary_when(&mut grpc, CUSTOMER, settle, |s| !s.is_active).await;
 
-    let info = handle.describe(WorkflowDescribeOptions::default()).await.unwrap().raw_description.workflow_execution_info.unwrap();
+    let info = handle
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .unwrap()
+        .raw_description
+        .workflow_execution_info
+        .unwrap();
     let last = info.execution.as_ref().unwrap().run_id.clone();
     assert_ne!(info.first_run_id, last, "the burst must continue-as-new");
     std::fs::create_dir_all(histories_dir()).unwrap();

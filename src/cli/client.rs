@@ -64,14 +64,20 @@ pub struct SummaryArgs {
 }
 
 async fn connect(target: &Target) -> Result<LoyaltyServiceClient<Channel>, tonic::Status> {
-    let server = if target.server.contains("://") { target.server.clone() } else { format!("http://{}", target.server) };
+    let server =
+        if target.server.contains("://") { target.server.clone() } else { format!("http://{}", target.server) };
     LoyaltyServiceClient::connect(server)
         .await
         .map_err(|e| tonic::Status::unavailable(format!("cannot reach {}: {e}", target.server)))
 }
 
 /// Prints the outcome: `human` or `json` on success, the status on failure.
-fn report<T>(result: Result<T, tonic::Status>, as_json: bool, json: impl Fn(&T) -> serde_json::Value, human: impl Fn(&T) -> String) -> ExitCode {
+fn report<T>(
+    result: Result<T, tonic::Status>,
+    as_json: bool,
+    json: impl Fn(&T) -> serde_json::Value,
+    human: impl Fn(&T) -> String,
+) -> ExitCode {
     match result {
         Ok(v) if as_json => {
             println!("{}", json(&v));
@@ -111,14 +117,23 @@ pub async fn accrue(args: AccrueArgs) -> ExitCode {
 }
 
 pub async fn redeem(args: RedeemArgs) -> ExitCode {
-    let request =
-        pb::RedeemRequest { customer_id: args.customer.clone(), event_id: args.event, points: args.points, reward: args.reward };
+    let request = pb::RedeemRequest {
+        customer_id: args.customer.clone(),
+        event_id: args.event,
+        points: args.points,
+        reward: args.reward,
+    };
     let result = async { Ok(connect(&args.target).await?.redeem(request).await?.into_inner()) }.await;
     report(
         result,
         args.target.json,
         |r| json!({"redeemed": r.redeemed, "remaining_balance": r.remaining_balance, "reward": r.reward}),
-        |r| format!("redeemed {} points for {:?}; {} has {} left", r.redeemed, r.reward, args.customer, r.remaining_balance),
+        |r| {
+            format!(
+                "redeemed {} points for {:?}; {} has {} left",
+                r.redeemed, r.reward, args.customer, r.remaining_balance
+            )
+        },
     )
 }
 
@@ -139,7 +154,11 @@ pub async fn summary(args: SummaryArgs) -> ExitCode {
                 s.points_balance,
                 s.lifetime_points,
                 s.tier,
-                if s.points_to_next_tier > 0 { format!(" ({} to next tier)", s.points_to_next_tier) } else { String::new() },
+                if s.points_to_next_tier > 0 {
+                    format!(" ({} to next tier)", s.points_to_next_tier)
+                } else {
+                    String::new()
+                },
                 if s.is_active { "active" } else { "closed" }
             )
         },

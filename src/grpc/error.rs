@@ -1,6 +1,8 @@
 //! Every error the API can return, mapped to a gRPC status in one place.
 
-use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError, WorkflowUpdateError};
+use temporalio_client::errors::{
+    WorkflowInteractionError, WorkflowQueryError, WorkflowStartError, WorkflowUpdateError,
+};
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
 use tonic::{Code, Status};
 

@@ -67,7 +67,8 @@ mod tests {
             source: "s".into(),
         };
         assert!(Accrue::try_from(ok.clone()).is_ok());
-        let cases: [(&str, fn(&mut pb::AccrueRequest)); 5] = [
+        type Spoil = fn(&mut pb::AccrueRequest);
+        let cases: [(&str, Spoil); 5] = [
             ("customer_id", |r| r.customer_id = "a b".into()),
             ("event_id", |r| r.event_id.clear()),
             ("points", |r| r.points = 0),
@@ -79,7 +80,8 @@ mod tests {
             spoil(&mut bad);
             assert_eq!(Accrue::try_from(bad).unwrap_err().field, field);
         }
-        let redeem = pb::RedeemRequest { customer_id: "c1".into(), event_id: "e".into(), points: 1, reward: "x".repeat(257) };
+        let redeem =
+            pb::RedeemRequest { customer_id: "c1".into(), event_id: "e".into(), points: 1, reward: "x".repeat(257) };
         assert_eq!(Redeem::try_from(redeem).unwrap_err().field, "reward");
     }
 }

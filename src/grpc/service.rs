@@ -53,7 +53,11 @@ impl LoyaltyApi {
         // UNAVAILABLE) to every retry of the run. The workflow dedups by event_id.
         let options = WorkflowExecuteUpdateOptions::default();
         match handle.execute_update(LoyaltyEntityWorkflow::redeem_points, cmd.request, options).await {
-            Ok(r) => Ok(pb::RedeemResponse { redeemed: r.redeemed, remaining_balance: r.remaining_balance, reward: r.reward }),
+            Ok(r) => Ok(pb::RedeemResponse {
+                redeemed: r.redeemed,
+                remaining_balance: r.remaining_balance,
+                reward: r.reward,
+            }),
             Err(e) => match ApiError::from_update(&cmd.customer, e) {
                 // An update to a completed workflow is reported as not found.
                 ApiError::NotFound(customer) => Err(self.closed_or_missing(customer).await),

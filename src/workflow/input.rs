@@ -35,11 +35,7 @@ impl TemporalSerializable for WorkflowInput {
                 (JSON, serde_json::to_vec(state).map_err(|e| PayloadConversionError::EncodingError(Box::new(e)))?)
             }
         };
-        Ok(Payload {
-            metadata: [(ENCODING.to_owned(), encoding.to_vec())].into(),
-            data,
-            external_payloads: vec![],
-        })
+        Ok(Payload { metadata: [(ENCODING.to_owned(), encoding.to_vec())].into(), data, external_payloads: vec![] })
     }
 }
 
@@ -83,8 +79,11 @@ mod tests {
     async fn no_payload_and_null_open_a_new_account() {
         assert_eq!(decode(vec![]).await.unwrap(), WorkflowInput(None));
         assert_eq!(decode(encode(&WorkflowInput::new_account()).await).await.unwrap(), WorkflowInput(None));
-        let json_null =
-            Payload { metadata: [(ENCODING.into(), JSON.to_vec())].into(), data: b"null".to_vec(), external_payloads: vec![] };
+        let json_null = Payload {
+            metadata: [(ENCODING.into(), JSON.to_vec())].into(),
+            data: b"null".to_vec(),
+            external_payloads: vec![],
+        };
         assert_eq!(decode(vec![json_null]).await.unwrap(), WorkflowInput(None));
     }
 

@@ -100,7 +100,10 @@ impl LoyaltyEntityWorkflow {
                 wait_for_handlers(ctx).await?;
                 // Signals that arrived while handlers finished are applied first.
                 if ctx.state(|s| !s.has_ledger_work()) {
-                    log(ctx, |s| tracing::info!(customer = %s.customer_id, balance = s.points_balance, "account closed"));
+                    log(
+                        ctx,
+                        |s| tracing::info!(customer = %s.customer_id, balance = s.points_balance, "account closed"),
+                    );
                     return Ok(ctx.state(|s| s.state.clone()));
                 }
                 continue;
@@ -108,13 +111,18 @@ impl LoyaltyEntityWorkflow {
 
             let suggested = ctx.continue_as_new_suggested();
             let carry_ok = ctx.state(|s| {
-                s.state.pending_events.len() <= MAX_PENDING_CARRY || !healthy || s.signals_this_run >= FORCE_CONTINUE_SIGNALS
+                s.state.pending_events.len() <= MAX_PENDING_CARRY
+                    || !healthy
+                    || s.signals_this_run >= FORCE_CONTINUE_SIGNALS
             });
             if ctx.state(|s| s.run_is_full(suggested)) && carry_ok {
                 wait_for_handlers(ctx).await?;
                 // Captured after the wait, so no signal received before it is lost.
                 let carried = ctx.state(|s| s.state.clone());
-                log(ctx, |s| tracing::info!(customer = %s.customer_id, pending = s.pending_events.len(), "continuing as new"));
+                log(
+                    ctx,
+                    |s| tracing::info!(customer = %s.customer_id, pending = s.pending_events.len(), "continuing as new"),
+                );
                 ctx.continue_as_new(WorkflowInput(Some(carried)), ContinueAsNewOptions::default())?;
             }
         }
@@ -136,7 +144,11 @@ impl LoyaltyEntityWorkflow {
 
     /// Rejects a redemption before it enters history when it cannot succeed.
     #[update_validator(redeem_points)]
-    pub fn validate_redeem_points(&self, _ctx: &WorkflowContextView, req: &RedemptionRequest) -> Result<(), HandlerError> {
+    pub fn validate_redeem_points(
+        &self,
+        _ctx: &WorkflowContextView,
+        req: &RedemptionRequest,
+    ) -> Result<(), HandlerError> {
         self.state.decide_redemption(req).map(|_| ()).map_err(rejection)
     }
 
@@ -216,10 +228,8 @@ async fn drain_once(ctx: &Ctx) -> Result<bool, WorkflowCancellationError> {
 }
 
 async fn void_given_back(ctx: &Ctx) -> bool {
-    let request = ctx.state(|s| VoidRequest {
-        customer_id: s.state.customer_id.clone(),
-        event_ids: s.state.pending_voids.clone(),
-    });
+    let request = ctx
+        .state(|s| VoidRequest { customer_id: s.state.customer_id.clone(), event_ids: s.state.pending_voids.clone() });
     if request.event_ids.is_empty() {
         return true;
     }
@@ -232,7 +242,10 @@ async fn void_given_back(ctx: &Ctx) -> bool {
             true
         }
         Err(e) => {
-            log(ctx, |s| tracing::warn!(customer = %s.customer_id, error = %e, "voiding redemptions failed; will retry"));
+            log(
+                ctx,
+                |s| tracing::warn!(customer = %s.customer_id, error = %e, "voiding redemptions failed; will retry"),
+            );
             false
         }
     }
@@ -244,10 +257,14 @@ async fn apply_batch(ctx: &Ctx) -> bool {
         return true;
     }
     if !plan.entries.is_empty() {
-        let written =
-            ctx.execute_activity(LoyaltyActivities::record_points_transactions, plan.entries.clone(), ledger_options()).await;
+        let written = ctx
+            .execute_activity(LoyaltyActivities::record_points_transactions, plan.entries.clone(), ledger_options())
+            .await;
         if let Err(e) = written {
-            log(ctx, |s| tracing::warn!(customer = %s.customer_id, error = %e, "ledger write failed; events stay pending"));
+            log(
+                ctx,
+                |s| tracing::warn!(customer = %s.customer_id, error = %e, "ledger write failed; events stay pending"),
+            );
             return false;
         }
     }
@@ -256,7 +273,10 @@ async fn apply_batch(ctx: &Ctx) -> bool {
         log(ctx, |s| tracing::info!(customer = %s.customer_id, event_id, why, "accrual ignored"));
     }
     if let Some(change) = plan.tier_change {
-        log(ctx, |_| tracing::info!(customer = %change.customer_id, from = %change.old_tier, to = %change.new_tier, "tier changed"));
+        log(
+            ctx,
+            |_| tracing::info!(customer = %change.customer_id, from = %change.old_tier, to = %change.new_tier, "tier changed"),
+        );
         // A notification is best effort: its failure never holds back points.
         if let Err(e) =
             ctx.execute_activity(LoyaltyActivities::send_tier_change_notification, change, notification_options()).await
@@ -278,16 +298,22 @@ fn retry(max_attempts: u32, max_interval: Duration) -> RetryPolicy {
 
 /// Accrual batches and voids: a few retries, then the run loop backs off.
 fn ledger_options() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10)).retry_policy(retry(5, Duration::from_secs(5))).build()
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
+        .retry_policy(retry(5, Duration::from_secs(5)))
+        .build()
 }
 
 /// A redemption's caller is waiting: fail fast and give the points back.
 fn redemption_options() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(5)).retry_policy(retry(3, Duration::from_secs(1))).build()
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(5))
+        .retry_policy(retry(3, Duration::from_secs(1)))
+        .build()
 }
 
 fn notification_options() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10)).retry_policy(retry(5, Duration::from_secs(10))).build()
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
+        .retry_policy(retry(5, Duration::from_secs(10)))
+        .build()
 }
 
 fn rejection(r: RedeemRejection) -> HandlerError {

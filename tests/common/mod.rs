@@ -53,7 +53,10 @@ pub fn settings(name: &str) -> Settings {
 
 /// Builds and runs an application on its own thread and runtime (its worker
 /// future is not `Send`), until `stop` resolves.
-pub fn start_app(settings: Settings, stop: tokio::sync::oneshot::Receiver<()>) -> (SocketAddr, std::thread::JoinHandle<()>) {
+pub fn start_app(
+    settings: Settings,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> (SocketAddr, std::thread::JoinHandle<()>) {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
