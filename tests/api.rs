@@ -15,8 +15,19 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 
 const SETTLE: Duration = Duration::from_secs(30);
 
-async fn sqlite() -> sqlx::SqlitePool {
-    sqlx::SqlitePool::connect(&shared().database_url).await.expect("sqlite opens")
+/// A real ledger outage: a trigger makes the real database refuse matching inserts.
+async fn fail_inserts(trigger: &str, when: &str) -> sqlx::SqlitePool {
+    let db = sqlx::SqlitePool::connect(&shared().database_url).await.expect("sqlite opens");
+    let sql = format!(
+        "CREATE TRIGGER {trigger} BEFORE INSERT ON ledger_entries WHEN {when}
+         BEGIN SELECT RAISE(ABORT, 'injected outage'); END"
+    );
+    sqlx::query(&sql).execute(&db).await.expect("trigger created");
+    db
+}
+
+async fn end_outage(db: &sqlx::SqlitePool, trigger: &str) {
+    sqlx::query(&format!("DROP TRIGGER {trigger}")).execute(db).await.expect("trigger dropped");
 }
 
 #[tokio::test]
@@ -161,22 +172,14 @@ async fn a_redemption_whose_ledger_write_fails_gives_the_points_back() {
     let mut grpc = client().await;
     grpc.accrue(accrual("frank", "f1", 100)).await.unwrap();
     summary_when(&mut grpc, "frank", SETTLE, |s| s.points_balance == 100).await;
-    let db = sqlite().await;
-    sqlx::query(
-        "CREATE TRIGGER outage_frank BEFORE INSERT ON ledger_entries
-         WHEN NEW.customer_id = 'frank' AND NEW.kind = 'redemption'
-         BEGIN SELECT RAISE(ABORT, 'injected outage'); END",
-    )
-    .execute(&db)
-    .await
-    .unwrap();
+    let db = fail_inserts("outage_frank", "NEW.customer_id = 'frank' AND NEW.kind = 'redemption'").await;
 
     let status = grpc.redeem(redemption("frank", "fr1", 60, "hat")).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     let s = summary_when(&mut grpc, "frank", SETTLE, |_| true).await;
     assert_eq!(s.points_balance, 100, "points given back");
 
-    sqlx::query("DROP TRIGGER outage_frank").execute(&db).await.unwrap();
+    end_outage(&db, "outage_frank").await;
     let ok = grpc.redeem(redemption("frank", "fr1", 60, "hat")).await.expect("retry succeeds").into_inner();
     assert_eq!(ok.remaining_balance, 40);
     let rows = ledger().await.entries("frank").await.unwrap();
@@ -188,21 +191,14 @@ async fn accruals_survive_a_ledger_outage_without_failing_the_account() {
     let mut grpc = client().await;
     grpc.accrue(accrual("gina", "g0", 1)).await.unwrap();
     summary_when(&mut grpc, "gina", SETTLE, |s| s.points_balance == 1).await;
-    let db = sqlite().await;
-    sqlx::query(
-        "CREATE TRIGGER outage_gina BEFORE INSERT ON ledger_entries WHEN NEW.customer_id = 'gina'
-         BEGIN SELECT RAISE(ABORT, 'injected outage'); END",
-    )
-    .execute(&db)
-    .await
-    .unwrap();
+    let db = fail_inserts("outage_gina", "NEW.customer_id = 'gina'").await;
     grpc.accrue(accrual("gina", "g1", 10)).await.unwrap();
     grpc.accrue(accrual("gina", "g2", 20)).await.unwrap();
     // The batch's retries run out (about 3 s); the account must keep serving.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let s = summary_when(&mut grpc, "gina", SETTLE, |_| true).await;
     assert_eq!(s.points_balance, 1, "nothing applied while the ledger is down");
-    sqlx::query("DROP TRIGGER outage_gina").execute(&db).await.unwrap();
+    end_outage(&db, "outage_gina").await;
     let s = summary_when(&mut grpc, "gina", Duration::from_secs(90), |s| s.points_balance == 31).await;
     assert_eq!(s.lifetime_points, 31);
     assert_eq!(ledger().await.entries("gina").await.unwrap().len(), 3);

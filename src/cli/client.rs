@@ -20,16 +20,23 @@ pub struct Target {
     json: bool,
 }
 
-/// Options of `loyalty accrue`.
+/// The account, idempotency key and amount of an accrual or redemption.
 #[derive(Debug, clap::Args)]
-pub struct AccrueArgs {
+pub struct EventArgs {
     #[arg(long)]
     customer: String,
-    /// Idempotency key of the purchase.
+    /// Idempotency key: reuse it to retry safely.
     #[arg(long)]
     event: String,
     #[arg(long)]
     points: i64,
+}
+
+/// Options of `loyalty accrue`.
+#[derive(Debug, clap::Args)]
+pub struct AccrueArgs {
+    #[command(flatten)]
+    event: EventArgs,
     #[arg(long, default_value = "")]
     reason: String,
     #[arg(long, default_value = "cli")]
@@ -41,13 +48,8 @@ pub struct AccrueArgs {
 /// Options of `loyalty redeem`.
 #[derive(Debug, clap::Args)]
 pub struct RedeemArgs {
-    #[arg(long)]
-    customer: String,
-    /// Idempotency key of the redemption.
-    #[arg(long)]
-    event: String,
-    #[arg(long)]
-    points: i64,
+    #[command(flatten)]
+    event: EventArgs,
     #[arg(long, default_value = "")]
     reward: String,
     #[command(flatten)]
@@ -100,10 +102,11 @@ fn report<T>(
 }
 
 pub async fn accrue(args: AccrueArgs) -> ExitCode {
+    let EventArgs { customer, event, points } = args.event;
     let request = pb::AccrueRequest {
-        customer_id: args.customer.clone(),
-        event_id: args.event.clone(),
-        points: args.points,
+        customer_id: customer.clone(),
+        event_id: event.clone(),
+        points,
         reason: args.reason,
         source: args.source,
     };
@@ -111,29 +114,20 @@ pub async fn accrue(args: AccrueArgs) -> ExitCode {
     report(
         result,
         args.target.json,
-        |r| json!({"accepted": true, "customer_id": args.customer, "event_id": args.event, "points": args.points, "workflow_id": r.workflow_id}),
-        |_| format!("accepted {} points for {} (event {})", args.points, args.customer, args.event),
+        |r| json!({"accepted": true, "customer_id": customer, "event_id": event, "points": points, "workflow_id": r.workflow_id}),
+        |_| format!("accepted {points} points for {customer} (event {event})"),
     )
 }
 
 pub async fn redeem(args: RedeemArgs) -> ExitCode {
-    let request = pb::RedeemRequest {
-        customer_id: args.customer.clone(),
-        event_id: args.event,
-        points: args.points,
-        reward: args.reward,
-    };
+    let EventArgs { customer, event, points } = args.event;
+    let request = pb::RedeemRequest { customer_id: customer.clone(), event_id: event, points, reward: args.reward };
     let result = async { Ok(connect(&args.target).await?.redeem(request).await?.into_inner()) }.await;
     report(
         result,
         args.target.json,
         |r| json!({"redeemed": r.redeemed, "remaining_balance": r.remaining_balance, "reward": r.reward}),
-        |r| {
-            format!(
-                "redeemed {} points for {:?}; {} has {} left",
-                r.redeemed, r.reward, args.customer, r.remaining_balance
-            )
-        },
+        |r| format!("redeemed {} points for {:?}; {} has {} left", r.redeemed, r.reward, customer, r.remaining_balance),
     )
 }
 
