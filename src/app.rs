@@ -53,7 +53,10 @@ impl Application {
     /// the gRPC listener (port 0 picks a free port). Must run inside tokio.
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
         let ledger = Ledger::connect(&settings.database_url).await?;
-        let temporal = |e: &dyn std::fmt::Display| AppError::Temporal(e.to_string());
+        let target = settings.temporal_connection.target.to_string();
+        let temporal = |e: &dyn std::fmt::Display| {
+            AppError::Temporal(format!("cannot use Temporal at {target} (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE): {e}"))
+        };
         let connection = Connection::connect(settings.temporal_connection).await.map_err(|e| temporal(&e))?;
         let client = Client::new(connection, settings.temporal_client).map_err(|e| temporal(&e))?;
 

@@ -16,10 +16,10 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 const SETTLE: Duration = Duration::from_secs(30);
 
 /// A real ledger outage: a trigger makes the real database refuse matching inserts.
-async fn fail_inserts(trigger: &str, when: &str) -> sqlx::SqlitePool {
+async fn fail_inserts(trigger: &str, table: &str, when: &str) -> sqlx::SqlitePool {
     let db = sqlx::SqlitePool::connect(&shared().database_url).await.expect("sqlite opens");
     let sql = format!(
-        "CREATE TRIGGER {trigger} BEFORE INSERT ON ledger_entries WHEN {when}
+        "CREATE TRIGGER {trigger} BEFORE INSERT ON {table} WHEN {when}
          BEGIN SELECT RAISE(ABORT, 'injected outage'); END"
     );
     sqlx::query(&sql).execute(&db).await.expect("trigger created");
@@ -172,7 +172,8 @@ async fn a_redemption_whose_ledger_write_fails_gives_the_points_back() {
     let mut grpc = client().await;
     grpc.accrue(accrual("frank", "f1", 100)).await.unwrap();
     summary_when(&mut grpc, "frank", SETTLE, |s| s.points_balance == 100).await;
-    let db = fail_inserts("outage_frank", "NEW.customer_id = 'frank' AND NEW.kind = 'redemption'").await;
+    let db =
+        fail_inserts("outage_frank", "ledger_entries", "NEW.customer_id = 'frank' AND NEW.kind = 'redemption'").await;
 
     let status = grpc.redeem(redemption("frank", "fr1", 60, "hat")).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
@@ -191,7 +192,7 @@ async fn accruals_survive_a_ledger_outage_without_failing_the_account() {
     let mut grpc = client().await;
     grpc.accrue(accrual("gina", "g0", 1)).await.unwrap();
     summary_when(&mut grpc, "gina", SETTLE, |s| s.points_balance == 1).await;
-    let db = fail_inserts("outage_gina", "NEW.customer_id = 'gina'").await;
+    let db = fail_inserts("outage_gina", "ledger_entries", "NEW.customer_id = 'gina'").await;
     grpc.accrue(accrual("gina", "g1", 10)).await.unwrap();
     grpc.accrue(accrual("gina", "g2", 20)).await.unwrap();
     // The batch's retries run out (about 3 s); the account must keep serving.
@@ -291,4 +292,19 @@ async fn concurrent_retries_of_one_redemption_deduct_once() {
     let s = summary_when(&mut grpc, "hank", SETTLE, |_| true).await;
     assert_eq!(s.points_balance, 70);
     assert_eq!(ledger().await.entries("hank").await.unwrap().iter().filter(|r| r.kind == "redemption").count(), 1);
+}
+
+#[tokio::test]
+async fn a_failing_tier_notification_never_holds_back_points() {
+    let mut grpc = client().await;
+    let db = fail_inserts("outage_ivy", "tier_notifications", "NEW.customer_id = 'ivy'").await;
+    grpc.accrue(accrual("ivy", "i1", 1_500)).await.unwrap();
+    let s = summary_when(&mut grpc, "ivy", SETTLE, |s| s.lifetime_points == 1_500).await;
+    assert_eq!((s.points_balance, s.tier.as_str()), (1_500, "Silver"));
+    // The notification's retries run out (about 3 s); later accruals still apply.
+    grpc.accrue(accrual("ivy", "i2", 10)).await.unwrap();
+    let s = summary_when(&mut grpc, "ivy", SETTLE, |s| s.lifetime_points == 1_510).await;
+    assert_eq!(s.points_balance, 1_510);
+    assert!(ledger().await.tier_notifications("ivy").await.unwrap().is_empty());
+    end_outage(&db, "outage_ivy").await;
 }
