@@ -308,3 +308,31 @@ async fn a_failing_tier_notification_never_holds_back_points() {
     assert!(ledger().await.tier_notifications("ivy").await.unwrap().is_empty());
     end_outage(&db, "outage_ivy").await;
 }
+
+#[tokio::test]
+async fn concurrent_redemptions_past_the_in_flight_update_limit_stay_exact() {
+    let mut grpc = client().await;
+    grpc.accrue(accrual("jack", "j1", 1_000)).await.unwrap();
+    summary_when(&mut grpc, "jack", SETTLE, |s| s.points_balance == 1_000).await;
+    // More than Temporal's 10 in-flight updates per execution: the client retries
+    // the server's refusals; whatever fails must be retryable and change nothing.
+    let results: Vec<_> = futures::stream::iter(0..25)
+        .map(|i| {
+            let mut g = grpc.clone();
+            async move { g.redeem(redemption("jack", &format!("jr{i}"), 10, "snack")).await }
+        })
+        .buffer_unordered(25)
+        .collect()
+        .await;
+    let mut redeemed = 0;
+    for r in &results {
+        match r {
+            Ok(r) => redeemed += r.get_ref().redeemed,
+            Err(status) => assert_eq!(status.code(), Code::Unavailable, "only a retryable refusal: {status:?}"),
+        }
+    }
+    let s = summary_when(&mut grpc, "jack", SETTLE, |_| true).await;
+    assert_eq!(s.points_balance, 1_000 - redeemed, "{results:?}");
+    let rows = ledger().await.entries("jack").await.unwrap();
+    assert_eq!(rows.iter().filter(|r| r.kind == "redemption").map(|r| -r.points).sum::<i64>(), redeemed);
+}
