@@ -5,12 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{accrual, client, ledger, redemption, shared, summary_when, temporal};
-use futures::StreamExt;
-use loyalty::grpc::pb;
+use common::{accrual, client, fan_out, ledger, redemption, shared, summary_when, temporal};
+use loyalty::grpc::pb::{self, loyalty_service_client::LoyaltyServiceClient};
 use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_SIGNALS_PER_RUN};
 use temporalio_client::{WorkflowDescribeOptions, WorkflowSignalOptions};
 use tonic::Code;
+use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 const SETTLE: Duration = Duration::from_secs(30);
@@ -121,14 +121,7 @@ async fn accrue_rejects_bad_fields_naming_them() {
 async fn duplicate_event_ids_are_applied_once() {
     let mut grpc = client().await;
     let sends = (0..6).map(|i| accrual("dave", if i % 2 == 0 { "dup-a" } else { "dup-b" }, 10));
-    let results: Vec<_> = futures::stream::iter(sends)
-        .map(|r| {
-            let mut g = grpc.clone();
-            async move { g.accrue(r).await }
-        })
-        .buffer_unordered(6)
-        .collect()
-        .await;
+    let results = fan_out(&grpc, 6, sends, |mut g, r| async move { g.accrue(r).await }).await;
     assert!(results.iter().all(Result::is_ok));
     grpc.accrue(accrual("dave", "marker", 1)).await.unwrap();
     let s = summary_when(&mut grpc, "dave", SETTLE, |s| s.lifetime_points >= 21).await;
@@ -215,16 +208,8 @@ async fn a_burst_across_continue_as_new_loses_and_doubles_nothing() {
         let copies = if i % 10 == 0 { 2 } else { 1 };
         std::iter::repeat_n(accrual("hot", &format!("burst-{i}"), (i % 7 + 1) as i64), copies)
     });
-    let failures = futures::stream::iter(sends)
-        .map(|r| {
-            let mut g = grpc.clone();
-            async move { g.accrue(r).await }
-        })
-        .buffer_unordered(32)
-        .filter(|r| std::future::ready(r.is_err()))
-        .count()
-        .await;
-    assert_eq!(failures, 0);
+    let results = fan_out(&grpc, 32, sends, |mut g, r| async move { g.accrue(r).await }).await;
+    assert_eq!(results.iter().filter(|r| r.is_err()).count(), 0);
 
     let expected: i64 = (0..EVENTS).map(|i| (i % 7 + 1) as i64).sum();
     let mut grpc = grpc;
@@ -277,14 +262,10 @@ async fn concurrent_retries_of_one_redemption_deduct_once() {
     let mut grpc = client().await;
     grpc.accrue(accrual("hank", "h1", 100)).await.unwrap();
     summary_when(&mut grpc, "hank", SETTLE, |s| s.points_balance == 100).await;
-    let results: Vec<_> = futures::stream::iter(0..5)
-        .map(|_| {
-            let mut g = grpc.clone();
-            async move { g.redeem(redemption("hank", "hr1", 30, "tea")).await.map(|r| r.into_inner()) }
-        })
-        .buffer_unordered(5)
-        .collect()
-        .await;
+    let retry = |mut g: LoyaltyServiceClient<Channel>, _| async move {
+        g.redeem(redemption("hank", "hr1", 30, "tea")).await.map(|r| r.into_inner())
+    };
+    let results = fan_out(&grpc, 5, 0..5, retry).await;
     for r in &results {
         let r = r.as_ref().expect("every retry succeeds");
         assert_eq!((r.redeemed, r.remaining_balance), (30, 70));
@@ -316,14 +297,10 @@ async fn concurrent_redemptions_past_the_in_flight_update_limit_stay_exact() {
     summary_when(&mut grpc, "jack", SETTLE, |s| s.points_balance == 1_000).await;
     // More than Temporal's 10 in-flight updates per execution: the client retries
     // the server's refusals; whatever fails must be retryable and change nothing.
-    let results: Vec<_> = futures::stream::iter(0..25)
-        .map(|i| {
-            let mut g = grpc.clone();
-            async move { g.redeem(redemption("jack", &format!("jr{i}"), 10, "snack")).await }
-        })
-        .buffer_unordered(25)
-        .collect()
-        .await;
+    let redeem = |mut g: LoyaltyServiceClient<Channel>, i| async move {
+        g.redeem(redemption("jack", &format!("jr{i}"), 10, "snack")).await
+    };
+    let results = fan_out(&grpc, 25, 0..25, redeem).await;
     let mut redeemed = 0;
     for r in &results {
         match r {

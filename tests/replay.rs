@@ -10,8 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{accrual, client, redemption, summary_when, temporal};
-use futures::StreamExt;
+use common::{accrual, client, fan_out, redemption, summary_when, temporal};
 use loyalty::workflow::LoyaltyEntityWorkflow;
 use temporalio_client::{WorkflowDescribeOptions, WorkflowExecutionInfo, WorkflowHistory, WorkflowSignalOptions};
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
@@ -82,14 +81,9 @@ async fn capture_histories() {
     grpc.redeem(redemption(CUSTOMER, "r2", 99_999, "tv")).await.unwrap_err();
 
     let burst = (0..2_000).map(|i| accrual(CUSTOMER, &format!("b{i}"), 1));
-    futures::stream::iter(burst)
-        .for_each_concurrent(16, |r| {
-            let mut g = grpc.clone();
-            async move {
-                g.accrue(r).await.unwrap();
-            }
-        })
-        .await;
+    for sent in fan_out(&grpc, 16, burst, |mut g, r| async move { g.accrue(r).await }).await {
+        sent.unwrap();
+    }
     summary_when(&mut grpc, CUSTOMER, settle, |s| s.lifetime_points == 3_100).await;
     grpc.redeem(redemption(CUSTOMER, "r3", 50, "cap")).await.unwrap();
 

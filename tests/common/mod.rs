@@ -112,6 +112,22 @@ pub async fn temporal() -> Client {
     Client::new(connection, ClientOptions::new("default").build()).expect("client")
 }
 
+/// Calls `call` once per item, at most `limit` at a time, each on its own
+/// clone of the client (clones share one HTTP/2 connection); results in
+/// completion order.
+pub async fn fan_out<T, R, Fut>(
+    grpc: &LoyaltyServiceClient<Channel>,
+    limit: usize,
+    items: impl IntoIterator<Item = T>,
+    call: impl Fn(LoyaltyServiceClient<Channel>, T) -> Fut,
+) -> Vec<R>
+where
+    Fut: std::future::Future<Output = R>,
+{
+    use futures::StreamExt;
+    futures::stream::iter(items).map(|item| call(grpc.clone(), item)).buffer_unordered(limit).collect().await
+}
+
 /// An accrual request.
 pub fn accrual(customer: &str, event: &str, points: i64) -> pb::AccrueRequest {
     pb::AccrueRequest {
