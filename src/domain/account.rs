@@ -42,6 +42,15 @@ pub enum RedeemDecision {
     Apply,
 }
 
+/// The first step of an accepted redemption.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedeemStep {
+    /// Already applied: answer with the original result, write nothing.
+    Done(RedemptionResult),
+    /// Points reserved: write this row, then confirm or release.
+    Write(LedgerEntry),
+}
+
 /// Why a redemption is refused. Each maps to a failure type of the wire contract.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RedeemRejection {
@@ -201,9 +210,17 @@ impl LoyaltyState {
         Ok(RedeemDecision::Apply)
     }
 
-    /// Takes the points of a decided redemption and returns its ledger row.
-    /// Call [`Self::confirm_redemption`] or [`Self::release_redemption`] after the write.
-    pub fn reserve_redemption(&mut self, req: &RedemptionRequest) -> LedgerEntry {
+    /// Decides a redemption and, when it is new, reserves its points. After a
+    /// [`RedeemStep::Write`], call [`Self::confirm_redemption`] or
+    /// [`Self::release_redemption`] once the row's write is known.
+    pub fn begin_redemption(&mut self, req: &RedemptionRequest) -> Result<RedeemStep, RedeemRejection> {
+        Ok(match self.decide_redemption(req)? {
+            RedeemDecision::Replay(done) => RedeemStep::Done(done),
+            RedeemDecision::Apply => RedeemStep::Write(self.reserve_redemption(req)),
+        })
+    }
+
+    fn reserve_redemption(&mut self, req: &RedemptionRequest) -> LedgerEntry {
         self.points_balance -= req.points;
         LedgerEntry {
             customer_id: self.customer_id.clone(),
@@ -334,12 +351,14 @@ mod tests {
     fn a_retried_redemption_returns_the_original_result_and_deducts_once() {
         let mut s = account_with(&[("a", 100)]);
         let req = redeem("r", 30);
-        let _ = s.reserve_redemption(&req);
+        assert!(matches!(s.begin_redemption(&req), Ok(RedeemStep::Write(_))));
         let first = s.confirm_redemption(&req);
         assert_eq!(first.remaining_balance, 70);
         // Even once the balance no longer covers it, the retry replays.
         s.points_balance = 0;
-        assert_eq!(s.decide_redemption(&req), Ok(RedeemDecision::Replay(first)));
+        assert_eq!(s.decide_redemption(&req), Ok(RedeemDecision::Replay(first.clone())));
+        assert_eq!(s.begin_redemption(&req), Ok(RedeemStep::Done(first)));
+        assert_eq!(s.points_balance, 0, "a replay reserves nothing");
         let mut other = req.clone();
         other.points = 31;
         assert_eq!(s.decide_redemption(&other), Err(RedeemRejection::EventIdReused("r".into())));
@@ -349,13 +368,12 @@ mod tests {
     fn a_released_redemption_restores_the_balance_and_can_be_retried() {
         let mut s = account_with(&[("a", 100)]);
         let req = redeem("r", 40);
-        let entry = s.reserve_redemption(&req);
+        let Ok(RedeemStep::Write(entry)) = s.begin_redemption(&req) else { panic!("must write") };
         assert_eq!((entry.points, entry.balance_after), (-40, 60));
         s.release_redemption(&req);
         assert_eq!(s.points_balance, 100);
         assert_eq!(s.pending_voids, vec!["r".to_string()]);
-        assert_eq!(s.decide_redemption(&req), Ok(RedeemDecision::Apply));
-        let _ = s.reserve_redemption(&req);
+        assert!(matches!(s.begin_redemption(&req), Ok(RedeemStep::Write(_))));
         s.confirm_redemption(&req);
         assert!(s.pending_voids.is_empty(), "a confirmed retry must cancel the void");
     }

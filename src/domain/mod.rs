@@ -11,7 +11,7 @@ pub mod points;
 pub mod text;
 pub mod tier;
 
-pub use account::{AccrualPlan, RedeemDecision, RedeemRejection};
+pub use account::{AccrualPlan, RedeemDecision, RedeemRejection, RedeemStep};
 pub use error::FieldError;
 pub use ids::{CustomerId, EventId};
 pub use messages::{LedgerEntry, LoyaltyState, LoyaltySummary, PointsEvent, RedemptionRequest, RedemptionResult};

@@ -28,7 +28,7 @@ pub use input::WorkflowInput;
 use crate::activities::{LoyaltyActivities, VoidRequest};
 use crate::domain::ids::WORKFLOW_ID_PREFIX;
 use crate::domain::messages::{LoyaltyState, LoyaltySummary, PointsEvent, RedemptionRequest, RedemptionResult};
-use crate::domain::{RedeemDecision, RedeemRejection, Tier};
+use crate::domain::{RedeemRejection, RedeemStep, Tier};
 
 /// Failure type of a redemption whose ledger write finally failed; the
 /// points were given back and the caller may retry.
@@ -160,16 +160,14 @@ impl LoyaltyEntityWorkflow {
     ) -> Result<RedemptionResult, HandlerError> {
         ctx.wait_condition(|s: &Self| !s.ledger_busy).await?;
         // Decided again: other handlers may have run since validation.
-        let entry = ctx.state_mut(|s| match s.state.decide_redemption(&req)? {
-            RedeemDecision::Replay(done) => Ok(Err(done)),
-            RedeemDecision::Apply => {
-                s.ledger_busy = true;
-                Ok(Ok(s.state.reserve_redemption(&req)))
-            }
+        let step = ctx.state_mut(|s| {
+            let step = s.state.begin_redemption(&req);
+            s.ledger_busy = matches!(step, Ok(RedeemStep::Write(_)));
+            step
         });
-        let entry = match entry.map_err(rejection)? {
-            Ok(entry) => entry,
-            Err(done) => return Ok(done),
+        let entry = match step.map_err(rejection)? {
+            RedeemStep::Done(done) => return Ok(done),
+            RedeemStep::Write(entry) => entry,
         };
         let written = ctx.execute_activity(LoyaltyActivities::record_redemption, entry, redemption_options()).await;
         ctx.state_mut(|s| {
