@@ -1,8 +1,8 @@
 //! `loyalty.v1.LoyaltyService` on top of the Temporal client.
 
 use temporalio_client::{
-    Client, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
-    WorkflowQueryOptions, WorkflowStartOptions,
+    Client, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowHandle, WorkflowIdConflictPolicy,
+    WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
 };
 use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
 use tonic::{Request, Response, Status};
@@ -24,6 +24,11 @@ impl LoyaltyApi {
     /// An API that starts account workflows on `task_queue`.
     pub fn new(client: Client, task_queue: String) -> Self {
         Self { client, task_queue }
+    }
+
+    /// The account's workflow, whichever run is current.
+    fn account(&self, customer: &CustomerId) -> WorkflowHandle<Client, LoyaltyEntityWorkflow> {
+        self.client.get_workflow_handle::<LoyaltyEntityWorkflow>(customer.workflow_id())
     }
 
     async fn accrue(&self, cmd: Accrue) -> Result<pb::AccrueResponse, ApiError> {
@@ -48,7 +53,7 @@ impl LoyaltyApi {
     }
 
     async fn redeem(&self, cmd: Redeem) -> Result<pb::RedeemResponse, ApiError> {
-        let handle = self.client.get_workflow_handle::<LoyaltyEntityWorkflow>(cmd.customer.workflow_id());
+        let handle = self.account(&cmd.customer);
         // No fixed update id: Temporal would replay a failed outcome (such as
         // UNAVAILABLE) to every retry of the run. The workflow dedups by event_id.
         let options = WorkflowExecuteUpdateOptions::default();
@@ -67,7 +72,7 @@ impl LoyaltyApi {
     }
 
     async fn summary(&self, customer: CustomerId) -> Result<pb::GetSummaryResponse, ApiError> {
-        let handle = self.client.get_workflow_handle::<LoyaltyEntityWorkflow>(customer.workflow_id());
+        let handle = self.account(&customer);
         let s = handle
             .query(LoyaltyEntityWorkflow::get_loyalty_summary, (), WorkflowQueryOptions::default())
             .await
@@ -84,7 +89,7 @@ impl LoyaltyApi {
 
     /// Tells a closed account from one that never existed.
     async fn closed_or_missing(&self, customer: CustomerId) -> ApiError {
-        let handle = self.client.get_workflow_handle::<LoyaltyEntityWorkflow>(customer.workflow_id());
+        let handle = self.account(&customer);
         match handle.describe(WorkflowDescribeOptions::default()).await {
             Ok(d) => {
                 let status = d.raw_description.workflow_execution_info.map(|i| i.status());
