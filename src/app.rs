@@ -72,14 +72,17 @@ impl Application {
         let grpc_addr = listener.local_addr().map_err(|e| AppError::Server(e.to_string()))?;
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<LoyaltyServiceServer<LoyaltyApi>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| AppError::Server(e.to_string()))?;
+        // Both reflection versions: older grpcurl releases speak only v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_err = |e: tonic_reflection::server::Error| AppError::Server(e.to_string());
         let router = tonic::transport::Server::builder()
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(reflection().build_v1().map_err(reflection_err)?)
+            .add_service(reflection().build_v1alpha().map_err(reflection_err)?)
             .add_service(LoyaltyServiceServer::new(LoyaltyApi::new(client.clone(), settings.task_queue)));
         Ok(Self { grpc_addr, listener, router, health, worker, ledger, client, _runtime: runtime })
     }

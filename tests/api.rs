@@ -313,3 +313,38 @@ async fn concurrent_redemptions_past_the_in_flight_update_limit_stay_exact() {
     let rows = ledger().await.entries("jack").await.unwrap();
     assert_eq!(rows.iter().filter(|r| r.kind == "redemption").map(|r| -r.points).sum::<i64>(), redeemed);
 }
+
+#[tokio::test]
+async fn reflection_lists_the_services_for_grpcurl() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let channel = common::grpc_channel(shared().grpc_addr).await;
+    let expected = ["grpc.health.v1.Health", "loyalty.v1.LoyaltyService"];
+
+    let list = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut v1_client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let mut replies = v1_client.server_reflection_info(tokio_stream::iter([list])).await.unwrap().into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(services)) =
+        replies.message().await.unwrap().and_then(|r| r.message_response)
+    else {
+        panic!("v1 reflection must list services")
+    };
+    let names: Vec<_> = services.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(expected.iter().all(|e| names.contains(e)), "v1: {names:?}");
+
+    let list = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1alpha::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut alpha_client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let mut replies = alpha_client.server_reflection_info(tokio_stream::iter([list])).await.unwrap().into_inner();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(services)) =
+        replies.message().await.unwrap().and_then(|r| r.message_response)
+    else {
+        panic!("v1alpha reflection must list services")
+    };
+    let names: Vec<_> = services.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(expected.iter().all(|e| names.contains(e)), "v1alpha: {names:?}");
+}
