@@ -348,3 +348,44 @@ async fn reflection_lists_the_services_for_grpcurl() {
     let names: Vec<_> = services.service.iter().map(|s| s.name.as_str()).collect();
     assert!(expected.iter().all(|e| names.contains(e)), "v1alpha: {names:?}");
 }
+
+/// Runs the `loyalty` binary against the shared application.
+async fn loyalty_cli(args: &[&str]) -> (i32, serde_json::Value, String) {
+    let server = format!("http://{}", shared().grpc_addr);
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loyalty"))
+        .args(args)
+        .args(["--server", &server])
+        .output()
+        .await
+        .expect("the loyalty binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+    (output.status.code().unwrap_or(-1), json, stdout + &String::from_utf8_lossy(&output.stderr))
+}
+
+#[tokio::test]
+async fn the_cli_accrues_redeems_and_reads() {
+    let (code, json, _) =
+        loyalty_cli(&["accrue", "--customer", "kim", "--event", "k1", "--points", "300", "--json"]).await;
+    assert_eq!((code, &json["accepted"]), (0, &serde_json::json!(true)));
+    summary_when(&mut client().await, "kim", SETTLE, |s| s.points_balance == 300).await;
+
+    let (code, json, _) =
+        loyalty_cli(&["redeem", "--customer", "kim", "--event", "kr1", "--points", "100", "--reward", "pen", "--json"])
+            .await;
+    assert_eq!((code, json["remaining_balance"].as_i64()), (0, Some(200)));
+
+    let (code, json, _) = loyalty_cli(&["summary", "--customer", "kim", "--json"]).await;
+    assert_eq!(code, 0);
+    assert_eq!((json["points_balance"].as_i64(), json["tier"].as_str()), (Some(200), Some("Bronze")));
+    let (code, _, text) = loyalty_cli(&["summary", "--customer", "kim"]).await;
+    assert!(code == 0 && text.contains("balance   200"), "{text}");
+
+    // Failures exit with the gRPC code and print the status.
+    let (code, _, text) =
+        loyalty_cli(&["redeem", "--customer", "kim", "--event", "kr2", "--points", "1000", "--reward", "car"]).await;
+    assert_eq!(code, Code::FailedPrecondition as i32, "{text}");
+    assert!(text.contains("FailedPrecondition: Insufficient points"), "{text}");
+    let (code, _, text) = loyalty_cli(&["summary", "--customer", "nobody-here"]).await;
+    assert_eq!(code, Code::NotFound as i32, "{text}");
+}
