@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec cargo run --locked --quiet -- dev "$@"
+exec cargo run --locked -- dev "$@"
