@@ -42,8 +42,6 @@ pub struct Application {
     router: Router,
     health: HealthReporter,
     worker: Worker,
-    ledger: Ledger,
-    client: Client,
     // The SDK runtime must outlive the worker.
     _runtime: Runtime,
 }
@@ -64,7 +62,7 @@ impl Application {
         let options = WorkerOptions::new(settings.task_queue.clone())
             .register_workflow::<LoyaltyEntityWorkflow>()
             .map_err(|e| AppError::Worker(e.to_string()))?
-            .register_activities(LoyaltyActivities::new(ledger.clone()))
+            .register_activities(LoyaltyActivities::new(ledger))
             .build();
         let worker = Worker::new(&runtime, client.clone(), options).map_err(|e| AppError::Worker(e.to_string()))?;
 
@@ -83,23 +81,13 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection().build_v1().map_err(reflection_err)?)
             .add_service(reflection().build_v1alpha().map_err(reflection_err)?)
-            .add_service(LoyaltyServiceServer::new(LoyaltyApi::new(client.clone(), settings.task_queue)));
-        Ok(Self { grpc_addr, listener, router, health, worker, ledger, client, _runtime: runtime })
+            .add_service(LoyaltyServiceServer::new(LoyaltyApi::new(client, settings.task_queue)));
+        Ok(Self { grpc_addr, listener, router, health, worker, _runtime: runtime })
     }
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc_addr
-    }
-
-    /// The ledger the worker writes.
-    pub fn ledger(&self) -> &Ledger {
-        &self.ledger
-    }
-
-    /// The Temporal client.
-    pub fn client(&self) -> &Client {
-        &self.client
     }
 
     /// Serves until `shutdown` resolves, then stops in order: health goes

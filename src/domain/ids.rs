@@ -23,6 +23,13 @@ fn parse_id(field: &'static str, raw: &str) -> Result<String, FieldError> {
     Ok(raw.to_owned())
 }
 
+/// The customer part of an account's workflow id: everything after the first
+/// `loyalty-`, as the reference guide derives it (the whole id otherwise).
+/// Not validated: workflows may be started by other clients.
+pub fn customer_of_workflow(workflow_id: &str) -> &str {
+    workflow_id.strip_prefix(WORKFLOW_ID_PREFIX).unwrap_or(workflow_id)
+}
+
 /// A validated customer identifier.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CustomerId(String);
@@ -31,12 +38,6 @@ impl CustomerId {
     /// Parses a customer id from the wire field `customer_id`.
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         parse_id("customer_id", raw).map(Self)
-    }
-
-    /// Recovers the customer id from an account workflow id: everything after
-    /// the first `loyalty-`. Returns `None` for ids that are not accounts.
-    pub fn from_workflow_id(workflow_id: &str) -> Option<Self> {
-        workflow_id.strip_prefix(WORKFLOW_ID_PREFIX).and_then(|rest| Self::parse(rest).ok())
     }
 
     /// The account's workflow id, `loyalty-<customer_id>`.
@@ -101,7 +102,7 @@ mod tests {
     fn workflow_id_round_trips_and_keeps_inner_prefixes() {
         let id = CustomerId::parse("loyalty-42").unwrap();
         assert_eq!(id.workflow_id(), "loyalty-loyalty-42");
-        assert_eq!(CustomerId::from_workflow_id(&id.workflow_id()), Some(id));
-        assert_eq!(CustomerId::from_workflow_id("other-42"), None);
+        assert_eq!(customer_of_workflow(&id.workflow_id()), id.as_str());
+        assert_eq!(customer_of_workflow("other-42"), "other-42");
     }
 }

@@ -148,10 +148,4 @@ impl Ledger {
             .fetch_all(&self.pool)
             .await?)
     }
-
-    /// Checks that the database answers (for readiness).
-    pub async fn ping(&self) -> Result<(), LedgerError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
 }

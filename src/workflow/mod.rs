@@ -26,7 +26,7 @@ mod input;
 pub use input::WorkflowInput;
 
 use crate::activities::{LoyaltyActivities, VoidRequest};
-use crate::domain::ids::WORKFLOW_ID_PREFIX;
+use crate::domain::ids::customer_of_workflow;
 use crate::domain::messages::{LoyaltyState, LoyaltySummary, PointsEvent, RedemptionRequest, RedemptionResult};
 use crate::domain::{RedeemRejection, RedeemStep, Tier};
 
@@ -75,10 +75,7 @@ impl LoyaltyEntityWorkflow {
     /// A new account, or the carried state after continue-as-new.
     #[init]
     pub fn new(ctx: &WorkflowContextView, input: WorkflowInput) -> Self {
-        let state = input.0.unwrap_or_else(|| {
-            let id = ctx.workflow_id();
-            LoyaltyState::open(id.strip_prefix(WORKFLOW_ID_PREFIX).unwrap_or(id))
-        });
+        let state = input.0.unwrap_or_else(|| LoyaltyState::open(customer_of_workflow(ctx.workflow_id())));
         Self { state, closing: false, ledger_busy: false, signals_this_run: 0 }
     }
 
