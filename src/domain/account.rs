@@ -51,6 +51,19 @@ pub enum RedeemStep {
     Write(LedgerEntry),
 }
 
+/// Failure type names carried to Temporal clients: the guide's three plus
+/// ours. The workflow sets them and the gRPC layer reads them.
+pub mod failure_type {
+    /// A malformed redemption (the guide's).
+    pub const VALIDATION_ERROR: &str = "ValidationError";
+    /// Not enough points (the guide's).
+    pub const INSUFFICIENT_POINTS: &str = "InsufficientPoints";
+    /// A closed account (the guide's).
+    pub const INACTIVE_ACCOUNT: &str = "InactiveAccount";
+    /// An event id used before with different content.
+    pub const EVENT_ID_REUSED: &str = "EventIdReused";
+}
+
 /// Why a redemption is refused. Each maps to a failure type of the wire contract.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RedeemRejection {
@@ -77,10 +90,10 @@ impl RedeemRejection {
     /// The Temporal failure type carried to clients.
     pub fn failure_type(&self) -> &'static str {
         match self {
-            RedeemRejection::Invalid(_) => "ValidationError",
-            RedeemRejection::Inactive => "InactiveAccount",
-            RedeemRejection::Insufficient { .. } => "InsufficientPoints",
-            RedeemRejection::EventIdReused(_) => "EventIdReused",
+            RedeemRejection::Invalid(_) => failure_type::VALIDATION_ERROR,
+            RedeemRejection::Inactive => failure_type::INACTIVE_ACCOUNT,
+            RedeemRejection::Insufficient { .. } => failure_type::INSUFFICIENT_POINTS,
+            RedeemRejection::EventIdReused(_) => failure_type::EVENT_ID_REUSED,
         }
     }
 }

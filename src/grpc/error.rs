@@ -6,6 +6,7 @@ use temporalio_client::errors::{
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
 use tonic::{Code, Status};
 
+use crate::domain::account::failure_type;
 use crate::domain::{CustomerId, FieldError};
 use crate::workflow::LEDGER_UNAVAILABLE;
 
@@ -107,11 +108,13 @@ impl ApiError {
             WorkflowUpdateError::NotFound(_) => ApiError::NotFound(customer.clone()),
             WorkflowUpdateError::Failed(f) => {
                 let message = innermost_message(&f);
-                match failure_type(&f) {
-                    Some("ValidationError") => ApiError::InvalidRequest(message),
-                    Some("InsufficientPoints" | "InactiveAccount") => ApiError::Precondition(message),
-                    Some("EventIdReused") => ApiError::EventIdReused(message),
-                    Some(t) if t == LEDGER_UNAVAILABLE => ApiError::Unavailable(message),
+                match first_failure_type(&f) {
+                    Some(failure_type::VALIDATION_ERROR) => ApiError::InvalidRequest(message),
+                    Some(failure_type::INSUFFICIENT_POINTS | failure_type::INACTIVE_ACCOUNT) => {
+                        ApiError::Precondition(message)
+                    }
+                    Some(failure_type::EVENT_ID_REUSED) => ApiError::EventIdReused(message),
+                    Some(LEDGER_UNAVAILABLE) => ApiError::Unavailable(message),
                     _ => ApiError::Internal(format!("update failed: {f:?}")),
                 }
             }
@@ -122,7 +125,7 @@ impl ApiError {
 }
 
 /// The first non-empty application failure type in the cause chain.
-fn failure_type(f: &Failure) -> Option<&str> {
+fn first_failure_type(f: &Failure) -> Option<&str> {
     std::iter::successors(Some(f), |x| x.cause.as_deref())
         .filter_map(|x| x.maybe_application_failure())
         .map(|info| info.r#type.as_str())
