@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use temporalio_client::envconfig::LoadClientConfigProfileOptions;
 use temporalio_client::{ClientOptions, ConnectionOptions, Url};
 
+use crate::ledger::Ledger;
+
 /// Default gRPC listen address.
 pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
 /// Default Temporal task queue (the reference guide's).
@@ -76,7 +78,7 @@ impl Settings {
             return Err(ConfigError { setting: "LOYALTY_TASK_QUEUE", reason: "must be 1 to 255 characters".into() });
         }
         let database_url = pick(&overrides.database_url, "LOYALTY_DATABASE_URL", DEFAULT_DATABASE_URL);
-        if !database_url.starts_with("sqlite:") {
+        if !Ledger::supports(&database_url) {
             return Err(ConfigError {
                 setting: "LOYALTY_DATABASE_URL",
                 reason: format!("{database_url:?} is not supported; use sqlite:<path>"),

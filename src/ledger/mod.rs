@@ -57,9 +57,14 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// Whether this build can open a ledger at `url` (`sqlite:<path>`).
+    pub fn supports(url: &str) -> bool {
+        url.starts_with("sqlite:")
+    }
+
     /// Opens (creating if missing) the database at `url` and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, LedgerError> {
-        if !url.starts_with("sqlite:") {
+        if !Self::supports(url) {
             return Err(LedgerError::UnsupportedUrl(url.to_owned()));
         }
         let options = SqliteConnectOptions::from_str(url)?
