@@ -1,5 +1,10 @@
 //! Activities: every side effect of the entity workflow (all I/O lives here).
 //! Each one is idempotent, because Temporal may run it more than once.
+//!
+//! The ledger writes answer with the ledger's own view (what each event did,
+//! the account's totals) so the workflow mirrors the durable record. The
+//! activities the previous version had answer [`Nullable`], because its
+//! histories hold empty results for them.
 
 use std::sync::Arc;
 
@@ -7,16 +12,36 @@ use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use crate::domain::messages::{LedgerEntry, TierChange};
+use crate::domain::messages::InDoubtRedemption;
+use crate::domain::{BatchOutcome, LedgerBatch, Recorded, TierChange, Totals};
 use crate::ledger::Ledger;
+use crate::payload::Nullable;
 
-/// Input of `void_redemptions`.
+/// Input of `void_redemptions` (accounts of the previous version only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VoidRequest {
     /// The account.
     pub customer_id: String,
     /// Redemptions whose rows must not stand.
     pub event_ids: Vec<String>,
+}
+
+/// Input of `settle_redemptions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettleRequest {
+    /// The account.
+    pub customer_id: String,
+    /// The redemptions whose writes had an unknown outcome.
+    pub in_doubt: Vec<InDoubtRedemption>,
+}
+
+/// Output of `settle_redemptions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settlement {
+    /// Per in-doubt redemption, the row its write left, if any.
+    pub found: Vec<Option<Recorded>>,
+    /// The account's totals.
+    pub totals: Totals,
 }
 
 /// The activities of the loyalty worker, sharing one ledger.
@@ -38,10 +63,9 @@ impl LoyaltyActivities {
     pub async fn record_points_transactions(
         self: Arc<Self>,
         _ctx: ActivityContext,
-        entries: Vec<LedgerEntry>,
-    ) -> Result<(), ActivityError> {
-        self.ledger.record_entries(&entries).await?;
-        Ok(())
+        batch: LedgerBatch,
+    ) -> Result<Nullable<BatchOutcome>, ActivityError> {
+        Ok(Nullable(Some(self.ledger.apply(&batch).await?)))
     }
 
     /// Records one redemption.
@@ -49,21 +73,42 @@ impl LoyaltyActivities {
     pub async fn record_redemption(
         self: Arc<Self>,
         _ctx: ActivityContext,
-        entry: LedgerEntry,
-    ) -> Result<(), ActivityError> {
-        self.ledger.record_entries(std::slice::from_ref(&entry)).await?;
-        Ok(())
+        batch: LedgerBatch,
+    ) -> Result<Nullable<BatchOutcome>, ActivityError> {
+        Ok(Nullable(Some(self.ledger.apply(&batch).await?)))
     }
 
-    /// Drops rows of redemptions that were given back.
+    /// Records one reversal or adjustment.
+    #[activity(name = "record_correction")]
+    pub async fn record_correction(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        batch: LedgerBatch,
+    ) -> Result<BatchOutcome, ActivityError> {
+        Ok(self.ledger.apply(&batch).await?)
+    }
+
+    /// Tells which in-doubt redemption writes landed.
+    #[activity(name = "settle_redemptions")]
+    pub async fn settle_redemptions(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        request: SettleRequest,
+    ) -> Result<Settlement, ActivityError> {
+        let writes: Vec<_> =
+            request.in_doubt.iter().map(|d| (d.request.event_id.clone(), d.write_id.clone())).collect();
+        let (found, totals) = self.ledger.written(&request.customer_id, &writes).await?;
+        Ok(Settlement { found, totals })
+    }
+
+    /// Drops rows of redemptions that a previous-version account gave back.
     #[activity(name = "void_redemptions")]
     pub async fn void_redemptions(
         self: Arc<Self>,
         _ctx: ActivityContext,
         request: VoidRequest,
-    ) -> Result<(), ActivityError> {
-        self.ledger.void_redemptions(&request.customer_id, &request.event_ids).await?;
-        Ok(())
+    ) -> Result<Nullable<Totals>, ActivityError> {
+        Ok(Nullable(Some(self.ledger.void_redemptions(&request.customer_id, &request.event_ids).await?)))
     }
 
     /// Queues a tier-change notification in the outbox.

@@ -13,6 +13,7 @@ pub mod devserver;
 pub mod domain;
 pub mod grpc;
 pub mod ledger;
+pub mod payload;
 pub mod telemetry;
 #[allow(missing_docs)]
 pub mod workflow;

@@ -1,7 +1,13 @@
-//! Account commands: what an accrual batch or a redemption does to the state.
+//! Account commands: what an accrual batch, a redemption or a correction does
+//! to the state.
 //!
-//! Each command is split into a pure decision (or plan) and a commit, so the
-//! workflow can write the ledger between the two and commit only on success.
+//! Each command is split into a pure plan and a finish, so the workflow can
+//! write the ledger between the two. The ledger decides against durable data
+//! (every event id the account ever used, its running totals) and answers with
+//! a [`BatchOutcome`]; finishing adopts the ledger's totals, so the workflow
+//! mirrors the ledger exactly. A `None` answer comes from a history recorded by
+//! an earlier version whose activities returned nothing: the plan's own
+//! arithmetic is used then, as that version did.
 
 use std::collections::HashSet;
 
@@ -9,10 +15,12 @@ use super::dedup::DEDUP_WINDOW;
 use super::error::FieldError;
 use super::ids::EventId;
 use super::messages::{
-    EntryKind, LedgerEntry, LoyaltyState, LoyaltySummary, PointsEvent, RedemptionRecord, RedemptionRequest,
-    RedemptionResult, TierChange,
+    AdjustmentRequest, BalanceChange, BatchOutcome, EntryKind, InDoubtRedemption, LoyaltyState, LoyaltySummary,
+    Outcome, PointsEvent, Recorded, RedemptionRecord, RedemptionRequest, RedemptionResult, ReversalRequest,
+    TierChange,
 };
-use super::points::Points;
+use super::movement::{Movement, Refusal, Totals};
+use super::points::{MAX_POINTS, Points};
 use super::text::BoundedText;
 use super::tier::Tier;
 
@@ -21,15 +29,23 @@ use super::tier::Tier;
 pub struct AccrualPlan {
     /// How many pending events (from the front) this plan covers.
     pub consumed: usize,
-    /// The rows to write, one per applied event, in order.
-    pub entries: Vec<LedgerEntry>,
+    /// The events to record, in order.
+    pub movements: Vec<Movement>,
     /// Events skipped as duplicates or invalid, with the reason.
     pub ignored: Vec<(String, String)>,
-    /// Balance after the batch.
-    pub balance: i64,
-    /// Lifetime points after the batch.
-    pub lifetime: i64,
-    /// The tier change the batch causes, if any.
+    /// Totals if every movement applies (used for histories of the earlier
+    /// version, whose ledger did not answer).
+    pub expected: Totals,
+}
+
+/// What committing a batch did, for the workflow's logs and notifications.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitReport {
+    /// Events the ledger already held from an earlier write (resends).
+    pub duplicates: Vec<String>,
+    /// Events whose id the ledger holds for different content.
+    pub conflicts: Vec<String>,
+    /// The tier change the batch caused, if any.
     pub tier_change: Option<TierChange>,
 }
 
@@ -47,14 +63,14 @@ pub enum RedeemDecision {
 pub enum RedeemStep {
     /// Already applied: answer with the original result, write nothing.
     Done(RedemptionResult),
-    /// Points reserved: write this row, then confirm or release.
-    Write(LedgerEntry),
+    /// Points reserved: record this movement, then finish.
+    Write(Movement),
 }
 
 /// Failure type names carried to Temporal clients: the guide's three plus
 /// ours. The workflow sets them and the gRPC layer reads them.
 pub mod failure_type {
-    /// A malformed redemption (the guide's).
+    /// A malformed request (the guide's).
     pub const VALIDATION_ERROR: &str = "ValidationError";
     /// Not enough points (the guide's).
     pub const INSUFFICIENT_POINTS: &str = "InsufficientPoints";
@@ -62,16 +78,24 @@ pub mod failure_type {
     pub const INACTIVE_ACCOUNT: &str = "InactiveAccount";
     /// An event id used before with different content.
     pub const EVENT_ID_REUSED: &str = "EventIdReused";
+    /// The ledger could not be written or its last write is being settled;
+    /// retrying with the same event id is safe.
+    pub const LEDGER_UNAVAILABLE: &str = "LedgerUnavailable";
+    /// A reversal names an event the account does not have.
+    pub const ORIGINAL_NOT_FOUND: &str = "OriginalNotFound";
+    /// A reversal the original does not allow (kind or amount).
+    pub const NOT_REVERSIBLE: &str = "NotReversible";
 }
 
-/// Why a redemption is refused. Each maps to a failure type of the wire contract.
+/// Why a redemption, reversal or adjustment is refused. Each maps to a
+/// failure type of the wire contract.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RedeemRejection {
+pub enum Rejection {
     /// A malformed field.
     #[error("{0}")]
     Invalid(#[from] FieldError),
     /// The account is closed.
-    #[error("Cannot redeem points: account is inactive")]
+    #[error("Cannot change points: account is inactive")]
     Inactive,
     /// Not enough points.
     #[error("Insufficient points: requested {requested}, available {available}")]
@@ -81,19 +105,33 @@ pub enum RedeemRejection {
         /// Balance at the time.
         available: i64,
     },
-    /// The event id was already used for a different accrual or redemption.
+    /// The event id was already used for a different event.
     #[error("event_id {0} was already used with different content")]
     EventIdReused(String),
+    /// A redemption's ledger write has an unknown outcome; the account settles
+    /// it with the ledger before taking new redemptions or corrections.
+    #[error("the ledger is settling an earlier write; retry with the same event_id")]
+    Settling,
+    /// The ledger refused a reversal.
+    #[error("{0}")]
+    Refused(Refusal),
 }
 
-impl RedeemRejection {
+impl Rejection {
     /// The Temporal failure type carried to clients.
     pub fn failure_type(&self) -> &'static str {
         match self {
-            RedeemRejection::Invalid(_) => failure_type::VALIDATION_ERROR,
-            RedeemRejection::Inactive => failure_type::INACTIVE_ACCOUNT,
-            RedeemRejection::Insufficient { .. } => failure_type::INSUFFICIENT_POINTS,
-            RedeemRejection::EventIdReused(_) => failure_type::EVENT_ID_REUSED,
+            Rejection::Invalid(_) => failure_type::VALIDATION_ERROR,
+            Rejection::Inactive => failure_type::INACTIVE_ACCOUNT,
+            Rejection::Insufficient { .. } | Rejection::Refused(Refusal::Insufficient { .. }) => {
+                failure_type::INSUFFICIENT_POINTS
+            }
+            Rejection::EventIdReused(_) => failure_type::EVENT_ID_REUSED,
+            Rejection::Settling => failure_type::LEDGER_UNAVAILABLE,
+            Rejection::Refused(Refusal::OriginalNotFound(_)) => failure_type::ORIGINAL_NOT_FOUND,
+            Rejection::Refused(Refusal::NotReversible { .. } | Refusal::ExceedsOriginal { .. }) => {
+                failure_type::NOT_REVERSIBLE
+            }
         }
     }
 }
@@ -105,6 +143,83 @@ fn validate_accrual(event: &PointsEvent) -> Result<i64, FieldError> {
     BoundedText::parse("reason", &event.reason)?;
     BoundedText::parse("source", &event.source)?;
     Ok(Points::parse(event.points)?.get())
+}
+
+impl ReversalRequest {
+    /// Checks the fields and makes the ledger movement.
+    pub fn movement(&self) -> Result<Movement, FieldError> {
+        EventId::parse(&self.event_id)?;
+        EventId::parse(&self.original_event_id).map_err(|e| FieldError::new("original_event_id", e.reason))?;
+        if self.event_id == self.original_event_id {
+            return Err(FieldError::new("original_event_id", "must differ from event_id"));
+        }
+        let points = match self.points {
+            Some(p) => Points::parse(p)?.get(),
+            None => 0,
+        };
+        BoundedText::parse("reason", &self.reason)?;
+        Ok(Movement {
+            event_id: self.event_id.clone(),
+            kind: EntryKind::Reversal,
+            points,
+            reason: self.reason.clone(),
+            source: String::new(),
+            reverses: Some(self.original_event_id.clone()),
+        })
+    }
+}
+
+impl AdjustmentRequest {
+    /// Checks the fields and makes the ledger movement.
+    pub fn movement(&self) -> Result<Movement, FieldError> {
+        EventId::parse(&self.event_id)?;
+        if self.points == 0 || self.points.unsigned_abs() > MAX_POINTS as u64 {
+            return Err(FieldError::new(
+                "points",
+                format!("must be non-zero and between -{MAX_POINTS} and {MAX_POINTS}, got {}", self.points),
+            ));
+        }
+        BoundedText::parse("reason", &self.reason)?;
+        if self.reason.trim().is_empty() {
+            return Err(FieldError::new("reason", "is required for an adjustment"));
+        }
+        Ok(Movement {
+            event_id: self.event_id.clone(),
+            kind: EntryKind::Adjustment,
+            points: self.points,
+            reason: self.reason.clone(),
+            source: String::new(),
+            reverses: None,
+        })
+    }
+}
+
+impl RedemptionRequest {
+    /// The ledger movement of this redemption (fields already checked).
+    pub fn movement(&self) -> Movement {
+        Movement {
+            event_id: self.event_id.clone(),
+            kind: EntryKind::Redemption,
+            points: self.points,
+            reason: self.reward.clone(),
+            source: String::new(),
+            reverses: None,
+        }
+    }
+}
+
+impl PointsEvent {
+    /// The ledger movement of this accrual (fields already checked).
+    pub fn movement(&self) -> Movement {
+        Movement {
+            event_id: self.event_id.clone(),
+            kind: EntryKind::Accrual,
+            points: self.points,
+            reason: self.reason.clone(),
+            source: self.source.clone(),
+            reverses: None,
+        }
+    }
 }
 
 impl LoyaltyState {
@@ -120,6 +235,7 @@ impl LoyaltyState {
             pending_events: Vec::new(),
             recent_redemptions: Vec::new(),
             pending_voids: Vec::new(),
+            in_doubt: Vec::new(),
         }
     }
 
@@ -139,19 +255,33 @@ impl LoyaltyState {
         self.is_active = false;
     }
 
+    /// The running totals.
+    pub fn totals(&self) -> Totals {
+        Totals { balance: self.points_balance, lifetime: self.lifetime_points }
+    }
+
+    /// Takes the ledger's totals; returns the tier change they cause.
+    fn adopt(&mut self, totals: Totals, caused_by: &str) -> Option<TierChange> {
+        self.points_balance = totals.balance;
+        self.lifetime_points = totals.lifetime;
+        let old_tier = self.tier;
+        self.tier = Tier::for_lifetime(totals.lifetime);
+        (self.tier != old_tier).then(|| TierChange {
+            customer_id: self.customer_id.clone(),
+            old_tier,
+            new_tier: self.tier,
+            lifetime_points: totals.lifetime,
+            caused_by: caused_by.to_owned(),
+        })
+    }
+
     /// Plans the first `max` pending accruals: skips duplicates (in the window
-    /// or earlier in the batch) and invalid events, and computes the ledger rows.
+    /// or earlier in the batch) and invalid events. The ledger catches the
+    /// duplicates the window has forgotten.
     pub fn plan_accruals(&self, max: usize) -> AccrualPlan {
         let consumed = self.pending_events.len().min(max);
         let mut seen = HashSet::new();
-        let mut plan = AccrualPlan {
-            consumed,
-            entries: Vec::new(),
-            ignored: Vec::new(),
-            balance: self.points_balance,
-            lifetime: self.lifetime_points,
-            tier_change: None,
-        };
+        let mut plan = AccrualPlan { consumed, movements: Vec::new(), ignored: Vec::new(), expected: self.totals() };
         for event in &self.pending_events[..consumed] {
             let points = match validate_accrual(event) {
                 Ok(points) => points,
@@ -164,95 +294,109 @@ impl LoyaltyState {
                 plan.ignored.push((event.event_id.clone(), "duplicate event_id".into()));
                 continue;
             }
-            plan.balance = plan.balance.saturating_add(points);
-            plan.lifetime = plan.lifetime.saturating_add(points);
-            plan.entries.push(LedgerEntry {
-                customer_id: self.customer_id.clone(),
-                event_id: event.event_id.clone(),
-                kind: EntryKind::Accrual,
-                points,
-                balance_after: plan.balance,
-                reason: event.reason.clone(),
-                source: event.source.clone(),
-            });
-        }
-        let new_tier = Tier::for_lifetime(plan.lifetime);
-        if new_tier != self.tier {
-            plan.tier_change = Some(TierChange {
-                customer_id: self.customer_id.clone(),
-                old_tier: self.tier,
-                new_tier,
-                lifetime_points: plan.lifetime,
-            });
+            plan.expected.balance = plan.expected.balance.saturating_add(points);
+            plan.expected.lifetime = plan.expected.lifetime.saturating_add(points);
+            plan.movements.push(event.movement());
         }
         plan
     }
 
-    /// Applies a plan whose ledger rows were written.
-    pub fn commit_accruals(&mut self, plan: &AccrualPlan) {
+    /// Applies a plan whose write finished, with the ledger's answer.
+    pub fn commit_accruals(&mut self, plan: &AccrualPlan, reply: Option<&BatchOutcome>, write_id: &str) -> CommitReport {
         self.pending_events.drain(..plan.consumed);
-        for entry in &plan.entries {
-            self.processed_event_ids.remember(entry.event_id.clone());
-        }
-        self.points_balance = plan.balance;
-        self.lifetime_points = plan.lifetime;
-        self.tier = Tier::for_lifetime(plan.lifetime);
+        let mut report = CommitReport::default();
+        let totals = match reply {
+            Some(reply) => {
+                for (movement, outcome) in plan.movements.iter().zip(&reply.outcomes) {
+                    match outcome {
+                        Outcome::Applied(_) | Outcome::Recovered(_) => {}
+                        Outcome::Duplicate(_) => report.duplicates.push(movement.event_id.clone()),
+                        Outcome::Conflict | Outcome::Refused(_) => {
+                            report.conflicts.push(movement.event_id.clone());
+                            continue;
+                        }
+                    }
+                    self.processed_event_ids.remember(movement.event_id.clone());
+                }
+                reply.totals
+            }
+            None => {
+                for movement in &plan.movements {
+                    self.processed_event_ids.remember(movement.event_id.clone());
+                }
+                plan.expected
+            }
+        };
+        report.tier_change = self.adopt(totals, write_id);
+        report
     }
 
     /// Decides a redemption: idempotency first, then the request, then the account.
-    pub fn decide_redemption(&self, req: &RedemptionRequest) -> Result<RedeemDecision, RedeemRejection> {
+    pub fn decide_redemption(&self, req: &RedemptionRequest) -> Result<RedeemDecision, Rejection> {
         if let Some(done) = self.recent_redemptions.iter().find(|r| r.request.event_id == req.event_id) {
             return if done.request == *req {
                 Ok(RedeemDecision::Replay(done.result.clone()))
             } else {
-                Err(RedeemRejection::EventIdReused(req.event_id.clone()))
+                Err(Rejection::EventIdReused(req.event_id.clone()))
             };
         }
+        if !self.in_doubt.is_empty() {
+            return Err(Rejection::Settling);
+        }
         if self.processed_event_ids.contains(&req.event_id) {
-            return Err(RedeemRejection::EventIdReused(req.event_id.clone()));
+            return Err(Rejection::EventIdReused(req.event_id.clone()));
         }
         EventId::parse(&req.event_id)?;
         let points = Points::parse(req.points)?.get();
         BoundedText::parse("reward", &req.reward)?;
         if !self.is_active {
-            return Err(RedeemRejection::Inactive);
+            return Err(Rejection::Inactive);
         }
         if points > self.points_balance {
-            return Err(RedeemRejection::Insufficient { requested: points, available: self.points_balance });
+            return Err(Rejection::Insufficient { requested: points, available: self.points_balance });
         }
         Ok(RedeemDecision::Apply)
     }
 
     /// Decides a redemption and, when it is new, reserves its points. After a
-    /// [`RedeemStep::Write`], call [`Self::confirm_redemption`] or
-    /// [`Self::release_redemption`] once the row's write is known.
-    pub fn begin_redemption(&mut self, req: &RedemptionRequest) -> Result<RedeemStep, RedeemRejection> {
+    /// [`RedeemStep::Write`], call [`Self::finish_redemption`] with the
+    /// ledger's answer, or [`Self::redemption_in_doubt`] if the write failed.
+    pub fn begin_redemption(&mut self, req: &RedemptionRequest) -> Result<RedeemStep, Rejection> {
         Ok(match self.decide_redemption(req)? {
             RedeemDecision::Replay(done) => RedeemStep::Done(done),
-            RedeemDecision::Apply => RedeemStep::Write(self.reserve_redemption(req)),
+            RedeemDecision::Apply => {
+                self.points_balance -= req.points;
+                RedeemStep::Write(req.movement())
+            }
         })
     }
 
-    fn reserve_redemption(&mut self, req: &RedemptionRequest) -> LedgerEntry {
-        self.points_balance -= req.points;
-        LedgerEntry {
-            customer_id: self.customer_id.clone(),
-            event_id: req.event_id.clone(),
-            kind: EntryKind::Redemption,
-            points: -req.points,
-            balance_after: self.points_balance,
-            reason: req.reward.clone(),
-            source: String::new(),
+    /// Finishes a reserved redemption with the ledger's answer: the ledger's
+    /// totals replace the reservation, whatever the outcome.
+    pub fn finish_redemption(
+        &mut self,
+        req: &RedemptionRequest,
+        reply: Option<&BatchOutcome>,
+    ) -> Result<RedemptionResult, Rejection> {
+        let Some(reply) = reply else {
+            let result = RedemptionResult {
+                redeemed: req.points,
+                remaining_balance: self.points_balance,
+                reward: req.reward.clone(),
+            };
+            return Ok(self.remember_redemption(req, result));
+        };
+        self.adopt(reply.totals, "");
+        match reply.outcomes.first() {
+            Some(Outcome::Applied(r) | Outcome::Recovered(r) | Outcome::Duplicate(r)) => {
+                Ok(self.remember_redemption(req, redemption_result(req, r)))
+            }
+            Some(Outcome::Refused(refusal)) => Err(Rejection::Refused(refusal.clone())),
+            Some(Outcome::Conflict) | None => Err(Rejection::EventIdReused(req.event_id.clone())),
         }
     }
 
-    /// Records a reserved redemption as done and returns its result.
-    pub fn confirm_redemption(&mut self, req: &RedemptionRequest) -> RedemptionResult {
-        let result = RedemptionResult {
-            redeemed: req.points,
-            remaining_balance: self.points_balance,
-            reward: req.reward.clone(),
-        };
+    fn remember_redemption(&mut self, req: &RedemptionRequest, result: RedemptionResult) -> RedemptionResult {
         self.processed_event_ids.remember(req.event_id.clone());
         self.pending_voids.retain(|id| id != &req.event_id);
         self.recent_redemptions.push(RedemptionRecord { request: req.clone(), result: result.clone() });
@@ -262,19 +406,73 @@ impl LoyaltyState {
         result
     }
 
-    /// Gives back the points of a reserved redemption whose write failed, and
-    /// remembers to void whatever row the failed write may have left.
-    pub fn release_redemption(&mut self, req: &RedemptionRequest) {
-        self.points_balance += req.points;
-        if !self.pending_voids.contains(&req.event_id) {
-            self.pending_voids.push(req.event_id.clone());
+    /// Keeps a reserved redemption whose write failed with an unknown outcome:
+    /// its points stay reserved until [`Self::settle_in_doubt`].
+    pub fn redemption_in_doubt(&mut self, req: &RedemptionRequest, write_id: &str) {
+        self.in_doubt.push(InDoubtRedemption { request: req.clone(), write_id: write_id.to_owned() });
+    }
+
+    /// Settles every in-doubt redemption with what the ledger holds: `found[i]`
+    /// is the row the i-th one's write left, if any. Found ones are confirmed,
+    /// the others released; the ledger's totals replace the reservations.
+    pub fn settle_in_doubt(&mut self, found: &[Option<Recorded>], totals: Totals) {
+        let settled: Vec<_> = self.in_doubt.drain(..found.len().min(self.in_doubt.len())).collect();
+        for (doubt, row) in settled.iter().zip(found) {
+            if let Some(r) = row {
+                self.remember_redemption(&doubt.request, redemption_result(&doubt.request, r));
+            }
+        }
+        self.adopt(totals, "");
+    }
+
+    /// Checks that the account takes corrections now.
+    pub fn check_correction(&self) -> Result<(), Rejection> {
+        if !self.is_active {
+            return Err(Rejection::Inactive);
+        }
+        if !self.in_doubt.is_empty() {
+            return Err(Rejection::Settling);
+        }
+        Ok(())
+    }
+
+    /// Finishes a reversal or adjustment with the ledger's answer.
+    pub fn finish_correction(
+        &mut self,
+        event_id: &str,
+        reply: &BatchOutcome,
+        write_id: &str,
+    ) -> Result<(BalanceChange, Option<TierChange>), Rejection> {
+        let tier_change = self.adopt(reply.totals, write_id);
+        match reply.outcomes.first() {
+            Some(outcome @ (Outcome::Applied(r) | Outcome::Recovered(r) | Outcome::Duplicate(r))) => {
+                let change = BalanceChange {
+                    balance_delta: r.effect.balance_delta,
+                    lifetime_delta: r.effect.lifetime_delta,
+                    shortfall: r.effect.shortfall,
+                    balance_after: r.balance_after,
+                    points_balance: self.points_balance,
+                    lifetime_points: self.lifetime_points,
+                    tier: self.tier,
+                };
+                // A resend announces nothing new.
+                let announce = !matches!(outcome, Outcome::Duplicate(_));
+                Ok((change, tier_change.filter(|_| announce)))
+            }
+            Some(Outcome::Refused(refusal)) => Err(Rejection::Refused(refusal.clone())),
+            Some(Outcome::Conflict) | None => Err(Rejection::EventIdReused(event_id.to_owned())),
         }
     }
+}
+
+fn redemption_result(req: &RedemptionRequest, r: &Recorded) -> RedemptionResult {
+    RedemptionResult { redeemed: req.points, remaining_balance: r.balance_after, reward: req.reward.clone() }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::movement::Effect;
 
     fn event(id: &str, points: i64) -> PointsEvent {
         PointsEvent { event_id: id.into(), points, reason: "purchase".into(), source: "web".into() }
@@ -284,22 +482,43 @@ mod tests {
         RedemptionRequest { event_id: id.into(), points, reward: "coffee".into() }
     }
 
+    fn recorded(delta: i64, balance_after: i64) -> Recorded {
+        Recorded { effect: Effect { requested: delta.abs(), balance_delta: delta, ..Effect::default() }, balance_after }
+    }
+
+    /// What a healthy ledger answers to a plan: every movement applied.
+    fn ledger_applies(s: &LoyaltyState, plan: &AccrualPlan) -> BatchOutcome {
+        let mut balance = s.points_balance;
+        let outcomes = plan
+            .movements
+            .iter()
+            .map(|m| {
+                balance += m.points;
+                Outcome::Applied(recorded(m.points, balance))
+            })
+            .collect();
+        BatchOutcome { outcomes, totals: plan.expected }
+    }
+
     fn account_with(balance_events: &[(&str, i64)]) -> LoyaltyState {
         let mut s = LoyaltyState::open("c1");
         s.pending_events = balance_events.iter().map(|(id, p)| event(id, *p)).collect();
         let plan = s.plan_accruals(usize::MAX);
-        s.commit_accruals(&plan);
+        let reply = ledger_applies(&s, &plan);
+        s.commit_accruals(&plan, Some(&reply), "w0");
         s
     }
 
     #[test]
-    fn accruals_apply_in_order_with_running_balance() {
+    fn accruals_apply_in_order_and_report_the_tier_change() {
         let mut s = LoyaltyState::open("c1");
         s.pending_events = vec![event("a", 600), event("b", 500)];
         let plan = s.plan_accruals(10);
-        assert_eq!(plan.entries.iter().map(|e| e.balance_after).collect::<Vec<_>>(), vec![600, 1_100]);
-        assert_eq!(plan.tier_change.as_ref().map(|c| (c.old_tier, c.new_tier)), Some((Tier::Bronze, Tier::Silver)));
-        s.commit_accruals(&plan);
+        assert_eq!(plan.movements.iter().map(|m| m.event_id.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+        let reply = ledger_applies(&s, &plan);
+        let report = s.commit_accruals(&plan, Some(&reply), "w1");
+        let change = report.tier_change.expect("tier change");
+        assert_eq!((change.old_tier, change.new_tier, change.caused_by.as_str()), (Tier::Bronze, Tier::Silver, "w1"));
         assert_eq!((s.points_balance, s.lifetime_points, s.tier), (1_100, 1_100, Tier::Silver));
         assert!(s.pending_events.is_empty());
     }
@@ -314,14 +533,50 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_in_window_and_within_a_batch_apply_once() {
+    fn duplicates_in_window_and_within_a_batch_are_not_sent() {
         let mut s = account_with(&[("a", 100)]);
         s.pending_events = vec![event("a", 100), event("b", 10), event("b", 10)];
         let plan = s.plan_accruals(10);
-        assert_eq!(plan.entries.len(), 1);
+        assert_eq!(plan.movements.len(), 1);
         assert_eq!(plan.ignored.len(), 2);
-        s.commit_accruals(&plan);
-        assert_eq!(s.points_balance, 110);
+    }
+
+    #[test]
+    fn the_ledgers_totals_win_over_the_plan() {
+        // "old" left the window long ago; the ledger knows it was applied.
+        let mut s = account_with(&[("a", 100)]);
+        s.pending_events = vec![event("old", 50), event("new", 10)];
+        let plan = s.plan_accruals(10);
+        assert_eq!(plan.movements.len(), 2, "the window has forgotten \"old\"");
+        let reply = BatchOutcome {
+            outcomes: vec![Outcome::Duplicate(recorded(50, 50)), Outcome::Applied(recorded(10, 110))],
+            totals: Totals { balance: 110, lifetime: 110 },
+        };
+        let report = s.commit_accruals(&plan, Some(&reply), "w2");
+        assert_eq!(report.duplicates, vec!["old".to_string()]);
+        assert_eq!((s.points_balance, s.lifetime_points), (110, 110));
+        assert!(s.processed_event_ids.contains("old"), "known again after the ledger said so");
+    }
+
+    #[test]
+    fn conflicting_events_are_reported_and_not_remembered() {
+        let mut s = account_with(&[("a", 100)]);
+        s.pending_events = vec![event("x", 5)];
+        let plan = s.plan_accruals(10);
+        let reply = BatchOutcome { outcomes: vec![Outcome::Conflict], totals: s.totals() };
+        let report = s.commit_accruals(&plan, Some(&reply), "w3");
+        assert_eq!(report.conflicts, vec!["x".to_string()]);
+        assert!(!s.processed_event_ids.contains("x"));
+        assert_eq!(s.points_balance, 100);
+    }
+
+    #[test]
+    fn without_a_ledger_answer_the_plan_is_applied() {
+        let mut s = LoyaltyState::open("c1");
+        s.pending_events = vec![event("a", 7)];
+        let plan = s.plan_accruals(10);
+        s.commit_accruals(&plan, None, "");
+        assert_eq!(s.points_balance, 7);
     }
 
     #[test]
@@ -330,8 +585,7 @@ mod tests {
         s.pending_events = vec![event("neg", -5), event("zero", 0), event("bad id", 5), event("ok", 5)];
         let plan = s.plan_accruals(10);
         assert_eq!(plan.ignored.len(), 3);
-        s.commit_accruals(&plan);
-        assert_eq!(s.points_balance, 5);
+        assert_eq!(plan.expected.balance, 5);
     }
 
     #[test]
@@ -339,7 +593,8 @@ mod tests {
         let mut s = LoyaltyState::open("c1");
         s.pending_events = (0..5).map(|i| event(&format!("e{i}"), 1)).collect();
         let plan = s.plan_accruals(2);
-        s.commit_accruals(&plan);
+        let reply = ledger_applies(&s, &plan);
+        s.commit_accruals(&plan, Some(&reply), "w");
         assert_eq!(s.points_balance, 2);
         assert_eq!(s.pending_events.first().map(|e| e.event_id.as_str()), Some("e2"));
     }
@@ -350,14 +605,22 @@ mod tests {
         assert_eq!(s.decide_redemption(&redeem("r", 100)), Ok(RedeemDecision::Apply));
         assert_eq!(
             s.decide_redemption(&redeem("r", 101)),
-            Err(RedeemRejection::Insufficient { requested: 101, available: 100 })
+            Err(Rejection::Insufficient { requested: 101, available: 100 })
         );
         assert_eq!(s.decide_redemption(&redeem("r", 0)).unwrap_err().failure_type(), "ValidationError");
         assert_eq!(s.decide_redemption(&redeem("r", -3)).unwrap_err().failure_type(), "ValidationError");
-        assert_eq!(s.decide_redemption(&redeem("a", 1)), Err(RedeemRejection::EventIdReused("a".into())));
+        assert_eq!(s.decide_redemption(&redeem("a", 1)), Err(Rejection::EventIdReused("a".into())));
         let mut closed = s.clone();
         closed.close();
-        assert_eq!(closed.decide_redemption(&redeem("r", 1)), Err(RedeemRejection::Inactive));
+        assert_eq!(closed.decide_redemption(&redeem("r", 1)), Err(Rejection::Inactive));
+    }
+
+    fn applied(s: &LoyaltyState, delta: i64) -> BatchOutcome {
+        let balance = s.points_balance;
+        BatchOutcome {
+            outcomes: vec![Outcome::Applied(recorded(delta, balance))],
+            totals: Totals { balance, lifetime: s.lifetime_points },
+        }
     }
 
     #[test]
@@ -365,8 +628,9 @@ mod tests {
         let mut s = account_with(&[("a", 100)]);
         let req = redeem("r", 30);
         assert!(matches!(s.begin_redemption(&req), Ok(RedeemStep::Write(_))));
-        let first = s.confirm_redemption(&req);
-        assert_eq!(first.remaining_balance, 70);
+        let reply = applied(&s, -30);
+        let first = s.finish_redemption(&req, Some(&reply)).unwrap();
+        assert_eq!((first.remaining_balance, s.points_balance), (70, 70));
         // Even once the balance no longer covers it, the retry replays.
         s.points_balance = 0;
         assert_eq!(s.decide_redemption(&req), Ok(RedeemDecision::Replay(first.clone())));
@@ -374,21 +638,78 @@ mod tests {
         assert_eq!(s.points_balance, 0, "a replay reserves nothing");
         let mut other = req.clone();
         other.points = 31;
-        assert_eq!(s.decide_redemption(&other), Err(RedeemRejection::EventIdReused("r".into())));
+        assert_eq!(s.decide_redemption(&other), Err(Rejection::EventIdReused("r".into())));
     }
 
     #[test]
-    fn a_released_redemption_restores_the_balance_and_can_be_retried() {
+    fn a_redemption_the_ledger_refuses_gives_its_reservation_back() {
         let mut s = account_with(&[("a", 100)]);
         let req = redeem("r", 40);
-        let Ok(RedeemStep::Write(entry)) = s.begin_redemption(&req) else { panic!("must write") };
-        assert_eq!((entry.points, entry.balance_after), (-40, 60));
-        s.release_redemption(&req);
+        let Ok(RedeemStep::Write(m)) = s.begin_redemption(&req) else { panic!("must write") };
+        assert_eq!((m.kind, m.points, s.points_balance), (EntryKind::Redemption, 40, 60));
+        let reply = BatchOutcome { outcomes: vec![Outcome::Conflict], totals: Totals { balance: 100, lifetime: 100 } };
+        assert_eq!(s.finish_redemption(&req, Some(&reply)), Err(Rejection::EventIdReused("r".into())));
         assert_eq!(s.points_balance, 100);
-        assert_eq!(s.pending_voids, vec!["r".to_string()]);
-        assert!(matches!(s.begin_redemption(&req), Ok(RedeemStep::Write(_))));
-        s.confirm_redemption(&req);
-        assert!(s.pending_voids.is_empty(), "a confirmed retry must cancel the void");
+    }
+
+    #[test]
+    fn an_in_doubt_redemption_holds_its_points_until_settled() {
+        let mut s = account_with(&[("a", 100)]);
+        let req = redeem("r", 40);
+        s.begin_redemption(&req).unwrap();
+        s.redemption_in_doubt(&req, "w9");
+        assert_eq!(s.points_balance, 60, "still reserved");
+        assert_eq!(s.decide_redemption(&redeem("q", 1)), Err(Rejection::Settling));
+        assert_eq!(s.decide_redemption(&req), Err(Rejection::Settling));
+        assert_eq!(s.check_correction(), Err(Rejection::Settling));
+
+        let mut released = s.clone();
+        released.settle_in_doubt(&[None], Totals { balance: 100, lifetime: 100 });
+        assert_eq!(released.points_balance, 100);
+        assert_eq!(released.decide_redemption(&req), Ok(RedeemDecision::Apply), "the retry applies it");
+
+        s.settle_in_doubt(&[Some(recorded(-40, 60))], Totals { balance: 60, lifetime: 100 });
+        assert_eq!(s.points_balance, 60);
+        assert!(matches!(s.decide_redemption(&req), Ok(RedeemDecision::Replay(r)) if r.remaining_balance == 60));
+    }
+
+    #[test]
+    fn corrections_adopt_the_ledger_and_report_tier_changes() {
+        let mut s = account_with(&[("a", 1_200)]);
+        assert_eq!(s.tier, Tier::Silver);
+        let effect = Effect { requested: 500, balance_delta: -500, lifetime_delta: -500, shortfall: 0 };
+        let reply = BatchOutcome {
+            outcomes: vec![Outcome::Applied(Recorded { effect, balance_after: 700 })],
+            totals: Totals { balance: 700, lifetime: 700 },
+        };
+        let (change, tier) = s.finish_correction("rev", &reply, "w5").unwrap();
+        assert_eq!((change.balance_delta, change.points_balance, change.tier), (-500, 700, Tier::Bronze));
+        assert_eq!(tier.map(|t| t.new_tier), Some(Tier::Bronze));
+        let refused = BatchOutcome {
+            outcomes: vec![Outcome::Refused(Refusal::OriginalNotFound("zz".into()))],
+            totals: s.totals(),
+        };
+        assert_eq!(s.finish_correction("rev2", &refused, "w6").unwrap_err().failure_type(), "OriginalNotFound");
+    }
+
+    #[test]
+    fn correction_requests_are_checked() {
+        let adj = |points, reason: &str| AdjustmentRequest { event_id: "e".into(), points, reason: reason.into() };
+        assert_eq!(adj(-5, "goodwill").movement().unwrap().points, -5);
+        assert_eq!(adj(0, "x").movement().unwrap_err().field, "points");
+        assert_eq!(adj(MAX_POINTS + 1, "x").movement().unwrap_err().field, "points");
+        assert_eq!(adj(i64::MIN, "x").movement().unwrap_err().field, "points");
+        assert_eq!(adj(5, " ").movement().unwrap_err().field, "reason");
+        let rev = |original: &str, points| ReversalRequest {
+            event_id: "rv".into(),
+            original_event_id: original.into(),
+            points,
+            reason: "refund".into(),
+        };
+        assert_eq!(rev("o", None).movement().unwrap().points, 0);
+        assert_eq!(rev("o", Some(0)).movement().unwrap_err().field, "points");
+        assert_eq!(rev("bad id", None).movement().unwrap_err().field, "original_event_id");
+        assert_eq!(rev("rv", None).movement().unwrap_err().field, "original_event_id");
     }
 
     #[test]
@@ -397,6 +718,6 @@ mod tests {
             "is_active":true,"processed_event_ids":["a"],"pending_events":[{"event_id":"b","points":1,"reason":"x"}]}"#;
         let s: LoyaltyState = serde_json::from_str(guide).unwrap();
         assert_eq!(s.pending_events[0].source, "");
-        assert!(s.recent_redemptions.is_empty());
+        assert!(s.recent_redemptions.is_empty() && s.in_doubt.is_empty());
     }
 }

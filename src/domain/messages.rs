@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::dedup::RecentIds;
+use super::movement::{Effect, Movement, Refusal, Totals};
 use super::tier::Tier;
 
 /// Payload of the `add_points` signal.
@@ -100,6 +101,9 @@ pub struct LoyaltyState {
     /// ledger must drop any row such a write may still have left behind.
     #[serde(default)]
     pub pending_voids: Vec<String>,
+    /// Redemptions whose ledger write has an unknown outcome.
+    #[serde(default)]
+    pub in_doubt: Vec<InDoubtRedemption>,
 }
 
 fn active() -> bool {
@@ -114,36 +118,148 @@ pub enum EntryKind {
     Accrual,
     /// Points spent.
     Redemption,
+    /// An accrual clawed back or a redemption cancelled.
+    Reversal,
+    /// A support correction.
+    Adjustment,
+    /// Points that expired (reserved for the expiry issue).
+    Expiry,
 }
 
 impl EntryKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [EntryKind; 5] =
+        [EntryKind::Accrual, EntryKind::Redemption, EntryKind::Reversal, EntryKind::Adjustment, EntryKind::Expiry];
+
     /// The name stored in the ledger.
     pub fn as_str(self) -> &'static str {
         match self {
             EntryKind::Accrual => "accrual",
             EntryKind::Redemption => "redemption",
+            EntryKind::Reversal => "reversal",
+            EntryKind::Adjustment => "adjustment",
+            EntryKind::Expiry => "expiry",
+        }
+    }
+
+    /// The kind stored under `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// Input of the `reverse_points` update (ours; not in the reference guide).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReversalRequest {
+    /// Idempotency key of the reversal itself.
+    pub event_id: String,
+    /// The accrual or redemption to reverse.
+    pub original_event_id: String,
+    /// Points to reverse; absent for all that the original still holds.
+    #[serde(default)]
+    pub points: Option<i64>,
+    /// Why (a refund, a cancelled order).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Input of the `adjust_points` update (ours; not in the reference guide).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdjustmentRequest {
+    /// Idempotency key.
+    pub event_id: String,
+    /// Signed correction.
+    pub points: i64,
+    /// Why; required, it is the audit trail.
+    pub reason: String,
+}
+
+/// Output of `reverse_points` and `adjust_points`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceChange {
+    /// Signed change of the balance.
+    pub balance_delta: i64,
+    /// Signed change of lifetime points.
+    pub lifetime_delta: i64,
+    /// Points a clawback could not take (the balance floors at zero).
+    pub shortfall: i64,
+    /// Balance right after the change.
+    pub balance_after: i64,
+    /// The account's balance now.
+    pub points_balance: i64,
+    /// The account's lifetime points now.
+    pub lifetime_points: i64,
+    /// The account's tier now.
+    pub tier: Tier,
+}
+
+/// Input of every ledger write: events of one account, recorded in order in
+/// one transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerBatch {
+    /// The account.
+    pub customer_id: String,
+    /// Names this write. Fixed by the workflow before the activity runs, so
+    /// every attempt of the write carries it and the ledger can tell its own
+    /// earlier rows (a retry) from an older event's (a duplicate).
+    pub write_id: String,
+    /// The events, in order.
+    pub movements: Vec<Movement>,
+}
+
+/// What the ledger recorded for one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    /// How the event moved the totals.
+    pub effect: Effect,
+    /// Balance right after the entry.
+    pub balance_after: i64,
+}
+
+/// What happened to one event of a [`LedgerBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Recorded now.
+    Applied(Recorded),
+    /// Recorded by an earlier attempt of this same write (an activity retry).
+    Recovered(Recorded),
+    /// Recorded long ago by another write: this is a resend, not applied again.
+    Duplicate(Recorded),
+    /// The id was used before for a different event; nothing recorded.
+    Conflict,
+    /// A rule refused the event; nothing recorded.
+    Refused(Refusal),
+}
+
+impl Outcome {
+    /// The entry the ledger holds for this event, whoever wrote it.
+    pub fn recorded(&self) -> Option<Recorded> {
+        match self {
+            Outcome::Applied(r) | Outcome::Recovered(r) | Outcome::Duplicate(r) => Some(*r),
+            Outcome::Conflict | Outcome::Refused(_) => None,
         }
     }
 }
 
-/// One row for the ledger, computed by the workflow so the ledger records
-/// exactly what the account applied.
+/// The ledger's answer to a [`LedgerBatch`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LedgerEntry {
-    /// The customer.
-    pub customer_id: String,
-    /// Idempotency key; unique per account in the ledger.
-    pub event_id: String,
-    /// Accrual or redemption.
-    pub kind: EntryKind,
-    /// Signed change of the balance.
-    pub points: i64,
-    /// Balance right after this entry.
-    pub balance_after: i64,
-    /// Reason (accrual) or reward (redemption).
-    pub reason: String,
-    /// Originating service, if any.
-    pub source: String,
+pub struct BatchOutcome {
+    /// One outcome per movement, in order.
+    pub outcomes: Vec<Outcome>,
+    /// The account's totals after the write: the workflow adopts them.
+    pub totals: Totals,
+}
+
+/// A redemption whose ledger write failed after its retries, so whether its
+/// row landed is unknown. Its points stay reserved until the run loop asks
+/// the ledger, then it is confirmed or released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InDoubtRedemption {
+    /// The request.
+    pub request: RedemptionRequest,
+    /// The failed write's id.
+    pub write_id: String,
 }
 
 /// A tier change to announce (the `send_tier_change_notification` input).
@@ -155,7 +271,10 @@ pub struct TierChange {
     pub old_tier: Tier,
     /// Tier after.
     pub new_tier: Tier,
-    /// Lifetime points that caused the change; with the customer, the
-    /// notification's idempotency key.
+    /// Lifetime points after the change.
     pub lifetime_points: i64,
+    /// The ledger write that caused it; with the customer, tier and lifetime
+    /// points, the notification's idempotency key.
+    #[serde(default)]
+    pub caused_by: String,
 }

@@ -1,20 +1,26 @@
-//! Pure loyalty rules: identifiers, points, tiers, the dedup window and the
-//! account commands. No Temporal, no tonic, no I/O and no clock: the workflow
-//! and the gRPC layer both call into this module, so every rule lives once.
+//! Pure loyalty rules: identifiers, points, tiers, the dedup window, the
+//! account commands and how each ledger entry moves the totals. No Temporal,
+//! no tonic, no I/O and no clock: the workflow, the ledger and the gRPC layer
+//! all call into this module, so every rule lives once.
 
 pub mod account;
 pub mod dedup;
 pub mod error;
 pub mod ids;
 pub mod messages;
+pub mod movement;
 pub mod points;
 pub mod text;
 pub mod tier;
 
-pub use account::{AccrualPlan, RedeemDecision, RedeemRejection, RedeemStep};
+pub use account::{AccrualPlan, CommitReport, RedeemDecision, RedeemStep, Rejection};
 pub use error::FieldError;
 pub use ids::{CustomerId, EventId};
-pub use messages::{LedgerEntry, LoyaltyState, LoyaltySummary, PointsEvent, RedemptionRequest, RedemptionResult};
+pub use messages::{
+    AdjustmentRequest, BalanceChange, BatchOutcome, EntryKind, LedgerBatch, LoyaltyState, LoyaltySummary, Outcome,
+    PointsEvent, Recorded, RedemptionRequest, RedemptionResult, ReversalRequest, TierChange,
+};
+pub use movement::{Effect, Movement, Refusal, StoredRequest, Totals};
 pub use points::Points;
 pub use text::BoundedText;
 pub use tier::Tier;

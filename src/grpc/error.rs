@@ -8,7 +8,7 @@ use tonic::{Code, Status};
 
 use crate::domain::account::failure_type;
 use crate::domain::{CustomerId, FieldError};
-use crate::workflow::LEDGER_UNAVAILABLE;
+
 
 /// Why an RPC failed.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +114,7 @@ impl ApiError {
                         ApiError::Precondition(message)
                     }
                     Some(failure_type::EVENT_ID_REUSED) => ApiError::EventIdReused(message),
-                    Some(LEDGER_UNAVAILABLE) => ApiError::Unavailable(message),
+                    Some(failure_type::LEDGER_UNAVAILABLE) => ApiError::Unavailable(message),
                     _ => ApiError::Internal(format!("update failed: {f:?}")),
                 }
             }

@@ -1,21 +1,29 @@
-//! The ledger database: the durable record of every applied accrual and
-//! redemption, and the outbox of tier-change notifications.
+//! The ledger database: the durable record of every event of every account,
+//! the source of history and reconciliation, and the outbox of tier-change
+//! notifications. SQLite is the embedded default, PostgreSQL the production
+//! choice; both run the same queries through sqlx's `Any` driver, and each
+//! has its own migrations (`migrations/sqlite`, `migrations/postgres`).
 //!
-//! Every write is idempotent (keyed by the event id or the change), because
-//! Temporal retries activities and a retry must never duplicate a row.
+//! Every write is idempotent by `(customer_id, event_id)`: Temporal retries
+//! activities, clients resend events for days, and neither may count twice.
+
+mod read;
+mod write;
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, Executor};
 
-use crate::domain::messages::{LedgerEntry, TierChange};
+pub use read::{AccountAudit, HistoryEntry, StoredEntry};
 
-/// Why the ledger could not be opened or written.
+/// Why the ledger could not be opened or used.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     /// The database URL is not one this build understands.
-    #[error("unsupported database URL {0:?}: expected sqlite:<path>")]
+    #[error("unsupported database URL {0:?}: expected sqlite:<path> or postgres://...")]
     UnsupportedUrl(String),
     /// The database refused or failed an operation.
     #[error(transparent)]
@@ -31,126 +39,103 @@ pub enum LedgerError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A stored row holds a value this build does not know.
+    #[error("corrupt ledger row: {0}")]
+    Corrupt(String),
 }
 
-/// One stored ledger row.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct LedgerRow {
-    /// Idempotency key.
-    pub event_id: String,
-    /// `accrual` or `redemption`.
-    pub kind: String,
-    /// Signed change of the balance.
-    pub points: i64,
-    /// Balance right after the entry.
-    pub balance_after: i64,
-    /// Reason or reward.
-    pub reason: String,
-    /// Originating service.
-    pub source: String,
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite:<path>`: embedded, one process.
+    Sqlite,
+    /// `postgres://...` or `postgresql://...`: shared by every replica.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of `url`, if this build supports it.
+    pub fn of(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
 }
 
 /// A handle on the ledger database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 impl Ledger {
-    /// Whether this build can open a ledger at `url` (`sqlite:<path>`).
+    /// Whether this build can open a ledger at `url`.
     pub fn supports(url: &str) -> bool {
-        url.starts_with("sqlite:")
+        Backend::of(url).is_some()
     }
 
-    /// Opens (creating if missing) the database at `url` and applies migrations.
+    /// Opens the database at `url` (creating a SQLite file if missing) and
+    /// applies the migrations.
     pub async fn connect(url: &str) -> Result<Self, LedgerError> {
-        if !Self::supports(url) {
-            return Err(LedgerError::UnsupportedUrl(url.to_owned()));
-        }
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // Several activities write at once; wait for the lock instead of failing.
-            .busy_timeout(Duration::from_secs(10));
-        if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| LedgerError::Io { path: dir.display().to_string(), source })?;
-        }
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
-    }
-
-    /// Writes entries in one transaction; rows already present are left as they are.
-    pub async fn record_entries(&self, entries: &[LedgerEntry]) -> Result<(), LedgerError> {
-        let mut tx = self.pool.begin().await?;
-        for e in entries {
-            sqlx::query(
-                "INSERT INTO ledger_entries (customer_id, event_id, kind, points, balance_after, reason, source)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (customer_id, event_id) DO NOTHING",
-            )
-            .bind(&e.customer_id)
-            .bind(&e.event_id)
-            .bind(e.kind.as_str())
-            .bind(e.points)
-            .bind(e.balance_after)
-            .bind(&e.reason)
-            .bind(&e.source)
-            .execute(&mut *tx)
+        let backend = Backend::of(url).ok_or_else(|| LedgerError::UnsupportedUrl(url.to_owned()))?;
+        install_default_drivers();
+        let (url, max) = match backend {
+            Backend::Sqlite => (prepare_sqlite(url)?, 4),
+            Backend::Postgres => (url.to_owned(), 10),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Writers of several accounts wait for the lock instead of failing.
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&url)
             .await?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        tx.commit().await?;
-        Ok(())
+        Ok(Self { pool, backend })
     }
 
-    /// Removes redemption rows that the account gave back after their write
-    /// was reported failed (the write may still have landed).
-    pub async fn void_redemptions(&self, customer_id: &str, event_ids: &[String]) -> Result<(), LedgerError> {
-        let mut tx = self.pool.begin().await?;
-        for id in event_ids {
-            sqlx::query("DELETE FROM ledger_entries WHERE customer_id = ? AND event_id = ? AND kind = 'redemption'")
-                .bind(customer_id)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+    /// The database this ledger writes to.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
-    /// Queues a tier-change notification in the outbox, once per change.
-    pub async fn record_tier_change(&self, change: &TierChange) -> Result<(), LedgerError> {
-        sqlx::query(
-            "INSERT INTO tier_notifications (customer_id, old_tier, new_tier, lifetime_points)
-             VALUES (?, ?, ?, ?)
-             ON CONFLICT (customer_id, new_tier, lifetime_points) DO NOTHING",
-        )
-        .bind(&change.customer_id)
-        .bind(change.old_tier.as_str())
-        .bind(change.new_tier.as_str())
-        .bind(change.lifetime_points)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
+}
 
-    /// All rows of one account, oldest first.
-    pub async fn entries(&self, customer_id: &str) -> Result<Vec<LedgerRow>, LedgerError> {
-        Ok(sqlx::query_as(
-            "SELECT event_id, kind, points, balance_after, reason, source FROM ledger_entries
-             WHERE customer_id = ? ORDER BY rowid",
-        )
-        .bind(customer_id)
-        .fetch_all(&self.pool)
-        .await?)
+/// Creates the SQLite file's folder and asks for the file to be created.
+fn prepare_sqlite(url: &str) -> Result<String, LedgerError> {
+    let options = SqliteConnectOptions::from_str(url)?;
+    if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io { path: dir.display().to_string(), source })?;
     }
+    Ok(if url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
 
-    /// The tier changes queued for one account, oldest first, as (old, new).
-    pub async fn tier_notifications(&self, customer_id: &str) -> Result<Vec<(String, String)>, LedgerError> {
-        Ok(sqlx::query_as("SELECT old_tier, new_tier FROM tier_notifications WHERE customer_id = ? ORDER BY id")
-            .bind(customer_id)
-            .fetch_all(&self.pool)
-            .await?)
-    }
+/// Milliseconds since the Unix epoch: the time a row is recorded.
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

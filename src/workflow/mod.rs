@@ -21,18 +21,17 @@ use temporalio_sdk::{
     WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 
-mod input;
+pub use crate::payload::WorkflowInput;
 
-pub use input::WorkflowInput;
-
-use crate::activities::{LoyaltyActivities, VoidRequest};
+use crate::activities::{LoyaltyActivities, SettleRequest, VoidRequest};
+use crate::domain::account::failure_type::LEDGER_UNAVAILABLE;
 use crate::domain::ids::customer_of_workflow;
 use crate::domain::messages::{LoyaltyState, LoyaltySummary, PointsEvent, RedemptionRequest, RedemptionResult};
-use crate::domain::{RedeemRejection, RedeemStep, Tier};
-
-/// Failure type of a redemption whose ledger write finally failed; the
-/// points were given back and the caller may retry.
-pub const LEDGER_UNAVAILABLE: &str = "LedgerUnavailable";
+use crate::domain::{
+    AdjustmentRequest, BalanceChange, LedgerBatch, Movement, RedeemStep, Rejection, ReversalRequest, Tier,
+    TierChange,
+};
+use crate::payload::Nullable;
 /// Most accruals applied (and written to the ledger) in one batch.
 pub const MAX_BATCH: usize = 500;
 /// Signals after which a run continues-as-new, well before Temporal's
@@ -58,11 +57,16 @@ pub struct LoyaltyEntityWorkflow {
     ledger_busy: bool,
     /// Signals received by this run (not carried across continue-as-new).
     signals_this_run: u32,
+    /// Id of the accrual batch being written, kept until it commits so a
+    /// retried write after a failure recognises the rows it already left.
+    batch_write_id: Option<String>,
 }
 
 impl LoyaltyEntityWorkflow {
     fn has_ledger_work(&self) -> bool {
-        !self.state.pending_events.is_empty() || !self.state.pending_voids.is_empty()
+        !self.state.pending_events.is_empty()
+            || !self.state.pending_voids.is_empty()
+            || !self.state.in_doubt.is_empty()
     }
 
     fn run_is_full(&self, suggested: bool) -> bool {
@@ -76,7 +80,7 @@ impl LoyaltyEntityWorkflow {
     #[init]
     pub fn new(ctx: &WorkflowContextView, input: WorkflowInput) -> Self {
         let state = input.0.unwrap_or_else(|| LoyaltyState::open(customer_of_workflow(ctx.workflow_id())));
-        Self { state, closing: false, ledger_busy: false, signals_this_run: 0 }
+        Self { state, closing: false, ledger_busy: false, signals_this_run: 0, batch_write_id: None }
     }
 
     /// Applies events until `shutdown`, continuing-as-new as history grows.
@@ -120,7 +124,7 @@ impl LoyaltyEntityWorkflow {
                     ctx,
                     |s| tracing::info!(customer = %s.customer_id, pending = s.pending_events.len(), "continuing as new"),
                 );
-                ctx.continue_as_new(WorkflowInput(Some(carried)), ContinueAsNewOptions::default())?;
+                ctx.continue_as_new(Nullable(Some(carried)), ContinueAsNewOptions::default())?;
             }
         }
     }
@@ -162,21 +166,62 @@ impl LoyaltyEntityWorkflow {
             s.ledger_busy = matches!(step, Ok(RedeemStep::Write(_)));
             step
         });
-        let entry = match step.map_err(rejection)? {
+        let movement = match step.map_err(rejection)? {
             RedeemStep::Done(done) => return Ok(done),
-            RedeemStep::Write(entry) => entry,
+            RedeemStep::Write(movement) => movement,
         };
-        let written = ctx.execute_activity(LoyaltyActivities::record_redemption, entry, redemption_options()).await;
+        let batch = new_batch(ctx, movement);
+        let write_id = batch.write_id.clone();
+        let written = ctx.execute_activity(LoyaltyActivities::record_redemption, batch, redemption_options()).await;
         ctx.state_mut(|s| {
             s.ledger_busy = false;
             match written {
-                Ok(()) => Ok(s.state.confirm_redemption(&req)),
+                Ok(reply) => s.state.finish_redemption(&req, reply.0.as_ref()).map_err(rejection),
                 Err(e) => {
-                    s.state.release_redemption(&req);
-                    Err(failure(LEDGER_UNAVAILABLE, format!("ledger write failed, points returned: {e}")))
+                    // The row may have landed: hold the points until the run loop asks the ledger.
+                    s.state.redemption_in_doubt(&req, &write_id);
+                    Err(failure(
+                        LEDGER_UNAVAILABLE,
+                        format!("ledger write failed; retry with the same event_id to learn the outcome: {e}"),
+                    ))
                 }
             }
         })
+    }
+
+    /// Rejects a malformed reversal, or one the account cannot take now.
+    #[update_validator(reverse_points)]
+    pub fn validate_reverse_points(&self, _ctx: &WorkflowContextView, req: &ReversalRequest) -> Result<(), HandlerError> {
+        req.movement().map_err(|e| rejection(e.into()))?;
+        self.state.check_correction().map_err(rejection)
+    }
+
+    /// Claws back (part of) an accrual or returns (part of) a redemption's
+    /// points; idempotent by `event_id`. The ledger decides against the original.
+    #[update]
+    pub async fn reverse_points(
+        ctx: &mut WorkflowContext<Self>,
+        req: ReversalRequest,
+    ) -> Result<BalanceChange, HandlerError> {
+        let movement = req.movement().map_err(|e| rejection(e.into()))?;
+        correct(ctx, movement).await
+    }
+
+    /// Rejects a malformed adjustment, or one the account cannot take now.
+    #[update_validator(adjust_points)]
+    pub fn validate_adjust_points(&self, _ctx: &WorkflowContextView, req: &AdjustmentRequest) -> Result<(), HandlerError> {
+        req.movement().map_err(|e| rejection(e.into()))?;
+        self.state.check_correction().map_err(rejection)
+    }
+
+    /// A support correction of balance and lifetime points; idempotent by `event_id`.
+    #[update]
+    pub async fn adjust_points(
+        ctx: &mut WorkflowContext<Self>,
+        req: AdjustmentRequest,
+    ) -> Result<BalanceChange, HandlerError> {
+        let movement = req.movement().map_err(|e| rejection(e.into()))?;
+        correct(ctx, movement).await
     }
 
     /// The account summary (wire name `get_loyalty_summary`).
@@ -212,14 +257,66 @@ async fn wait_for_handlers(ctx: &Ctx) -> Result<(), WorkflowCancellationError> {
     ctx.wait_condition(move |_| c.all_handlers_finished()).await
 }
 
-/// Voids given-back redemptions, then applies one batch of accruals, holding
-/// the ledger lock. Returns false when a ledger write failed after its retries.
+/// A one-write batch with a fresh write id.
+fn new_batch(ctx: &Ctx, movement: Movement) -> LedgerBatch {
+    let write_id = ctx.uuid4();
+    ctx.state(|s| LedgerBatch { customer_id: s.state.customer_id.clone(), write_id, movements: vec![movement] })
+}
+
+/// Records a reversal or adjustment under the ledger lock and adopts the
+/// ledger's answer.
+async fn correct(ctx: &Ctx, movement: Movement) -> Result<BalanceChange, HandlerError> {
+    ctx.wait_condition(|s: &LoyaltyEntityWorkflow| !s.ledger_busy).await?;
+    ctx.state(|s| s.state.check_correction()).map_err(rejection)?;
+    ctx.state_mut(|s| s.ledger_busy = true);
+    let event_id = movement.event_id.clone();
+    let batch = new_batch(ctx, movement);
+    let write_id = batch.write_id.clone();
+    let written = ctx.execute_activity(LoyaltyActivities::record_correction, batch, redemption_options()).await;
+    let (change, tier_change) = ctx.state_mut(|s| {
+        s.ledger_busy = false;
+        match written {
+            Ok(reply) => s.state.finish_correction(&event_id, &reply, &write_id).map_err(rejection),
+            // Nothing is reserved: if the row landed, the next write's totals bring it in.
+            Err(e) => Err(failure(
+                LEDGER_UNAVAILABLE,
+                format!("ledger write failed; retry with the same event_id to learn the outcome: {e}"),
+            )),
+        }
+    })?;
+    if let Some(change) = tier_change {
+        notify(ctx, change).await;
+    }
+    Ok(change)
+}
+
+/// Settles in-doubt redemptions, voids given-back ones (previous version),
+/// then applies one batch of accruals, holding the ledger lock. Returns false
+/// when a ledger call failed after its retries.
 async fn drain_once(ctx: &Ctx) -> Result<bool, WorkflowCancellationError> {
     ctx.wait_condition(|s: &LoyaltyEntityWorkflow| !s.ledger_busy).await?;
     ctx.state_mut(|s| s.ledger_busy = true);
-    let healthy = void_given_back(ctx).await && apply_batch(ctx).await;
+    let healthy = settle_in_doubt(ctx).await && void_given_back(ctx).await && apply_batch(ctx).await;
     ctx.state_mut(|s| s.ledger_busy = false);
     Ok(healthy)
+}
+
+async fn settle_in_doubt(ctx: &Ctx) -> bool {
+    let request =
+        ctx.state(|s| SettleRequest { customer_id: s.state.customer_id.clone(), in_doubt: s.state.in_doubt.clone() });
+    if request.in_doubt.is_empty() {
+        return true;
+    }
+    match ctx.execute_activity(LoyaltyActivities::settle_redemptions, request, ledger_options()).await {
+        Ok(settled) => {
+            ctx.state_mut(|s| s.state.settle_in_doubt(&settled.found, settled.totals));
+            true
+        }
+        Err(e) => {
+            log(ctx, |s| tracing::warn!(customer = %s.customer_id, error = %e, "settling redemptions failed; will retry"));
+            false
+        }
+    }
 }
 
 async fn void_given_back(ctx: &Ctx) -> bool {
@@ -230,7 +327,7 @@ async fn void_given_back(ctx: &Ctx) -> bool {
     }
     let done = request.event_ids.len();
     match ctx.execute_activity(LoyaltyActivities::void_redemptions, request, ledger_options()).await {
-        Ok(()) => {
+        Ok(_) => {
             ctx.state_mut(|s| {
                 s.state.pending_voids.drain(..done);
             });
@@ -251,35 +348,63 @@ async fn apply_batch(ctx: &Ctx) -> bool {
     if plan.consumed == 0 {
         return true;
     }
-    if !plan.entries.is_empty() {
-        let written = ctx
-            .execute_activity(LoyaltyActivities::record_points_transactions, plan.entries.clone(), ledger_options())
-            .await;
-        if let Err(e) = written {
-            log(
-                ctx,
-                |s| tracing::warn!(customer = %s.customer_id, error = %e, "ledger write failed; events stay pending"),
-            );
-            return false;
+    let write_id = match ctx.state(|s| s.batch_write_id.clone()) {
+        Some(id) => id,
+        None => {
+            let id = ctx.uuid4();
+            ctx.state_mut(|s| s.batch_write_id = Some(id.clone()));
+            id
+        }
+    };
+    let mut reply = Nullable(None);
+    if !plan.movements.is_empty() {
+        let batch = ctx.state(|s| LedgerBatch {
+            customer_id: s.state.customer_id.clone(),
+            write_id: write_id.clone(),
+            movements: plan.movements.clone(),
+        });
+        match ctx.execute_activity(LoyaltyActivities::record_points_transactions, batch, ledger_options()).await {
+            Ok(answer) => reply = answer,
+            Err(e) => {
+                log(
+                    ctx,
+                    |s| tracing::warn!(customer = %s.customer_id, error = %e, "ledger write failed; events stay pending"),
+                );
+                return false;
+            }
         }
     }
-    ctx.state_mut(|s| s.state.commit_accruals(&plan));
+    let report = ctx.state_mut(|s| {
+        s.batch_write_id = None;
+        s.state.commit_accruals(&plan, reply.0.as_ref(), &write_id)
+    });
     for (event_id, why) in &plan.ignored {
         log(ctx, |s| tracing::info!(customer = %s.customer_id, event_id, why, "accrual ignored"));
     }
-    if let Some(change) = plan.tier_change {
-        log(
-            ctx,
-            |_| tracing::info!(customer = %change.customer_id, from = %change.old_tier, to = %change.new_tier, "tier changed"),
-        );
-        // A notification is best effort: its failure never holds back points.
-        if let Err(e) =
-            ctx.execute_activity(LoyaltyActivities::send_tier_change_notification, change, notification_options()).await
-        {
-            log(ctx, |s| tracing::warn!(customer = %s.customer_id, error = %e, "tier notification failed"));
-        }
+    for event_id in &report.duplicates {
+        log(ctx, |s| tracing::info!(customer = %s.customer_id, event_id, "accrual already in the ledger; not applied again"));
+    }
+    for event_id in &report.conflicts {
+        log(ctx, |s| tracing::warn!(customer = %s.customer_id, event_id, "event_id reused with other content; ignored"));
+    }
+    if let Some(change) = report.tier_change {
+        notify(ctx, change).await;
     }
     true
+}
+
+/// Queues a tier-change notification. Best effort: its failure never holds
+/// back points.
+async fn notify(ctx: &Ctx, change: TierChange) {
+    log(
+        ctx,
+        |_| tracing::info!(customer = %change.customer_id, from = %change.old_tier, to = %change.new_tier, "tier changed"),
+    );
+    if let Err(e) =
+        ctx.execute_activity(LoyaltyActivities::send_tier_change_notification, change, notification_options()).await
+    {
+        log(ctx, |s| tracing::warn!(customer = %s.customer_id, error = %e, "tier notification failed"));
+    }
 }
 
 fn retry(max_attempts: u32, max_interval: Duration) -> RetryPolicy {
@@ -298,7 +423,7 @@ fn ledger_options() -> ActivityOptions {
         .build()
 }
 
-/// A redemption's caller is waiting: fail fast and give the points back.
+/// A caller is waiting (redemptions, corrections): fail fast.
 fn redemption_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(5))
         .retry_policy(retry(3, Duration::from_secs(1)))
@@ -311,7 +436,7 @@ fn notification_options() -> ActivityOptions {
         .build()
 }
 
-fn rejection(r: RedeemRejection) -> HandlerError {
+fn rejection(r: Rejection) -> HandlerError {
     failure(r.failure_type(), r.to_string())
 }
 

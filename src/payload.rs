@@ -1,10 +1,13 @@
-//! The workflow input: `null` (or nothing at all) for a new account, the
-//! carried `LoyaltyState` after continue-as-new.
+//! Payloads that may be "nothing": the workflow input and the ledger
+//! activities' answers.
 //!
-//! The SDK's `Option<T>` needs exactly one payload, but a client written from
-//! the reference guide starts the workflow with no argument, i.e. zero
-//! payloads. This wrapper accepts both, so such clients can open accounts.
+//! The SDK's `Option<T>` needs exactly one JSON payload. A client written from
+//! the reference guide starts the workflow with no argument (zero payloads),
+//! and histories recorded by the previous version hold `binary/null` results
+//! for the ledger activities, which now answer. [`Nullable`] accepts both.
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use temporalio_common::data_converters::{
     PayloadConversionError, SerializationContext, TemporalDeserializable, TemporalSerializable,
 };
@@ -16,9 +19,13 @@ const ENCODING: &str = "encoding";
 const JSON: &[u8] = b"json/plain";
 const NULL: &[u8] = b"binary/null";
 
-/// Input of `LoyaltyEntityWorkflow`.
+/// A value, or nothing: zero payloads, `binary/null` or JSON `null`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WorkflowInput(pub Option<LoyaltyState>);
+pub struct Nullable<T>(pub Option<T>);
+
+/// Input of `LoyaltyEntityWorkflow`: nothing for a new account, the carried
+/// `LoyaltyState` after continue-as-new.
+pub type WorkflowInput = Nullable<LoyaltyState>;
 
 impl WorkflowInput {
     /// The input that opens a new account.
@@ -27,25 +34,25 @@ impl WorkflowInput {
     }
 }
 
-impl TemporalSerializable for WorkflowInput {
+fn encoding_error(e: serde_json::Error) -> PayloadConversionError {
+    PayloadConversionError::EncodingError(Box::new(e))
+}
+
+impl<T: Serialize> TemporalSerializable for Nullable<T> {
     fn to_payload(&self, _: &SerializationContext<'_>) -> Result<Payload, PayloadConversionError> {
         let (encoding, data) = match &self.0 {
             None => (NULL, Vec::new()),
-            Some(state) => {
-                (JSON, serde_json::to_vec(state).map_err(|e| PayloadConversionError::EncodingError(Box::new(e)))?)
-            }
+            Some(value) => (JSON, serde_json::to_vec(value).map_err(encoding_error)?),
         };
         Ok(Payload { metadata: [(ENCODING.to_owned(), encoding.to_vec())].into(), data, external_payloads: vec![] })
     }
 }
 
-impl TemporalDeserializable for WorkflowInput {
+impl<T: DeserializeOwned> TemporalDeserializable for Nullable<T> {
     fn from_payload(_: &SerializationContext<'_>, payload: Payload) -> Result<Self, PayloadConversionError> {
         match payload.metadata.get(ENCODING).map(Vec::as_slice) {
             Some(NULL) => Ok(Self(None)),
-            Some(JSON) => serde_json::from_slice(&payload.data)
-                .map(Self)
-                .map_err(|e| PayloadConversionError::EncodingError(Box::new(e))),
+            Some(JSON) => serde_json::from_slice(&payload.data).map(Self).map_err(encoding_error),
             _ => Err(PayloadConversionError::WrongEncoding),
         }
     }
@@ -77,23 +84,31 @@ mod tests {
 
     #[tokio::test]
     async fn no_payload_and_null_open_a_new_account() {
-        assert_eq!(decode(vec![]).await.unwrap(), WorkflowInput(None));
-        assert_eq!(decode(encode(&WorkflowInput::new_account()).await).await.unwrap(), WorkflowInput(None));
+        assert_eq!(decode(vec![]).await.unwrap(), Nullable(None));
+        assert_eq!(decode(encode(&WorkflowInput::new_account()).await).await.unwrap(), Nullable(None));
         let json_null = Payload {
             metadata: [(ENCODING.into(), JSON.to_vec())].into(),
             data: b"null".to_vec(),
             external_payloads: vec![],
         };
-        assert_eq!(decode(vec![json_null]).await.unwrap(), WorkflowInput(None));
+        assert_eq!(decode(vec![json_null]).await.unwrap(), Nullable(None));
     }
 
     #[tokio::test]
     async fn carried_state_round_trips_as_plain_json() {
-        let input = WorkflowInput(Some(LoyaltyState::open("c1")));
+        let input = Nullable(Some(LoyaltyState::open("c1")));
         let payloads = encode(&input).await;
         assert_eq!(payloads[0].metadata.get(ENCODING).map(Vec::as_slice), Some(JSON));
         let json: serde_json::Value = serde_json::from_slice(&payloads[0].data).unwrap();
         assert_eq!(json["customer_id"], "c1");
         assert_eq!(decode(payloads).await.unwrap(), input);
+    }
+
+    #[tokio::test]
+    async fn a_unit_result_of_the_previous_version_decodes_as_nothing() {
+        let unit = DataConverter::default().to_payloads(&SerializationContextData::None, &()).await.unwrap();
+        let decoded: Nullable<crate::domain::Totals> =
+            DataConverter::default().from_payloads(&SerializationContextData::None, unit).await.unwrap();
+        assert_eq!(decoded, Nullable(None));
     }
 }

@@ -1,0 +1,222 @@
+//! Reads: single events, history pages, account totals and audits.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Ledger, LedgerError};
+use crate::domain::{Effect, EntryKind, Recorded, StoredRequest, Totals};
+
+/// Columns of a ledger row, in the order [`HistoryEntry::from_row`] reads them.
+pub(super) const ENTRY_COLUMNS: &str = "seq, event_id, kind, requested, points, lifetime_delta, shortfall, \
+     balance_after, reason, source, reverses, write_id, recorded_at_ms";
+
+/// One ledger row as history shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Position in the ledger; larger is newer.
+    pub seq: i64,
+    /// The event's id.
+    pub event_id: String,
+    /// What the event was.
+    pub kind: EntryKind,
+    /// The amount as requested (a reversal's resolved).
+    pub requested: i64,
+    /// Signed change of the balance.
+    pub points: i64,
+    /// Signed change of lifetime points.
+    pub lifetime_delta: i64,
+    /// Points a clawback could not take.
+    pub shortfall: i64,
+    /// Balance right after the entry.
+    pub balance_after: i64,
+    /// Reason, or the reward of a redemption.
+    pub reason: String,
+    /// Originating service.
+    pub source: String,
+    /// The event a reversal undid.
+    pub reverses: Option<String>,
+    /// The write that inserted the row.
+    pub write_id: String,
+    /// When it was recorded, in Unix milliseconds.
+    pub recorded_at_ms: i64,
+}
+
+impl HistoryEntry {
+    pub(super) fn from_row(row: &AnyRow) -> Result<Self, LedgerError> {
+        let kind: String = row.try_get(2)?;
+        Ok(Self {
+            seq: row.try_get(0)?,
+            event_id: row.try_get(1)?,
+            kind: EntryKind::parse(&kind).ok_or_else(|| LedgerError::Corrupt(format!("kind {kind:?}")))?,
+            requested: row.try_get(3)?,
+            points: row.try_get(4)?,
+            lifetime_delta: row.try_get(5)?,
+            shortfall: row.try_get(6)?,
+            balance_after: row.try_get(7)?,
+            reason: row.try_get(8)?,
+            source: row.try_get(9)?,
+            reverses: row.try_get(10)?,
+            write_id: row.try_get(11)?,
+            recorded_at_ms: row.try_get(12)?,
+        })
+    }
+
+    /// What the event asked for, to compare a resend with.
+    pub fn request(&self) -> StoredRequest {
+        StoredRequest {
+            kind: self.kind,
+            requested: self.requested,
+            reason: self.reason.clone(),
+            source: self.source.clone(),
+            reverses: self.reverses.clone(),
+        }
+    }
+
+    /// What the entry did.
+    pub fn recorded(&self) -> Recorded {
+        Recorded {
+            effect: Effect {
+                requested: self.requested,
+                balance_delta: self.points,
+                lifetime_delta: self.lifetime_delta,
+                shortfall: self.shortfall,
+            },
+            balance_after: self.balance_after,
+        }
+    }
+}
+
+/// A stored event found by id.
+pub type StoredEntry = HistoryEntry;
+
+/// An account's totals next to what its rows add up to; they must agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountAudit {
+    /// The account.
+    pub customer_id: String,
+    /// The running totals.
+    pub totals: Totals,
+    /// Sum of the rows' balance changes.
+    pub sum_points: i64,
+    /// Sum of the rows' lifetime changes.
+    pub sum_lifetime: i64,
+    /// The newest row's balance after, if any row.
+    pub last_balance_after: Option<i64>,
+    /// Number of rows.
+    pub entries: i64,
+}
+
+impl AccountAudit {
+    /// Every way the ledger disagrees with itself for this account.
+    pub fn inconsistencies(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.sum_points != self.totals.balance {
+            out.push(format!("ledger rows sum to {} but the balance is {}", self.sum_points, self.totals.balance));
+        }
+        if self.sum_lifetime != self.totals.lifetime {
+            out.push(format!(
+                "ledger rows sum to {} lifetime points but the total is {}",
+                self.sum_lifetime, self.totals.lifetime
+            ));
+        }
+        if let Some(last) = self.last_balance_after.filter(|b| *b != self.totals.balance) {
+            out.push(format!("newest row's balance_after is {last} but the balance is {}", self.totals.balance));
+        }
+        out
+    }
+}
+
+impl Ledger {
+    /// The event `event_id` of an account, if the ledger holds it.
+    pub async fn find(&self, customer_id: &str, event_id: &str) -> Result<Option<StoredEntry>, LedgerError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE customer_id = $1 AND event_id = $2"
+        ))
+        .bind(customer_id)
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(HistoryEntry::from_row).transpose()
+    }
+
+    /// Up to `limit` entries of an account older than `before_seq` (all when
+    /// `None`), newest first. New entries always get a larger `seq`, so pages
+    /// that continue from the last `seq` seen are stable under writes.
+    pub async fn history(
+        &self,
+        customer_id: &str,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry>, LedgerError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE customer_id = $1 AND seq < $2
+             ORDER BY seq DESC LIMIT $3"
+        ))
+        .bind(customer_id)
+        .bind(before_seq.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(HistoryEntry::from_row).collect()
+    }
+
+    /// Every entry of an account, oldest first.
+    pub async fn entries(&self, customer_id: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
+        let mut all = self.history(customer_id, None, u32::MAX).await?;
+        all.reverse();
+        Ok(all)
+    }
+
+    /// The account's running totals, if the ledger knows the account.
+    pub async fn totals(&self, customer_id: &str) -> Result<Option<Totals>, LedgerError> {
+        let row: Option<(i64, i64)> = sqlx::query_as("SELECT balance, lifetime FROM accounts WHERE customer_id = $1")
+            .bind(customer_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(balance, lifetime)| Totals { balance, lifetime }))
+    }
+
+    /// How many accounts the ledger knows.
+    pub async fn account_count(&self) -> Result<i64, LedgerError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(&self.pool).await?)
+    }
+
+    /// Up to `limit` account ids after `after`, in id order.
+    pub async fn account_ids(&self, after: &str, limit: u32) -> Result<Vec<String>, LedgerError> {
+        Ok(sqlx::query_scalar("SELECT customer_id FROM accounts WHERE customer_id > $1 ORDER BY customer_id LIMIT $2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// The account's totals next to what its rows add up to.
+    pub async fn audit(&self, customer_id: &str) -> Result<Option<AccountAudit>, LedgerError> {
+        let Some(totals) = self.totals(customer_id).await? else { return Ok(None) };
+        let (sum_points, sum_lifetime, entries): (i64, i64, i64) = sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(points), 0) AS BIGINT), CAST(COALESCE(SUM(lifetime_delta), 0) AS BIGINT),
+                    COUNT(*)
+             FROM ledger_entries WHERE customer_id = $1",
+        )
+        .bind(customer_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let last_balance_after = self.history(customer_id, None, 1).await?.first().map(|e| e.balance_after);
+        Ok(Some(AccountAudit {
+            customer_id: customer_id.to_owned(),
+            totals,
+            sum_points,
+            sum_lifetime,
+            last_balance_after,
+            entries,
+        }))
+    }
+
+    /// The tier changes queued for one account, oldest first, as (old, new).
+    pub async fn tier_notifications(&self, customer_id: &str) -> Result<Vec<(String, String)>, LedgerError> {
+        Ok(sqlx::query_as("SELECT old_tier, new_tier FROM tier_notifications WHERE customer_id = $1 ORDER BY id")
+            .bind(customer_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}
