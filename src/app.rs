@@ -62,7 +62,7 @@ impl Application {
         let options = WorkerOptions::new(settings.task_queue.clone())
             .register_workflow::<LoyaltyEntityWorkflow>()
             .map_err(|e| AppError::Worker(e.to_string()))?
-            .register_activities(LoyaltyActivities::new(ledger))
+            .register_activities(LoyaltyActivities::new(ledger.clone()))
             .build();
         let worker = Worker::new(&runtime, client.clone(), options).map_err(|e| AppError::Worker(e.to_string()))?;
 
@@ -81,7 +81,7 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection().build_v1().map_err(reflection_err)?)
             .add_service(reflection().build_v1alpha().map_err(reflection_err)?)
-            .add_service(LoyaltyServiceServer::new(LoyaltyApi::new(client, settings.task_queue)));
+            .add_service(LoyaltyServiceServer::new(LoyaltyApi::new(client, settings.task_queue, ledger)));
         Ok(Self { grpc_addr, listener, router, health, worker, _runtime: runtime })
     }
 

@@ -8,6 +8,7 @@ use tonic::{Code, Status};
 
 use crate::domain::account::failure_type;
 use crate::domain::{CustomerId, FieldError};
+use crate::ledger::LedgerError;
 
 
 /// Why an RPC failed.
@@ -31,6 +32,12 @@ pub enum ApiError {
     /// The event id was used before with different content.
     #[error("{0}")]
     EventIdReused(String),
+    /// A reversal names an event the account does not have.
+    #[error("{0}")]
+    OriginalNotFound(String),
+    /// The ledger database failed a read.
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
     /// Temporal, a worker or the ledger is out of reach; retrying may help.
     #[error("{0}")]
     Unavailable(String),
@@ -51,6 +58,15 @@ impl From<ApiError> for Status {
             ApiError::AccountClosed(_) => Status::failed_precondition(e.to_string()),
             ApiError::Precondition(m) => Status::failed_precondition(m),
             ApiError::EventIdReused(m) => Status::already_exists(m),
+            ApiError::OriginalNotFound(m) => Status::not_found(m),
+            ApiError::Ledger(LedgerError::Database(db)) if is_transient(&db) => {
+                tracing::warn!(error = %db, "ledger unavailable");
+                Status::unavailable("ledger unavailable; retry")
+            }
+            ApiError::Ledger(other) => {
+                tracing::error!(error = %other, "ledger error");
+                Status::internal("internal error")
+            }
             ApiError::Unavailable(m) => Status::unavailable(m),
             ApiError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
             ApiError::Internal(m) => {
@@ -110,9 +126,12 @@ impl ApiError {
                 let message = innermost_message(&f);
                 match first_failure_type(&f) {
                     Some(failure_type::VALIDATION_ERROR) => ApiError::InvalidRequest(message),
-                    Some(failure_type::INSUFFICIENT_POINTS | failure_type::INACTIVE_ACCOUNT) => {
-                        ApiError::Precondition(message)
-                    }
+                    Some(
+                        failure_type::INSUFFICIENT_POINTS
+                        | failure_type::INACTIVE_ACCOUNT
+                        | failure_type::NOT_REVERSIBLE,
+                    ) => ApiError::Precondition(message),
+                    Some(failure_type::ORIGINAL_NOT_FOUND) => ApiError::OriginalNotFound(message),
                     Some(failure_type::EVENT_ID_REUSED) => ApiError::EventIdReused(message),
                     Some(failure_type::LEDGER_UNAVAILABLE) => ApiError::Unavailable(message),
                     _ => ApiError::Internal(format!("update failed: {f:?}")),
@@ -122,6 +141,20 @@ impl ApiError {
             other => ApiError::Internal(other.to_string()),
         }
     }
+}
+
+/// Whether retrying later may succeed: the database is out of reach or busy.
+fn is_transient(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::Database(_)
+            | sqlx::Error::WorkerCrashed
+    )
 }
 
 /// The first non-empty application failure type in the cause chain.

@@ -2,7 +2,12 @@
 
 use super::pb;
 use crate::domain::messages::{PointsEvent, RedemptionRequest};
-use crate::domain::{BoundedText, CustomerId, EventId, FieldError, Points};
+use crate::domain::{AdjustmentRequest, BoundedText, CustomerId, EventId, FieldError, Points, ReversalRequest};
+
+/// History page size when the caller leaves it 0.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+/// Largest history page.
+pub const MAX_PAGE_SIZE: u32 = 500;
 
 /// A validated Accrue.
 #[derive(Debug, Clone)]
@@ -53,6 +58,87 @@ impl TryFrom<pb::RedeemRequest> for Redeem {
     }
 }
 
+/// A validated Reverse.
+#[derive(Debug, Clone)]
+pub struct Reverse {
+    /// The account.
+    pub customer: CustomerId,
+    /// The `reverse_points` payload.
+    pub request: ReversalRequest,
+}
+
+/// A validated Adjust.
+#[derive(Debug, Clone)]
+pub struct Adjust {
+    /// The account.
+    pub customer: CustomerId,
+    /// The `adjust_points` payload.
+    pub request: AdjustmentRequest,
+}
+
+/// A validated GetHistory.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// The account.
+    pub customer: CustomerId,
+    /// Entries per page.
+    pub page_size: u32,
+    /// Continue below this ledger position; `None` for the newest page.
+    pub before_seq: Option<i64>,
+}
+
+impl TryFrom<pb::ReverseRequest> for Reverse {
+    type Error = FieldError;
+
+    fn try_from(r: pb::ReverseRequest) -> Result<Self, FieldError> {
+        let customer = CustomerId::parse(&r.customer_id)?;
+        EventId::parse(&r.reverse_event_id).map_err(|e| FieldError::new("reverse_event_id", e.reason))?;
+        let request = ReversalRequest {
+            event_id: r.reverse_event_id,
+            original_event_id: r.original_event_id,
+            points: r.points,
+            reason: r.reason,
+        };
+        request.movement()?;
+        Ok(Self { customer, request })
+    }
+}
+
+impl TryFrom<pb::AdjustRequest> for Adjust {
+    type Error = FieldError;
+
+    fn try_from(r: pb::AdjustRequest) -> Result<Self, FieldError> {
+        let customer = CustomerId::parse(&r.customer_id)?;
+        let request = AdjustmentRequest { event_id: r.event_id, points: r.points, reason: r.reason };
+        request.movement()?;
+        Ok(Self { customer, request })
+    }
+}
+
+impl TryFrom<pb::GetHistoryRequest> for History {
+    type Error = FieldError;
+
+    fn try_from(r: pb::GetHistoryRequest) -> Result<Self, FieldError> {
+        let customer = CustomerId::parse(&r.customer_id)?;
+        let page_size = match r.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if (1..=MAX_PAGE_SIZE as i32).contains(&n) => n as u32,
+            n => return Err(FieldError::new("page_size", format!("must be between 0 and {MAX_PAGE_SIZE}, got {n}"))),
+        };
+        let before_seq = match r.page_token.as_str() {
+            "" => None,
+            token => Some(
+                token
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|seq| *seq > 0)
+                    .ok_or_else(|| FieldError::new("page_token", "is not a token this service issued"))?,
+            ),
+        };
+        Ok(Self { customer, page_size, before_seq })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +169,40 @@ mod tests {
         let redeem =
             pb::RedeemRequest { customer_id: "c1".into(), event_id: "e".into(), points: 1, reward: "x".repeat(257) };
         assert_eq!(Redeem::try_from(redeem).unwrap_err().field, "reward");
+    }
+
+    #[test]
+    fn corrections_and_history_name_the_bad_field() {
+        let reverse = |id: &str, original: &str, points| pb::ReverseRequest {
+            customer_id: "c".into(),
+            reverse_event_id: id.into(),
+            original_event_id: original.into(),
+            points,
+            reason: "refund".into(),
+        };
+        assert!(Reverse::try_from(reverse("r1", "o1", None)).is_ok());
+        assert_eq!(Reverse::try_from(reverse("", "o1", None)).unwrap_err().field, "reverse_event_id");
+        assert_eq!(Reverse::try_from(reverse("r1", "", None)).unwrap_err().field, "original_event_id");
+        assert_eq!(Reverse::try_from(reverse("r1", "o1", Some(-4))).unwrap_err().field, "points");
+        let adjust = |points, reason: &str| pb::AdjustRequest {
+            customer_id: "c".into(),
+            event_id: "a1".into(),
+            points,
+            reason: reason.into(),
+        };
+        assert!(Adjust::try_from(adjust(-10, "goodwill")).is_ok());
+        assert_eq!(Adjust::try_from(adjust(0, "x")).unwrap_err().field, "points");
+        assert_eq!(Adjust::try_from(adjust(10, "")).unwrap_err().field, "reason");
+        let history = |page_size, token: &str| pb::GetHistoryRequest {
+            customer_id: "c".into(),
+            page_size,
+            page_token: token.into(),
+        };
+        assert_eq!(History::try_from(history(0, "")).unwrap().page_size, DEFAULT_PAGE_SIZE);
+        assert_eq!(History::try_from(history(10, "42")).unwrap().before_seq, Some(42));
+        assert_eq!(History::try_from(history(501, "")).unwrap_err().field, "page_size");
+        assert_eq!(History::try_from(history(-1, "")).unwrap_err().field, "page_size");
+        assert_eq!(History::try_from(history(10, "abc")).unwrap_err().field, "page_token");
+        assert_eq!(History::try_from(history(10, "-3")).unwrap_err().field, "page_token");
     }
 }

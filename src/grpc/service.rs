@@ -1,4 +1,10 @@
-//! `loyalty.v1.LoyaltyService` on top of the Temporal client.
+//! `loyalty.v1.LoyaltyService` on top of the Temporal client and the ledger.
+//!
+//! Accrue and Redeem first look the event id up in the ledger: an event
+//! already applied is answered from its row (a resend costs no workflow
+//! work), and a reused id with other content gets ALREADY_EXISTS, however
+//! long ago the first one was. If the ledger cannot answer, the call goes on
+//! to the workflow, whose writes dedup against the ledger anyway.
 
 use temporalio_client::{
     Client, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowHandle, WorkflowIdConflictPolicy,
@@ -9,8 +15,9 @@ use tonic::{Request, Response, Status};
 
 use super::error::ApiError;
 use super::pb::{self, loyalty_service_server::LoyaltyService};
-use super::requests::{Accrue, Redeem};
-use crate::domain::{CustomerId, Tier};
+use super::requests::{Accrue, Adjust, History, Redeem, Reverse};
+use crate::domain::{BalanceChange, CustomerId, Movement, Tier};
+use crate::ledger::{HistoryEntry, Ledger, StoredEntry};
 use crate::workflow::{LoyaltyEntityWorkflow, WorkflowInput};
 
 /// The gRPC API; cheap to clone.
@@ -18,12 +25,36 @@ use crate::workflow::{LoyaltyEntityWorkflow, WorkflowInput};
 pub struct LoyaltyApi {
     client: Client,
     task_queue: String,
+    ledger: Ledger,
+}
+
+/// What the ledger says about an event id before the workflow is asked.
+enum Known {
+    /// Not in the ledger (or the ledger could not tell).
+    New,
+    /// This same event, already applied.
+    Applied(StoredEntry),
 }
 
 impl LoyaltyApi {
-    /// An API that starts account workflows on `task_queue`.
-    pub fn new(client: Client, task_queue: String) -> Self {
-        Self { client, task_queue }
+    /// An API that starts account workflows on `task_queue` and reads `ledger`.
+    pub fn new(client: Client, task_queue: String, ledger: Ledger) -> Self {
+        Self { client, task_queue, ledger }
+    }
+
+    /// Looks `movement` up in the ledger; a different event under its id is an error.
+    async fn known(&self, customer: &CustomerId, movement: &Movement) -> Result<Known, ApiError> {
+        match self.ledger.find(customer.as_str(), &movement.event_id).await {
+            Ok(None) => Ok(Known::New),
+            Ok(Some(row)) if movement.same_as(&row.request()) => Ok(Known::Applied(row)),
+            Ok(Some(_)) => {
+                Err(ApiError::EventIdReused(format!("event_id {} was already used with different content", movement.event_id)))
+            }
+            Err(e) => {
+                tracing::warn!(customer = %customer, error = %e, "ledger lookup failed; asking the workflow");
+                Ok(Known::New)
+            }
+        }
     }
 
     /// The account's workflow, whichever run is current.
@@ -33,6 +64,9 @@ impl LoyaltyApi {
 
     async fn accrue(&self, cmd: Accrue) -> Result<pb::AccrueResponse, ApiError> {
         let workflow_id = cmd.customer.workflow_id();
+        if let Known::Applied(_) = self.known(&cmd.customer, &cmd.event.movement()).await? {
+            return Ok(pb::AccrueResponse { workflow_id });
+        }
         // Reuse of a closed account's id is refused, so a late accrual never
         // re-creates it blank.
         let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id.clone())
@@ -53,6 +87,10 @@ impl LoyaltyApi {
     }
 
     async fn redeem(&self, cmd: Redeem) -> Result<pb::RedeemResponse, ApiError> {
+        // Ledger rows are final, so an applied redemption is answered from its row.
+        if let Known::Applied(row) = self.known(&cmd.customer, &cmd.request.movement()).await? {
+            return Ok(pb::RedeemResponse { redeemed: row.requested, remaining_balance: row.balance_after, reward: row.reason });
+        }
         let handle = self.account(&cmd.customer);
         // No fixed update id: Temporal would replay a failed outcome (such as
         // UNAVAILABLE) to every retry of the run. The workflow dedups by event_id.
@@ -63,11 +101,48 @@ impl LoyaltyApi {
                 remaining_balance: r.remaining_balance,
                 reward: r.reward,
             }),
-            Err(e) => match ApiError::from_update(&cmd.customer, e) {
-                // An update to a completed workflow is reported as not found.
-                ApiError::NotFound(customer) => Err(self.closed_or_missing(customer).await),
-                other => Err(other),
-            },
+            Err(e) => Err(self.update_error(&cmd.customer, e).await),
+        }
+    }
+
+    async fn reverse(&self, cmd: Reverse) -> Result<pb::ReverseResponse, ApiError> {
+        let handle = self.account(&cmd.customer);
+        let options = WorkflowExecuteUpdateOptions::default();
+        match handle.execute_update(LoyaltyEntityWorkflow::reverse_points, cmd.request, options).await {
+            Ok(change) => Ok(pb::ReverseResponse { change: Some(balance_change(change)) }),
+            Err(e) => Err(self.update_error(&cmd.customer, e).await),
+        }
+    }
+
+    async fn adjust(&self, cmd: Adjust) -> Result<pb::AdjustResponse, ApiError> {
+        let handle = self.account(&cmd.customer);
+        let options = WorkflowExecuteUpdateOptions::default();
+        match handle.execute_update(LoyaltyEntityWorkflow::adjust_points, cmd.request, options).await {
+            Ok(change) => Ok(pb::AdjustResponse { change: Some(balance_change(change)) }),
+            Err(e) => Err(self.update_error(&cmd.customer, e).await),
+        }
+    }
+
+    async fn history(&self, cmd: History) -> Result<pb::GetHistoryResponse, ApiError> {
+        let customer = cmd.customer.as_str();
+        let mut rows = self.ledger.history(customer, cmd.before_seq, cmd.page_size + 1).await?;
+        if rows.is_empty() && cmd.before_seq.is_none() && self.ledger.totals(customer).await?.is_none() {
+            return Err(ApiError::NotFound(cmd.customer));
+        }
+        let more = rows.len() > cmd.page_size as usize;
+        rows.truncate(cmd.page_size as usize);
+        let next_page_token = match rows.last() {
+            Some(last) if more => last.seq.to_string(),
+            _ => String::new(),
+        };
+        Ok(pb::GetHistoryResponse { entries: rows.into_iter().map(history_entry).collect(), next_page_token })
+    }
+
+    /// Classifies a failed update; a completed workflow is reported as not found.
+    async fn update_error(&self, customer: &CustomerId, e: temporalio_client::errors::WorkflowUpdateError) -> ApiError {
+        match ApiError::from_update(customer, e) {
+            ApiError::NotFound(customer) => self.closed_or_missing(customer).await,
+            other => other,
         }
     }
 
@@ -104,6 +179,43 @@ impl LoyaltyApi {
     }
 }
 
+fn balance_change(c: BalanceChange) -> pb::BalanceChange {
+    pb::BalanceChange {
+        points: c.balance_delta,
+        lifetime_delta: c.lifetime_delta,
+        shortfall: c.shortfall,
+        points_balance: c.points_balance,
+        lifetime_points: c.lifetime_points,
+        tier: c.tier.as_str().to_owned(),
+    }
+}
+
+fn history_entry(e: HistoryEntry) -> pb::HistoryEntry {
+    use crate::domain::EntryKind as K;
+    let kind = match e.kind {
+        K::Accrual => pb::EntryKind::Accrual,
+        K::Redemption => pb::EntryKind::Redemption,
+        K::Reversal => pb::EntryKind::Reversal,
+        K::Adjustment => pb::EntryKind::Adjustment,
+        K::Expiry => pb::EntryKind::Expiry,
+    };
+    pb::HistoryEntry {
+        event_id: e.event_id,
+        kind: kind.into(),
+        points: e.points,
+        balance_after: e.balance_after,
+        reason: e.reason,
+        source: e.source,
+        recorded_at: Some(prost_types::Timestamp {
+            seconds: e.recorded_at_ms.div_euclid(1000),
+            nanos: (e.recorded_at_ms.rem_euclid(1000) * 1_000_000) as i32,
+        }),
+        lifetime_delta: e.lifetime_delta,
+        shortfall: e.shortfall,
+        original_event_id: e.reverses.unwrap_or_default(),
+    }
+}
+
 #[tonic::async_trait]
 impl LoyaltyService for LoyaltyApi {
     async fn accrue(&self, request: Request<pb::AccrueRequest>) -> Result<Response<pb::AccrueResponse>, Status> {
@@ -122,5 +234,23 @@ impl LoyaltyService for LoyaltyApi {
     ) -> Result<Response<pb::GetSummaryResponse>, Status> {
         let customer = CustomerId::parse(&request.into_inner().customer_id).map_err(ApiError::from)?;
         Ok(Response::new(self.summary(customer).await?))
+    }
+
+    async fn get_history(
+        &self,
+        request: Request<pb::GetHistoryRequest>,
+    ) -> Result<Response<pb::GetHistoryResponse>, Status> {
+        let cmd = History::try_from(request.into_inner()).map_err(ApiError::from)?;
+        Ok(Response::new(self.history(cmd).await?))
+    }
+
+    async fn reverse(&self, request: Request<pb::ReverseRequest>) -> Result<Response<pb::ReverseResponse>, Status> {
+        let cmd = Reverse::try_from(request.into_inner()).map_err(ApiError::from)?;
+        Ok(Response::new(LoyaltyApi::reverse(self, cmd).await?))
+    }
+
+    async fn adjust(&self, request: Request<pb::AdjustRequest>) -> Result<Response<pb::AdjustResponse>, Status> {
+        let cmd = Adjust::try_from(request.into_inner()).map_err(ApiError::from)?;
+        Ok(Response::new(LoyaltyApi::adjust(self, cmd).await?))
     }
 }
