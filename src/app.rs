@@ -35,6 +35,16 @@ pub enum AppError {
     Server(String),
 }
 
+/// A Temporal client as configured (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, envconfig).
+pub async fn temporal_client(settings: &Settings) -> Result<Client, AppError> {
+    let target = settings.temporal_connection.target.to_string();
+    let temporal = |e: &dyn std::fmt::Display| {
+        AppError::Temporal(format!("cannot use Temporal at {target} (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE): {e}"))
+    };
+    let connection = Connection::connect(settings.temporal_connection.clone()).await.map_err(|e| temporal(&e))?;
+    Client::new(connection, settings.temporal_client.clone()).map_err(|e| temporal(&e))
+}
+
 /// A built, not yet running, service process.
 pub struct Application {
     grpc_addr: SocketAddr,
@@ -51,12 +61,7 @@ impl Application {
     /// the gRPC listener (port 0 picks a free port). Must run inside tokio.
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
         let ledger = Ledger::connect(&settings.database_url).await?;
-        let target = settings.temporal_connection.target.to_string();
-        let temporal = |e: &dyn std::fmt::Display| {
-            AppError::Temporal(format!("cannot use Temporal at {target} (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE): {e}"))
-        };
-        let connection = Connection::connect(settings.temporal_connection).await.map_err(|e| temporal(&e))?;
-        let client = Client::new(connection, settings.temporal_client).map_err(|e| temporal(&e))?;
+        let client = temporal_client(&settings).await?;
 
         let runtime = Runtime::from_current_tokio(Default::default()).map_err(|e| AppError::Worker(e.to_string()))?;
         let options = WorkerOptions::new(settings.task_queue.clone())

@@ -1,4 +1,5 @@
-//! `loyalty accrue | redeem | summary`: call a running service. Output is
+//! `loyalty accrue | redeem | summary | history | reverse | adjust`: call a
+//! running service. Output is
 //! human-readable, or JSON with `--json`; a failure prints the gRPC status
 //! and exits with its numeric code.
 
@@ -157,4 +158,159 @@ pub async fn summary(args: SummaryArgs) -> ExitCode {
             )
         },
     )
+}
+
+/// Options of `loyalty history`.
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    #[arg(long)]
+    customer: String,
+    /// Entries per page (1 to 500).
+    #[arg(long, default_value_t = 50)]
+    page_size: i32,
+    /// Continue from a previous page's token.
+    #[arg(long, default_value = "")]
+    page_token: String,
+    /// Print every page, not just one.
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// Options of `loyalty reverse`.
+#[derive(Debug, clap::Args)]
+pub struct ReverseArgs {
+    #[arg(long)]
+    customer: String,
+    /// Idempotency key of the reversal.
+    #[arg(long)]
+    event: String,
+    /// The accrual or redemption to reverse.
+    #[arg(long)]
+    original: String,
+    /// Points to reverse; all that the original still holds when absent.
+    #[arg(long)]
+    points: Option<i64>,
+    #[arg(long, default_value = "")]
+    reason: String,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// Options of `loyalty adjust`.
+#[derive(Debug, clap::Args)]
+pub struct AdjustArgs {
+    #[arg(long)]
+    customer: String,
+    /// Idempotency key.
+    #[arg(long)]
+    event: String,
+    /// Signed correction, e.g. --points=-50.
+    #[arg(long, allow_hyphen_values = true)]
+    points: i64,
+    /// Required: why.
+    #[arg(long)]
+    reason: String,
+    #[command(flatten)]
+    target: Target,
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match pb::EntryKind::try_from(kind).unwrap_or(pb::EntryKind::Unspecified) {
+        pb::EntryKind::Accrual => "accrual",
+        pb::EntryKind::Redemption => "redemption",
+        pb::EntryKind::Reversal => "reversal",
+        pb::EntryKind::Adjustment => "adjustment",
+        pb::EntryKind::Expiry => "expiry",
+        pb::EntryKind::Unspecified => "unknown",
+    }
+}
+
+fn entry_json(e: &pb::HistoryEntry) -> serde_json::Value {
+    let at = e.recorded_at.as_ref().map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000).unwrap_or(0);
+    json!({"event_id": e.event_id, "kind": kind_name(e.kind), "points": e.points, "balance_after": e.balance_after,
+           "lifetime_delta": e.lifetime_delta, "shortfall": e.shortfall, "reason": e.reason, "source": e.source,
+           "original_event_id": e.original_event_id, "recorded_at_ms": at})
+}
+
+fn entry_line(e: &pb::HistoryEntry) -> String {
+    let at = e.recorded_at.as_ref().map(|t| prost_types::Timestamp::to_string(t)).unwrap_or_default();
+    let mut line = format!(
+        "{at}  {:<10} {:>+10}  balance {:>10}  {}  {}",
+        kind_name(e.kind),
+        e.points,
+        e.balance_after,
+        e.event_id,
+        e.reason
+    );
+    if !e.original_event_id.is_empty() {
+        line.push_str(&format!("  (reverses {})", e.original_event_id));
+    }
+    if e.shortfall > 0 {
+        line.push_str(&format!("  shortfall {}", e.shortfall));
+    }
+    line
+}
+
+pub async fn history(args: HistoryArgs) -> ExitCode {
+    let result = async {
+        let mut client = connect(&args.target).await?;
+        let mut request =
+            pb::GetHistoryRequest { customer_id: args.customer.clone(), page_size: args.page_size, page_token: args.page_token };
+        let mut entries = Vec::new();
+        loop {
+            let page = client.get_history(request.clone()).await?.into_inner();
+            entries.extend(page.entries);
+            if !args.all || page.next_page_token.is_empty() {
+                return Ok((entries, page.next_page_token));
+            }
+            request.page_token = page.next_page_token;
+        }
+    }
+    .await;
+    report(
+        result,
+        args.target.json,
+        |(entries, next)| json!({"entries": entries.iter().map(entry_json).collect::<Vec<_>>(), "next_page_token": next}),
+        |(entries, next)| {
+            let mut out: Vec<String> = entries.iter().map(entry_line).collect();
+            if !next.is_empty() {
+                out.push(format!("(more: --page-token {next})"));
+            }
+            out.join("\n")
+        },
+    )
+}
+
+fn change_json(c: &pb::BalanceChange) -> serde_json::Value {
+    json!({"points": c.points, "lifetime_delta": c.lifetime_delta, "shortfall": c.shortfall,
+           "points_balance": c.points_balance, "lifetime_points": c.lifetime_points, "tier": c.tier})
+}
+
+fn change_line(customer: &str, c: &pb::BalanceChange) -> String {
+    let shortfall = if c.shortfall > 0 { format!(" (shortfall {})", c.shortfall) } else { String::new() };
+    format!(
+        "{customer}: balance {:+}{shortfall}, lifetime {:+}; now {} points, {} lifetime, {}",
+        c.points, c.lifetime_delta, c.points_balance, c.lifetime_points, c.tier
+    )
+}
+
+pub async fn reverse(args: ReverseArgs) -> ExitCode {
+    let request = pb::ReverseRequest {
+        customer_id: args.customer.clone(),
+        reverse_event_id: args.event,
+        original_event_id: args.original,
+        points: args.points,
+        reason: args.reason,
+    };
+    let result = async { Ok(connect(&args.target).await?.reverse(request).await?.into_inner().change.unwrap_or_default()) }.await;
+    report(result, args.target.json, change_json, |c| change_line(&args.customer, c))
+}
+
+pub async fn adjust(args: AdjustArgs) -> ExitCode {
+    let request =
+        pb::AdjustRequest { customer_id: args.customer.clone(), event_id: args.event, points: args.points, reason: args.reason };
+    let result = async { Ok(connect(&args.target).await?.adjust(request).await?.into_inner().change.unwrap_or_default()) }.await;
+    report(result, args.target.json, change_json, |c| change_line(&args.customer, c))
 }

@@ -1,6 +1,7 @@
 //! The `loyalty` command line: run the service, or call a running one.
 
 mod client;
+mod reconcile;
 mod server;
 
 use std::process::ExitCode;
@@ -29,6 +30,14 @@ enum Command {
     Redeem(client::RedeemArgs),
     /// Show a customer's balance, lifetime points and tier.
     Summary(client::SummaryArgs),
+    /// List a customer's ledger entries, newest first.
+    History(client::HistoryArgs),
+    /// Claw back an accrual (a refund) or return a redemption's points.
+    Reverse(client::ReverseArgs),
+    /// Correct a balance (support), with a reason.
+    Adjust(client::AdjustArgs),
+    /// Compare every account's workflow state with the ledger; print differences.
+    Reconcile(reconcile::ReconcileArgs),
 }
 
 impl Cli {
@@ -40,6 +49,10 @@ impl Cli {
             Command::Accrue(args) => client::accrue(args).await,
             Command::Redeem(args) => client::redeem(args).await,
             Command::Summary(args) => client::summary(args).await,
+            Command::History(args) => client::history(args).await,
+            Command::Reverse(args) => client::reverse(args).await,
+            Command::Adjust(args) => client::adjust(args).await,
+            Command::Reconcile(args) => reconcile::reconcile(args).await,
         }
     }
 }
