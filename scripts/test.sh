@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # Everything CI checks: install, formatting, lints (warnings denied), then all
-# tests against a real Temporal dev server and a real SQLite ledger.
+# tests against a real Temporal dev server and real ledgers: SQLite, and
+# PostgreSQL (a throwaway server started here unless LOYALTY_TEST_POSTGRES_URL
+# names one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+
+if [ -z "${LOYALTY_TEST_POSTGRES_URL:-}" ]; then
+  pg_dir=$(mktemp -d /tmp/loyalty-pg.XXXXXX)
+  trap 'scripts/postgres.sh stop "$pg_dir"' EXIT
+  LOYALTY_TEST_POSTGRES_URL=$(scripts/postgres.sh start "$pg_dir")
+  export LOYALTY_TEST_POSTGRES_URL
+  echo "test: PostgreSQL at $LOYALTY_TEST_POSTGRES_URL" >&2
+fi
 cargo test --locked

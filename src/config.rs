@@ -81,7 +81,7 @@ impl Settings {
         if !Ledger::supports(&database_url) {
             return Err(ConfigError {
                 setting: "LOYALTY_DATABASE_URL",
-                reason: format!("{database_url:?} is not supported; use sqlite:<path>"),
+                reason: format!("{database_url:?} is not supported; use sqlite:<path> or postgres://..."),
             });
         }
         let (mut temporal_connection, temporal_client) =

@@ -5,8 +5,8 @@
 //! outcome the workflow has not learned yet, or a bug. The ledger is also
 //! checked against itself: its rows must add up to its totals.
 
-use temporalio_client::{Client, WorkflowQueryOptions};
 use temporalio_client::errors::WorkflowQueryError;
+use temporalio_client::{Client, WorkflowQueryOptions};
 
 use crate::domain::{CustomerId, Tier};
 use crate::ledger::{Ledger, LedgerError};
@@ -35,12 +35,12 @@ pub async fn check_account(client: &Client, ledger: &Ledger, customer_id: &str) 
         Err(e) => return Ok(vec![format!("not a valid customer id: {e}")]),
     };
     let handle = client.get_workflow_handle::<LoyaltyEntityWorkflow>(workflow_id);
-    let summary = match handle.query(LoyaltyEntityWorkflow::get_loyalty_summary, (), WorkflowQueryOptions::default()).await
-    {
-        Ok(s) => Some(s),
-        Err(WorkflowQueryError::NotFound(_)) => None,
-        Err(e) => return Err(ReconcileError::Temporal(e.to_string())),
-    };
+    let summary =
+        match handle.query(LoyaltyEntityWorkflow::get_loyalty_summary, (), WorkflowQueryOptions::default()).await {
+            Ok(s) => Some(s),
+            Err(WorkflowQueryError::NotFound(_)) => None,
+            Err(e) => return Err(ReconcileError::Temporal(e.to_string())),
+        };
     match (summary, audit) {
         (None, None) => differences.push("no such account in the ledger or in Temporal".into()),
         (None, Some(_)) => differences.push("the ledger has the account but Temporal has no workflow for it".into()),

@@ -274,7 +274,10 @@ async fn concurrent_retries_of_one_redemption_deduct_once() {
     }
     let s = summary_when(&mut grpc, "hank", SETTLE, |_| true).await;
     assert_eq!(s.points_balance, 70);
-    assert_eq!(ledger().await.entries("hank").await.unwrap().iter().filter(|r| r.kind == EntryKind::Redemption).count(), 1);
+    assert_eq!(
+        ledger().await.entries("hank").await.unwrap().iter().filter(|r| r.kind == EntryKind::Redemption).count(),
+        1
+    );
 }
 
 #[tokio::test]

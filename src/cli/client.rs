@@ -235,7 +235,7 @@ fn entry_json(e: &pb::HistoryEntry) -> serde_json::Value {
 }
 
 fn entry_line(e: &pb::HistoryEntry) -> String {
-    let at = e.recorded_at.as_ref().map(|t| prost_types::Timestamp::to_string(t)).unwrap_or_default();
+    let at = e.recorded_at.as_ref().map(prost_types::Timestamp::to_string).unwrap_or_default();
     let mut line = format!(
         "{at}  {:<10} {:>+10}  balance {:>10}  {}  {}",
         kind_name(e.kind),
@@ -256,8 +256,11 @@ fn entry_line(e: &pb::HistoryEntry) -> String {
 pub async fn history(args: HistoryArgs) -> ExitCode {
     let result = async {
         let mut client = connect(&args.target).await?;
-        let mut request =
-            pb::GetHistoryRequest { customer_id: args.customer.clone(), page_size: args.page_size, page_token: args.page_token };
+        let mut request = pb::GetHistoryRequest {
+            customer_id: args.customer.clone(),
+            page_size: args.page_size,
+            page_token: args.page_token,
+        };
         let mut entries = Vec::new();
         loop {
             let page = client.get_history(request.clone()).await?.into_inner();
@@ -304,13 +307,20 @@ pub async fn reverse(args: ReverseArgs) -> ExitCode {
         points: args.points,
         reason: args.reason,
     };
-    let result = async { Ok(connect(&args.target).await?.reverse(request).await?.into_inner().change.unwrap_or_default()) }.await;
+    let result =
+        async { Ok(connect(&args.target).await?.reverse(request).await?.into_inner().change.unwrap_or_default()) }
+            .await;
     report(result, args.target.json, change_json, |c| change_line(&args.customer, c))
 }
 
 pub async fn adjust(args: AdjustArgs) -> ExitCode {
-    let request =
-        pb::AdjustRequest { customer_id: args.customer.clone(), event_id: args.event, points: args.points, reason: args.reason };
-    let result = async { Ok(connect(&args.target).await?.adjust(request).await?.into_inner().change.unwrap_or_default()) }.await;
+    let request = pb::AdjustRequest {
+        customer_id: args.customer.clone(),
+        event_id: args.event,
+        points: args.points,
+        reason: args.reason,
+    };
+    let result =
+        async { Ok(connect(&args.target).await?.adjust(request).await?.into_inner().change.unwrap_or_default()) }.await;
     report(result, args.target.json, change_json, |c| change_line(&args.customer, c))
 }

@@ -16,8 +16,7 @@ use super::error::FieldError;
 use super::ids::EventId;
 use super::messages::{
     AdjustmentRequest, BalanceChange, BatchOutcome, EntryKind, InDoubtRedemption, LoyaltyState, LoyaltySummary,
-    Outcome, PointsEvent, Recorded, RedemptionRecord, RedemptionRequest, RedemptionResult, ReversalRequest,
-    TierChange,
+    Outcome, PointsEvent, Recorded, RedemptionRecord, RedemptionRequest, RedemptionResult, ReversalRequest, TierChange,
 };
 use super::movement::{Movement, Refusal, Totals};
 use super::points::{MAX_POINTS, Points};
@@ -302,7 +301,12 @@ impl LoyaltyState {
     }
 
     /// Applies a plan whose write finished, with the ledger's answer.
-    pub fn commit_accruals(&mut self, plan: &AccrualPlan, reply: Option<&BatchOutcome>, write_id: &str) -> CommitReport {
+    pub fn commit_accruals(
+        &mut self,
+        plan: &AccrualPlan,
+        reply: Option<&BatchOutcome>,
+        write_id: &str,
+    ) -> CommitReport {
         self.pending_events.drain(..plan.consumed);
         let mut report = CommitReport::default();
         let totals = match reply {

@@ -256,11 +256,7 @@ mod tests {
             effect(&movement(EntryKind::Reversal, 0, Some("o")), T, accrual_of(500, 500)),
             Err(Refusal::ExceedsOriginal { remaining: 0, .. })
         ));
-        assert_eq!(
-            effect(&m, T, None),
-            Err(Refusal::OriginalNotFound("o".into())),
-            "an unknown original is refused"
-        );
+        assert_eq!(effect(&m, T, None), Err(Refusal::OriginalNotFound("o".into())), "an unknown original is refused");
     }
 
     #[test]

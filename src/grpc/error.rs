@@ -10,7 +10,6 @@ use crate::domain::account::failure_type;
 use crate::domain::{CustomerId, FieldError};
 use crate::ledger::LedgerError;
 
-
 /// Why an RPC failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

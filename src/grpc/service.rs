@@ -47,9 +47,10 @@ impl LoyaltyApi {
         match self.ledger.find(customer.as_str(), &movement.event_id).await {
             Ok(None) => Ok(Known::New),
             Ok(Some(row)) if movement.same_as(&row.request()) => Ok(Known::Applied(row)),
-            Ok(Some(_)) => {
-                Err(ApiError::EventIdReused(format!("event_id {} was already used with different content", movement.event_id)))
-            }
+            Ok(Some(_)) => Err(ApiError::EventIdReused(format!(
+                "event_id {} was already used with different content",
+                movement.event_id
+            ))),
             Err(e) => {
                 tracing::warn!(customer = %customer, error = %e, "ledger lookup failed; asking the workflow");
                 Ok(Known::New)
@@ -89,7 +90,11 @@ impl LoyaltyApi {
     async fn redeem(&self, cmd: Redeem) -> Result<pb::RedeemResponse, ApiError> {
         // Ledger rows are final, so an applied redemption is answered from its row.
         if let Known::Applied(row) = self.known(&cmd.customer, &cmd.request.movement()).await? {
-            return Ok(pb::RedeemResponse { redeemed: row.requested, remaining_balance: row.balance_after, reward: row.reason });
+            return Ok(pb::RedeemResponse {
+                redeemed: row.requested,
+                remaining_balance: row.balance_after,
+                reward: row.reason,
+            });
         }
         let handle = self.account(&cmd.customer);
         // No fixed update id: Temporal would replay a failed outcome (such as

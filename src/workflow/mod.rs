@@ -28,8 +28,7 @@ use crate::domain::account::failure_type::LEDGER_UNAVAILABLE;
 use crate::domain::ids::customer_of_workflow;
 use crate::domain::messages::{LoyaltyState, LoyaltySummary, PointsEvent, RedemptionRequest, RedemptionResult};
 use crate::domain::{
-    AdjustmentRequest, BalanceChange, LedgerBatch, Movement, RedeemStep, Rejection, ReversalRequest, Tier,
-    TierChange,
+    AdjustmentRequest, BalanceChange, LedgerBatch, Movement, RedeemStep, Rejection, ReversalRequest, Tier, TierChange,
 };
 use crate::payload::Nullable;
 /// Most accruals applied (and written to the ledger) in one batch.
@@ -64,9 +63,7 @@ pub struct LoyaltyEntityWorkflow {
 
 impl LoyaltyEntityWorkflow {
     fn has_ledger_work(&self) -> bool {
-        !self.state.pending_events.is_empty()
-            || !self.state.pending_voids.is_empty()
-            || !self.state.in_doubt.is_empty()
+        !self.state.pending_events.is_empty() || !self.state.pending_voids.is_empty() || !self.state.in_doubt.is_empty()
     }
 
     fn run_is_full(&self, suggested: bool) -> bool {
@@ -191,7 +188,11 @@ impl LoyaltyEntityWorkflow {
 
     /// Rejects a malformed reversal, or one the account cannot take now.
     #[update_validator(reverse_points)]
-    pub fn validate_reverse_points(&self, _ctx: &WorkflowContextView, req: &ReversalRequest) -> Result<(), HandlerError> {
+    pub fn validate_reverse_points(
+        &self,
+        _ctx: &WorkflowContextView,
+        req: &ReversalRequest,
+    ) -> Result<(), HandlerError> {
         req.movement().map_err(|e| rejection(e.into()))?;
         self.state.check_correction().map_err(rejection)
     }
@@ -209,7 +210,11 @@ impl LoyaltyEntityWorkflow {
 
     /// Rejects a malformed adjustment, or one the account cannot take now.
     #[update_validator(adjust_points)]
-    pub fn validate_adjust_points(&self, _ctx: &WorkflowContextView, req: &AdjustmentRequest) -> Result<(), HandlerError> {
+    pub fn validate_adjust_points(
+        &self,
+        _ctx: &WorkflowContextView,
+        req: &AdjustmentRequest,
+    ) -> Result<(), HandlerError> {
         req.movement().map_err(|e| rejection(e.into()))?;
         self.state.check_correction().map_err(rejection)
     }
@@ -313,7 +318,10 @@ async fn settle_in_doubt(ctx: &Ctx) -> bool {
             true
         }
         Err(e) => {
-            log(ctx, |s| tracing::warn!(customer = %s.customer_id, error = %e, "settling redemptions failed; will retry"));
+            log(
+                ctx,
+                |s| tracing::warn!(customer = %s.customer_id, error = %e, "settling redemptions failed; will retry"),
+            );
             false
         }
     }
@@ -382,10 +390,16 @@ async fn apply_batch(ctx: &Ctx) -> bool {
         log(ctx, |s| tracing::info!(customer = %s.customer_id, event_id, why, "accrual ignored"));
     }
     for event_id in &report.duplicates {
-        log(ctx, |s| tracing::info!(customer = %s.customer_id, event_id, "accrual already in the ledger; not applied again"));
+        log(
+            ctx,
+            |s| tracing::info!(customer = %s.customer_id, event_id, "accrual already in the ledger; not applied again"),
+        );
     }
     for event_id in &report.conflicts {
-        log(ctx, |s| tracing::warn!(customer = %s.customer_id, event_id, "event_id reused with other content; ignored"));
+        log(
+            ctx,
+            |s| tracing::warn!(customer = %s.customer_id, event_id, "event_id reused with other content; ignored"),
+        );
     }
     if let Some(change) = report.tier_change {
         notify(ctx, change).await;

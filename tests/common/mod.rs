@@ -161,3 +161,85 @@ pub async fn summary_when(
         }
     }
 }
+
+/// A ledger database kind the suites run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// A SQLite file in a scratch folder.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server named by `LOYALTY_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+impl Db {
+    /// A short tag, used to keep customers of the two suites apart.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Db::Sqlite => "sq",
+            Db::Postgres => "pg",
+        }
+    }
+}
+
+/// The PostgreSQL server the tests use; scripts/test.sh starts one.
+pub fn postgres_admin_url() -> String {
+    std::env::var("LOYALTY_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "LOYALTY_TEST_POSTGRES_URL is not set: run the tests with scripts/test.sh, which starts a PostgreSQL \
+             server, or point it at one (postgres://user@host:port/db)"
+        )
+    })
+}
+
+/// A new, empty ledger database URL of kind `db`, unique to `name` and this process.
+pub fn fresh_database_url(db: Db, name: &str) -> String {
+    match db {
+        Db::Sqlite => format!("sqlite:{}/ledger.db", scratch_dir(&format!("{name}-sqlite")).display()),
+        Db::Postgres => {
+            let admin = postgres_admin_url();
+            let database = format!("loyalty_{}_{}", std::process::id(), name.replace('-', "_"));
+            let statement = format!("CREATE DATABASE {database}");
+            // Its own thread: callers may be inside a runtime already.
+            let admin_for_thread = admin.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    let mut conn = sqlx::PgConnection::connect(&admin_for_thread).await.expect("postgres reachable");
+                    sqlx::query(&statement).execute(&mut conn).await.expect("database created");
+                });
+            })
+            .join()
+            .expect("database creation");
+            let base = admin.rsplit_once('/').map(|(base, _)| base).expect("URL has a database");
+            format!("{base}/{database}")
+        }
+    }
+}
+
+/// Settings for an application on port 0 with its own task queue and a fresh ledger of kind `db`.
+pub fn settings_on(db: Db, name: &str) -> Settings {
+    let mut settings = settings(&format!("{name}-{}", db.tag()));
+    settings.database_url = fresh_database_url(db, &format!("{name}_{}", db.tag()));
+    settings
+}
+
+/// One application per ledger kind, shared by the tests of this binary.
+pub fn app_on(db: Db) -> &'static Shared {
+    static SQLITE: OnceLock<(Shared, tokio::sync::oneshot::Sender<()>)> = OnceLock::new();
+    static POSTGRES: OnceLock<(Shared, tokio::sync::oneshot::Sender<()>)> = OnceLock::new();
+    let cell = match db {
+        Db::Sqlite => &SQLITE,
+        Db::Postgres => &POSTGRES,
+    };
+    &cell
+        .get_or_init(|| {
+            let settings = settings_on(db, "ledger-app");
+            let database_url = settings.database_url.clone();
+            let task_queue = settings.task_queue.clone();
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+            let (grpc_addr, _thread) = start_app(settings, stop_rx);
+            (Shared { grpc_addr, database_url, temporal_address: dev_server().address(), task_queue }, stop_tx)
+        })
+        .0
+}

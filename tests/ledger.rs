@@ -1,0 +1,411 @@
+//! The ledger suite: durable exactly-once, history, reversals, adjustments and
+//! reconciliation, each run on SQLite and on PostgreSQL against the real
+//! application and a real Temporal dev server.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{Db, accrual, app_on, fan_out, fresh_database_url, grpc_channel, redemption, settings_on, start_app};
+use loyalty::domain::{BatchOutcome, EntryKind, LedgerBatch, Movement, Outcome, PointsEvent, Totals};
+use loyalty::grpc::pb::{self, loyalty_service_client::LoyaltyServiceClient};
+use loyalty::ledger::Ledger;
+use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_SIGNALS_PER_RUN};
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+use temporalio_client::{WorkflowDescribeOptions, WorkflowSignalOptions};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// Generates one `#[tokio::test]` per ledger kind for each scenario.
+macro_rules! on_both_ledgers {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $scenario() { super::$scenario(super::Db::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $scenario() { super::$scenario(super::Db::Postgres).await } )*
+        }
+    };
+}
+
+on_both_ledgers!(
+    a_resend_after_1500_events_and_a_continue_as_new_is_applied_once,
+    history_pages_are_complete_and_stable_under_concurrent_writes,
+    reversals_and_adjustments_follow_the_documented_policy,
+    an_activity_retry_is_told_from_a_true_duplicate,
+    reconcile_finds_no_difference_and_reports_a_tampered_ledger,
+);
+
+async fn client(db: Db) -> LoyaltyServiceClient<Channel> {
+    LoyaltyServiceClient::new(grpc_channel(app_on(db).grpc_addr).await)
+}
+
+async fn ledger(db: Db) -> Ledger {
+    Ledger::connect(&app_on(db).database_url).await.expect("ledger opens")
+}
+
+async fn temporal(db: Db) -> Client {
+    let url = Url::parse(&format!("http://{}", app_on(db).temporal_address)).expect("url");
+    let connection = Connection::connect(ConnectionOptions::new(url).identity("loyalty-tests").build())
+        .await
+        .expect("temporal connects");
+    Client::new(connection, ClientOptions::new("default").build()).expect("client")
+}
+
+fn customer(db: Db, name: &str) -> String {
+    format!("{}-{name}", db.tag())
+}
+
+async fn summary(grpc: &mut LoyaltyServiceClient<Channel>, customer: &str) -> pb::GetSummaryResponse {
+    grpc.get_summary(pb::GetSummaryRequest { customer_id: customer.into() }).await.expect("summary").into_inner()
+}
+
+/// Waits until the account's ledger totals and workflow both show `balance`.
+async fn settled(grpc: &mut LoyaltyServiceClient<Channel>, customer: &str, balance: i64) -> pb::GetSummaryResponse {
+    common::summary_when(grpc, customer, SETTLE, |s| s.points_balance == balance).await
+}
+
+async fn first_run_id(client: &Client, customer: &str) -> String {
+    let handle = client.get_workflow_handle::<LoyaltyEntityWorkflow>(format!("loyalty-{customer}"));
+    let d = handle.describe(WorkflowDescribeOptions::default()).await.expect("describe");
+    d.raw_description.workflow_execution_info.and_then(|i| i.execution).map(|e| e.run_id).expect("run id")
+}
+
+async fn a_resend_after_1500_events_and_a_continue_as_new_is_applied_once(db: Db) {
+    let mut grpc = client(db).await;
+    let c = customer(db, "replayed");
+    grpc.accrue(accrual(&c, "first-order", 100)).await.expect("accrue");
+    settled(&mut grpc, &c, 100).await;
+    grpc.redeem(redemption(&c, "first-reward", 40, "mug")).await.expect("redeem");
+    let temporal = temporal(db).await;
+    let first_run = first_run_id(&temporal, &c).await;
+
+    // Past the 1,000-id window and past the signals that force continue-as-new.
+    let others = MAX_SIGNALS_PER_RUN as i64 + 100;
+    let results = fan_out(&grpc, 32, 0..others, |mut g, i| {
+        let c = c.clone();
+        async move { g.accrue(accrual(&c, &format!("o-{i}"), 1)).await.map(|_| ()) }
+    })
+    .await;
+    assert!(results.iter().all(Result::is_ok), "every accrual accepted");
+    settled(&mut grpc, &c, 60 + others).await;
+    assert_ne!(first_run_id(&temporal, &c).await, first_run, "the account continued as new");
+
+    // Resent through the API: answered from the ledger.
+    grpc.accrue(accrual(&c, "first-order", 100)).await.expect("a resend is accepted");
+    let replay = grpc.redeem(redemption(&c, "first-reward", 40, "mug")).await.expect("a resend replays").into_inner();
+    assert_eq!((replay.redeemed, replay.remaining_balance), (40, 60), "the original result");
+    let reused = grpc.accrue(accrual(&c, "first-order", 101)).await.unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
+    let reused = grpc.redeem(redemption(&c, "first-reward", 41, "mug")).await.unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
+
+    // Resent straight to the workflow, as a client of the reference guide would:
+    // the window has forgotten it, the ledger has not.
+    let handle = temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(format!("loyalty-{c}"));
+    let resend =
+        PointsEvent { event_id: "first-order".into(), points: 100, reason: "purchase".into(), source: "tests".into() };
+    handle.signal(LoyaltyEntityWorkflow::add_points, resend, WorkflowSignalOptions::default()).await.expect("signal");
+    grpc.accrue(accrual(&c, "marker", 5)).await.expect("accrue");
+    let s = settled(&mut grpc, &c, 60 + others + 5).await;
+    assert_eq!(s.lifetime_points, 100 + others + 5, "the resend was not counted");
+
+    let rows = ledger(db).await.entries(&c).await.unwrap();
+    assert_eq!(rows.len() as i64, 1 + 1 + others + 1, "one row per distinct event");
+    assert_eq!(rows.iter().filter(|r| r.event_id == "first-order").count(), 1);
+}
+
+async fn history_pages_are_complete_and_stable_under_concurrent_writes(db: Db) {
+    let mut grpc = client(db).await;
+    let c = customer(db, "paged");
+    for i in 0..120 {
+        grpc.accrue(accrual(&c, &format!("h-{i:03}"), 1)).await.expect("accrue");
+    }
+    settled(&mut grpc, &c, 120).await;
+
+    // Page through while 60 more accruals land.
+    let writer = {
+        let grpc = grpc.clone();
+        let c = c.clone();
+        tokio::spawn(async move {
+            fan_out(&grpc, 4, 0..60, |mut g, i| {
+                let c = c.clone();
+                async move { g.accrue(accrual(&c, &format!("late-{i:03}"), 1)).await.map(|_| ()) }
+            })
+            .await
+        })
+    };
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = grpc
+            .get_history(pb::GetHistoryRequest { customer_id: c.clone(), page_size: 25, page_token: token })
+            .await
+            .expect("history page")
+            .into_inner();
+        assert!(page.entries.len() <= 25);
+        pages.push(page.entries);
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(writer.await.unwrap().iter().all(Result::is_ok));
+
+    let seen: Vec<pb::HistoryEntry> = pages.into_iter().flatten().collect();
+    let ids: Vec<&str> = seen.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "no entry twice");
+    for i in 0..120 {
+        assert!(ids.contains(&format!("h-{i:03}").as_str()), "h-{i:03} missing from the pages");
+    }
+    // Newest first, no gap: the pages are a contiguous run of the ledger, reversed.
+    let all = ledger(db).await.entries(&c).await.unwrap();
+    let position = |id: &str| all.iter().position(|r| r.event_id == id).expect("in ledger");
+    let positions: Vec<usize> = ids.iter().map(|id| position(id)).collect();
+    assert!(positions.windows(2).all(|w| w[0] == w[1] + 1), "contiguous and newest first");
+    assert_eq!(*positions.last().unwrap(), 0, "down to the oldest entry");
+    let first = &seen[0];
+    assert_eq!(first.kind, pb::EntryKind::Accrual as i32);
+    assert!(first.recorded_at.as_ref().is_some_and(|t| t.seconds > 1_700_000_000), "a real time");
+
+    settled(&mut grpc, &c, 180).await;
+    let unknown = grpc
+        .get_history(pb::GetHistoryRequest {
+            customer_id: customer(db, "nobody"),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let bad = grpc
+        .get_history(pb::GetHistoryRequest { customer_id: c.clone(), page_size: 0, page_token: "x".into() })
+        .await
+        .unwrap_err();
+    assert_eq!((bad.code(), bad.message().starts_with("page_token")), (Code::InvalidArgument, true), "{bad:?}");
+}
+
+fn reverse(c: &str, id: &str, original: &str, points: Option<i64>) -> pb::ReverseRequest {
+    pb::ReverseRequest {
+        customer_id: c.into(),
+        reverse_event_id: id.into(),
+        original_event_id: original.into(),
+        points,
+        reason: "refund".into(),
+    }
+}
+
+fn adjust(c: &str, id: &str, points: i64) -> pb::AdjustRequest {
+    pb::AdjustRequest { customer_id: c.into(), event_id: id.into(), points, reason: "support ticket 42".into() }
+}
+
+async fn reversals_and_adjustments_follow_the_documented_policy(db: Db) {
+    let mut grpc = client(db).await;
+    let c = customer(db, "refunds");
+    grpc.accrue(accrual(&c, "order-1", 1_200)).await.unwrap();
+    assert_eq!(settled(&mut grpc, &c, 1_200).await.tier, "Silver");
+    grpc.redeem(redemption(&c, "reward-1", 1_000, "headphones")).await.unwrap();
+
+    // A partial refund: balance and lifetime drop by the clawback.
+    let part = grpc.reverse(reverse(&c, "refund-1", "order-1", Some(100))).await.unwrap().into_inner().change.unwrap();
+    assert_eq!((part.points, part.lifetime_delta, part.shortfall), (-100, -100, 0));
+    assert_eq!((part.points_balance, part.lifetime_points, part.tier.as_str()), (100, 1_100, "Silver"));
+
+    // The rest of the order is refunded: the balance floors at zero, the
+    // shortfall is recorded, lifetime points and the tier fall.
+    let rest = grpc.reverse(reverse(&c, "refund-2", "order-1", None)).await.unwrap().into_inner().change.unwrap();
+    assert_eq!((rest.points, rest.lifetime_delta, rest.shortfall), (-100, -1_100, 1_000));
+    assert_eq!((rest.points_balance, rest.lifetime_points, rest.tier.as_str()), (0, 0, "Bronze"));
+
+    // Idempotent by the reversal's id; never more than the original held.
+    let again = grpc.reverse(reverse(&c, "refund-2", "order-1", None)).await.unwrap().into_inner().change.unwrap();
+    assert_eq!((again.points, again.shortfall, again.points_balance), (-100, 1_000, 0), "the original answer");
+    let over = grpc.reverse(reverse(&c, "refund-3", "order-1", Some(1))).await.unwrap_err();
+    assert_eq!(over.code(), Code::FailedPrecondition, "{over:?}");
+    let reused = grpc.reverse(reverse(&c, "refund-1", "order-1", Some(99))).await.unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
+
+    // A cancelled reward returns its points, not lifetime points.
+    let cancel =
+        grpc.reverse(reverse(&c, "cancel-1", "reward-1", Some(300))).await.unwrap().into_inner().change.unwrap();
+    assert_eq!((cancel.points, cancel.lifetime_delta, cancel.points_balance, cancel.lifetime_points), (300, 0, 300, 0));
+
+    let missing = grpc.reverse(reverse(&c, "refund-4", "no-such-order", None)).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    let of_reversal = grpc.reverse(reverse(&c, "refund-5", "refund-1", None)).await.unwrap_err();
+    assert_eq!(of_reversal.code(), Code::FailedPrecondition, "{of_reversal:?}");
+
+    // Adjustments move balance and lifetime together; a deduction beyond the balance is refused.
+    let up = grpc.adjust(adjust(&c, "fix-1", 5_000)).await.unwrap().into_inner().change.unwrap();
+    assert_eq!((up.points_balance, up.lifetime_points, up.tier.as_str()), (5_300, 5_000, "Gold"));
+    let down = grpc.adjust(adjust(&c, "fix-2", -300)).await.unwrap().into_inner().change.unwrap();
+    assert_eq!((down.points_balance, down.lifetime_points, down.tier.as_str()), (5_000, 4_700, "Silver"));
+    let too_much = grpc.adjust(adjust(&c, "fix-3", -5_001)).await.unwrap_err();
+    assert_eq!(too_much.code(), Code::FailedPrecondition, "{too_much:?}");
+    let reused = grpc.adjust(adjust(&c, "fix-1", 5_001)).await.unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
+    let no_reason = grpc
+        .adjust(pb::AdjustRequest {
+            customer_id: c.clone(),
+            event_id: "fix-4".into(),
+            points: 1,
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!((no_reason.code(), no_reason.message().starts_with("reason")), (Code::InvalidArgument, true));
+
+    // The workflow, the history and the notifications all agree.
+    let s = summary(&mut grpc, &c).await;
+    assert_eq!((s.points_balance, s.lifetime_points, s.tier.as_str()), (5_000, 4_700, "Silver"));
+    let history = grpc
+        .get_history(pb::GetHistoryRequest { customer_id: c.clone(), page_size: 0, page_token: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let kinds: Vec<(String, i64, i64)> =
+        history.iter().map(|e| (e.event_id.clone(), e.points, e.balance_after)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("fix-2".into(), -300, 5_000),
+            ("fix-1".into(), 5_000, 5_300),
+            ("cancel-1".into(), 300, 300),
+            ("refund-2".into(), -100, 0),
+            ("refund-1".into(), -100, 100),
+            ("reward-1".into(), -1_000, 200),
+            ("order-1".into(), 1_200, 1_200),
+        ]
+    );
+    assert_eq!(history[3].shortfall, 1_000);
+    assert_eq!(history[3].original_event_id, "order-1");
+    assert_eq!(history[3].kind, pb::EntryKind::Reversal as i32);
+    assert_eq!(history[0].kind, pb::EntryKind::Adjustment as i32);
+    let tiers = ledger(db).await.tier_notifications(&c).await.unwrap();
+    let tiers: Vec<(&str, &str)> = tiers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(tiers, vec![("Bronze", "Silver"), ("Silver", "Bronze"), ("Bronze", "Gold"), ("Gold", "Silver")]);
+}
+
+fn movement(id: &str, points: i64) -> Movement {
+    PointsEvent { event_id: id.into(), points, reason: "purchase".into(), source: "pos".into() }.movement()
+}
+
+fn batch(customer: &str, write_id: &str, movements: Vec<Movement>) -> LedgerBatch {
+    LedgerBatch { customer_id: customer.into(), write_id: write_id.into(), movements }
+}
+
+fn kinds(outcome: &BatchOutcome) -> Vec<&'static str> {
+    outcome
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Applied(_) => "applied",
+            Outcome::Recovered(_) => "recovered",
+            Outcome::Duplicate(_) => "duplicate",
+            Outcome::Conflict => "conflict",
+            Outcome::Refused(_) => "refused",
+        })
+        .collect()
+}
+
+/// The ledger's own rule, on a database of its own: the same write, re-run
+/// after its commit (the worker died before reporting it), recognises its
+/// rows and reports them applied, so the account keeps the points; another
+/// write of the same events is a duplicate and changes nothing.
+async fn an_activity_retry_is_told_from_a_true_duplicate(db: Db) {
+    let ledger = Ledger::connect(&fresh_database_url(db, "retry")).await.expect("ledger opens");
+    let first = ledger.apply(&batch("c1", "w1", vec![movement("a", 10), movement("b", 20)])).await.unwrap();
+    assert_eq!(kinds(&first), ["applied", "applied"]);
+    assert_eq!(first.totals, Totals { balance: 30, lifetime: 30 });
+
+    let retry =
+        ledger.apply(&batch("c1", "w1", vec![movement("a", 10), movement("b", 20), movement("c", 5)])).await.unwrap();
+    assert_eq!(kinds(&retry), ["recovered", "recovered", "applied"], "a retry keeps its points");
+    assert_eq!(retry.totals, Totals { balance: 35, lifetime: 35 });
+
+    let resend = ledger.apply(&batch("c1", "w2", vec![movement("a", 10), movement("b", 21)])).await.unwrap();
+    assert_eq!(kinds(&resend), ["duplicate", "conflict"]);
+    assert_eq!(resend.totals, Totals { balance: 35, lifetime: 35 }, "nothing counted twice");
+
+    let (found, totals) = ledger
+        .written("c1", &[("c".into(), "w1".into()), ("c".into(), "w9".into()), ("zz".into(), "w1".into())])
+        .await
+        .unwrap();
+    assert_eq!(found.iter().map(Option::is_some).collect::<Vec<_>>(), [true, false, false]);
+    assert_eq!(totals.balance, 35);
+    let rows = ledger.entries("c1").await.unwrap();
+    assert_eq!(
+        rows.iter().map(|r| (r.event_id.as_str(), r.balance_after)).collect::<Vec<_>>(),
+        [("a", 10), ("b", 30), ("c", 35)]
+    );
+    assert!(rows.iter().all(|r| r.kind == EntryKind::Accrual && r.write_id == "w1"));
+    let audit = ledger.audit("c1").await.unwrap().expect("known account");
+    assert!(audit.inconsistencies().is_empty(), "{audit:?}");
+    ledger.close().await;
+}
+
+/// `loyalty reconcile` over a whole ledger of its own, through the binary.
+async fn reconcile_finds_no_difference_and_reports_a_tampered_ledger(db: Db) {
+    let settings = settings_on(db, "reconcile");
+    let (database_url, task_queue) = (settings.database_url.clone(), settings.task_queue.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let (addr, thread) = start_app(settings, stopped);
+    let mut grpc = LoyaltyServiceClient::new(grpc_channel(addr).await);
+    let accounts: Vec<String> = (0..12).map(|i| customer(db, &format!("rec-{i}"))).collect();
+    for (i, c) in accounts.iter().enumerate() {
+        grpc.accrue(accrual(c, "e1", 100 + i as i64)).await.unwrap();
+    }
+    for (i, c) in accounts.iter().enumerate() {
+        common::summary_when(&mut grpc, c, SETTLE, |s| s.lifetime_points == 100 + i as i64).await;
+    }
+    grpc.redeem(redemption(&accounts[0], "r1", 50, "tea")).await.unwrap();
+    grpc.adjust(adjust(&accounts[1], "fix", -10)).await.unwrap();
+
+    let run = |customer: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_loyalty"));
+        cmd.arg("reconcile")
+            .env("LOYALTY_DATABASE_URL", &database_url)
+            .env("LOYALTY_TASK_QUEUE", &task_queue)
+            .env("TEMPORAL_ADDRESS", &app_on(db).temporal_address)
+            .env_remove("TEMPORAL_CONFIG_FILE");
+        if let Some(c) = customer {
+            cmd.args(["--customer", c]);
+        }
+        cmd.output().expect("loyalty runs")
+    };
+    let clean = run(None);
+    let (stdout, stderr) = (String::from_utf8_lossy(&clean.stdout), String::from_utf8_lossy(&clean.stderr));
+    assert_eq!(clean.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("checked 12 accounts: 0 differing"), "{stderr}");
+
+    // Tamper with one account's totals behind the service's back.
+    sqlx::any::install_default_drivers();
+    let db_handle = sqlx::AnyPool::connect(&database_url).await.unwrap();
+    sqlx::query("UPDATE accounts SET balance = balance + 5 WHERE customer_id = $1")
+        .bind(&accounts[2])
+        .execute(&db_handle)
+        .await
+        .unwrap();
+    let dirty = run(None);
+    let stdout = String::from_utf8_lossy(&dirty.stdout);
+    assert_eq!(dirty.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(&format!("{}: balance: workflow 102 ledger 107", accounts[2])), "{stdout}");
+    assert!(stdout.contains("ledger rows sum to 102 but the balance is 107"), "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| !l.starts_with(&accounts[2])).count(),
+        0,
+        "only the tampered account: {stdout}"
+    );
+    let one = run(Some(&accounts[3]));
+    assert_eq!(one.status.code(), Some(0), "{}", String::from_utf8_lossy(&one.stderr));
+    db_handle.close().await;
+    let _ = stop.send(());
+    thread.join().expect("app stops");
+}
