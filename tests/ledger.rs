@@ -409,3 +409,45 @@ async fn reconcile_finds_no_difference_and_reports_a_tampered_ledger(db: Db) {
     let _ = stop.send(());
     thread.join().expect("app stops");
 }
+
+/// A SQLite ledger written by the previous version (migration 0001 only)
+/// upgrades in place: its rows keep their order and the account totals are
+/// computed from them.
+#[tokio::test]
+async fn a_ledger_of_the_previous_version_upgrades_in_place() {
+    let dir = common::scratch_dir("upgrade");
+    let url = format!("sqlite:{}/old.db?mode=rwc", dir.display());
+    let only_first = dir.join("migrations");
+    std::fs::create_dir_all(&only_first).unwrap();
+    let first = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite/0001_ledger.sql");
+    std::fs::copy(first, only_first.join("0001_ledger.sql")).unwrap();
+    {
+        let old = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::migrate::Migrator::new(only_first.as_path()).await.unwrap().run(&old).await.unwrap();
+        for (event, kind, points, after) in
+            [("a", "accrual", 700, 700), ("r", "redemption", -200, 500), ("b", "accrual", 600, 1_100)]
+        {
+            sqlx::query(
+                "INSERT INTO ledger_entries (customer_id, event_id, kind, points, balance_after) VALUES ('old', ?, ?, ?, ?)",
+            )
+            .bind(event)
+            .bind(kind)
+            .bind(points)
+            .bind(after)
+            .execute(&old)
+            .await
+            .unwrap();
+        }
+        old.close().await;
+    }
+    let ledger = Ledger::connect(&url).await.expect("upgrades");
+    assert_eq!(ledger.totals("old").await.unwrap(), Some(Totals { balance: 1_100, lifetime: 1_300 }));
+    let rows = ledger.entries("old").await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>(), ["a", "r", "b"]);
+    assert_eq!(rows[1].requested, 200);
+    assert!(rows[0].recorded_at_ms > 1_700_000_000_000, "time carried over: {}", rows[0].recorded_at_ms);
+    assert!(ledger.audit("old").await.unwrap().unwrap().inconsistencies().is_empty());
+    // And it dedups against the old rows.
+    let again = ledger.apply(&batch("old", "w", vec![movement("zz", 1)])).await.unwrap();
+    assert_eq!(again.totals.balance, 1_101);
+}
