@@ -1,7 +1,6 @@
 //! `loyalty accrue | redeem | summary | history | reverse | adjust`: call a
-//! running service. Output is
-//! human-readable, or JSON with `--json`; a failure prints the gRPC status
-//! and exits with its numeric code.
+//! running service. Output is human-readable, or JSON with `--json`; a
+//! failure prints the gRPC status and exits with its numeric code.
 
 use std::process::ExitCode;
 

@@ -97,8 +97,9 @@ pub struct LoyaltyState {
     /// Recent redemptions with their results (same window as the ids).
     #[serde(default)]
     pub recent_redemptions: Vec<RedemptionRecord>,
-    /// Redemptions that were given back after their ledger write failed; the
-    /// ledger must drop any row such a write may still have left behind.
+    /// Written by the previous version only: redemptions it gave back after
+    /// their ledger write failed, whose rows the ledger must drop. Newer runs
+    /// keep such redemptions `in_doubt` instead and never delete rows.
     #[serde(default)]
     pub pending_voids: Vec<String>,
     /// Redemptions whose ledger write has an unknown outcome.

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::pb::{self, loyalty_service_server::LoyaltyService};
 use super::requests::{Accrue, Adjust, History, Redeem, Reverse};
 use crate::domain::{BalanceChange, CustomerId, Movement, Tier};
-use crate::ledger::{HistoryEntry, Ledger, StoredEntry};
+use crate::ledger::{HistoryEntry, Ledger};
 use crate::workflow::{LoyaltyEntityWorkflow, WorkflowInput};
 
 /// The gRPC API; cheap to clone.
@@ -33,7 +33,7 @@ enum Known {
     /// Not in the ledger (or the ledger could not tell).
     New,
     /// This same event, already applied.
-    Applied(StoredEntry),
+    Applied(HistoryEntry),
 }
 
 impl LoyaltyApi {

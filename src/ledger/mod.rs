@@ -17,7 +17,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Executor};
 
-pub use read::{AccountAudit, HistoryEntry, StoredEntry};
+pub use read::{AccountAudit, HistoryEntry};
 
 /// Why the ledger could not be opened or used.
 #[derive(Debug, thiserror::Error)]

@@ -1,13 +1,13 @@
 //! Reads: single events, history pages, account totals and audits.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
 
 use super::{Ledger, LedgerError};
 use crate::domain::{Effect, EntryKind, Recorded, StoredRequest, Totals};
 
 /// Columns of a ledger row, in the order [`HistoryEntry::from_row`] reads them.
-pub(super) const ENTRY_COLUMNS: &str = "seq, event_id, kind, requested, points, lifetime_delta, shortfall, \
+const ENTRY_COLUMNS: &str = "seq, event_id, kind, requested, points, lifetime_delta, shortfall, \
      balance_after, reason, source, reverses, write_id, recorded_at_ms";
 
 /// One ledger row as history shows it.
@@ -86,9 +86,6 @@ impl HistoryEntry {
     }
 }
 
-/// A stored event found by id.
-pub type StoredEntry = HistoryEntry;
-
 /// An account's totals next to what its rows add up to; they must agree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountAudit {
@@ -126,17 +123,26 @@ impl AccountAudit {
     }
 }
 
+/// The event `event_id` of an account, read through `executor` (the pool, or
+/// a write transaction).
+pub(super) async fn find_in<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    customer_id: &str,
+    event_id: &str,
+) -> Result<Option<HistoryEntry>, LedgerError> {
+    let row =
+        sqlx::query(&format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE customer_id = $1 AND event_id = $2"))
+            .bind(customer_id)
+            .bind(event_id)
+            .fetch_optional(executor)
+            .await?;
+    row.as_ref().map(HistoryEntry::from_row).transpose()
+}
+
 impl Ledger {
     /// The event `event_id` of an account, if the ledger holds it.
-    pub async fn find(&self, customer_id: &str, event_id: &str) -> Result<Option<StoredEntry>, LedgerError> {
-        let row = sqlx::query(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE customer_id = $1 AND event_id = $2"
-        ))
-        .bind(customer_id)
-        .bind(event_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(HistoryEntry::from_row).transpose()
+    pub async fn find(&self, customer_id: &str, event_id: &str) -> Result<Option<HistoryEntry>, LedgerError> {
+        find_in(&self.pool, customer_id, event_id).await
     }
 
     /// Up to `limit` entries of an account older than `before_seq` (all when

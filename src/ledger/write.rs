@@ -7,7 +7,7 @@
 
 use sqlx::{Any, Transaction};
 
-use super::read::{ENTRY_COLUMNS, HistoryEntry};
+use super::read::{HistoryEntry, find_in};
 use super::{Ledger, LedgerError, now_ms};
 use crate::domain::movement::{Original, effect};
 use crate::domain::{BatchOutcome, EntryKind, LedgerBatch, Movement, Outcome, Recorded, TierChange, Totals};
@@ -142,13 +142,7 @@ async fn store_totals(tx: &mut Tx, customer_id: &str, totals: Totals) -> Result<
 }
 
 async fn find(tx: &mut Tx, customer_id: &str, event_id: &str) -> Result<Option<HistoryEntry>, LedgerError> {
-    let row =
-        sqlx::query(&format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE customer_id = $1 AND event_id = $2"))
-            .bind(customer_id)
-            .bind(event_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    row.as_ref().map(HistoryEntry::from_row).transpose()
+    find_in(&mut **tx, customer_id, event_id).await
 }
 
 /// The entry a reversal names, with what earlier reversals took from it.
