@@ -17,3 +17,5 @@ if [ -z "${LOYALTY_TEST_POSTGRES_URL:-}" ]; then
   echo "test: PostgreSQL at $LOYALTY_TEST_POSTGRES_URL" >&2
 fi
 cargo test --locked
+# The API suite once more with its ledger on PostgreSQL (the ledger suite covers both on its own).
+LOYALTY_TEST_LEDGER=postgres cargo test --locked --test api

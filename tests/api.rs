@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{accrual, client, fan_out, ledger, redemption, shared, summary_when, temporal};
+use common::{Db, accrual, client, fan_out, ledger, redemption, shared, summary_when, temporal};
 use loyalty::domain::EntryKind;
 use loyalty::grpc::pb::{self, loyalty_service_client::LoyaltyServiceClient};
 use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_SIGNALS_PER_RUN};
@@ -17,18 +17,44 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 const SETTLE: Duration = Duration::from_secs(30);
 
 /// A real ledger outage: a trigger makes the real database refuse matching inserts.
-async fn fail_inserts(trigger: &str, table: &str, when: &str) -> sqlx::SqlitePool {
-    let db = sqlx::SqlitePool::connect(&shared().database_url).await.expect("sqlite opens");
-    let sql = format!(
-        "CREATE TRIGGER {trigger} BEFORE INSERT ON {table} WHEN {when}
-         BEGIN SELECT RAISE(ABORT, 'injected outage'); END"
-    );
-    sqlx::query(&sql).execute(&db).await.expect("trigger created");
-    db
+struct Outage {
+    db: sqlx::AnyPool,
+    end: String,
 }
 
-async fn end_outage(db: &sqlx::SqlitePool, trigger: &str) {
-    sqlx::query(&format!("DROP TRIGGER {trigger}")).execute(db).await.expect("trigger dropped");
+async fn fail_inserts(trigger: &str, table: &str, when: &str) -> Outage {
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&shared().database_url).await.expect("ledger database opens");
+    let (statements, end) = match common::shared_db() {
+        Db::Sqlite => (
+            vec![format!(
+                "CREATE TRIGGER {trigger} BEFORE INSERT ON {table} WHEN {when}
+                 BEGIN SELECT RAISE(ABORT, 'injected outage'); END"
+            )],
+            format!("DROP TRIGGER {trigger}"),
+        ),
+        Db::Postgres => (
+            vec![
+                format!(
+                    "CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql
+                     AS $$ BEGIN RAISE EXCEPTION 'injected outage'; END $$"
+                ),
+                format!(
+                    "CREATE TRIGGER {trigger} BEFORE INSERT ON {table} FOR EACH ROW WHEN ({when})
+                     EXECUTE FUNCTION {trigger}()"
+                ),
+            ],
+            format!("DROP TRIGGER {trigger} ON {table}"),
+        ),
+    };
+    for sql in statements {
+        sqlx::query(&sql).execute(&db).await.expect("trigger created");
+    }
+    Outage { db, end }
+}
+
+async fn end_outage(outage: &Outage) {
+    sqlx::query(&outage.end).execute(&outage.db).await.expect("trigger dropped");
 }
 
 #[tokio::test]
@@ -175,7 +201,7 @@ async fn a_redemption_whose_ledger_write_fails_gives_the_points_back_once_settle
     let s = summary_when(&mut grpc, "frank", SETTLE, |s| s.points_balance == 100).await;
     assert_eq!(s.lifetime_points, 100);
 
-    end_outage(&db, "outage_frank").await;
+    end_outage(&db).await;
     let ok = grpc.redeem(redemption("frank", "fr1", 60, "hat")).await.expect("retry succeeds").into_inner();
     assert_eq!(ok.remaining_balance, 40);
     let rows = ledger().await.entries("frank").await.unwrap();
@@ -194,7 +220,7 @@ async fn accruals_survive_a_ledger_outage_without_failing_the_account() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let s = summary_when(&mut grpc, "gina", SETTLE, |_| true).await;
     assert_eq!(s.points_balance, 1, "nothing applied while the ledger is down");
-    end_outage(&db, "outage_gina").await;
+    end_outage(&db).await;
     let s = summary_when(&mut grpc, "gina", Duration::from_secs(90), |s| s.points_balance == 31).await;
     assert_eq!(s.lifetime_points, 31);
     assert_eq!(ledger().await.entries("gina").await.unwrap().len(), 3);
@@ -292,7 +318,7 @@ async fn a_failing_tier_notification_never_holds_back_points() {
     let s = summary_when(&mut grpc, "ivy", SETTLE, |s| s.lifetime_points == 1_510).await;
     assert_eq!(s.points_balance, 1_510);
     assert!(ledger().await.tier_notifications("ivy").await.unwrap().is_empty());
-    end_outage(&db, "outage_ivy").await;
+    end_outage(&db).await;
 }
 
 #[tokio::test]

@@ -451,3 +451,49 @@ async fn a_ledger_of_the_previous_version_upgrades_in_place() {
     let again = ledger.apply(&batch("old", "w", vec![movement("zz", 1)])).await.unwrap();
     assert_eq!(again.totals.balance, 1_101);
 }
+
+/// `loyalty history | reverse | adjust` against the running service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_prints_history_and_applies_corrections() {
+    let db = Db::Sqlite;
+    let mut grpc = client(db).await;
+    let c = customer(db, "cli");
+    grpc.accrue(accrual(&c, "o1", 500)).await.unwrap();
+    settled(&mut grpc, &c, 500).await;
+    let server = format!("http://{}", app_on(db).grpc_addr);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_loyalty"))
+            .args(args)
+            .args(["--customer", &c, "--server", &server])
+            .output()
+            .expect("loyalty runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, out, err) =
+        cli(&["reverse", "--event", "rv1", "--original", "o1", "--points", "200", "--reason", "refund", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let change: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!((change["points"].as_i64(), change["points_balance"].as_i64()), (Some(-200), Some(300)));
+
+    let (code, out, err) = cli(&["adjust", "--event", "ad1", "--points=-50", "--reason", "goodwill reversal"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("balance -50") && out.contains("now 250 points"), "{out}");
+
+    let (code, out, err) = cli(&["history", "--page-size", "2", "--all"]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].contains("adjustment") && lines[0].contains("ad1"), "{out}");
+    assert!(lines[1].contains("reversal") && lines[1].contains("(reverses o1)"), "{out}");
+    assert!(lines[2].contains("accrual") && lines[2].contains("500"), "{out}");
+
+    let (code, _, err) = cli(&["reverse", "--event", "rv2", "--original", "nope"]);
+    assert_eq!(code, Some(Code::NotFound as i32), "{err}");
+    let (code, _, err) = cli(&["adjust", "--event", "ad2", "--points", "5", "--reason", ""]);
+    assert_eq!(code, Some(Code::InvalidArgument as i32), "{err}");
+}

@@ -74,11 +74,24 @@ pub fn start_app(
     (addr, thread)
 }
 
+/// The ledger of the binary's shared application: SQLite, or PostgreSQL when
+/// `LOYALTY_TEST_LEDGER=postgres` (scripts/test.sh runs the API suite on both).
+pub fn shared_db() -> Db {
+    match std::env::var("LOYALTY_TEST_LEDGER").as_deref() {
+        Ok("postgres") => Db::Postgres,
+        Ok("sqlite") | Err(_) => Db::Sqlite,
+        Ok(other) => panic!("LOYALTY_TEST_LEDGER must be sqlite or postgres, not {other:?}"),
+    }
+}
+
 /// The binary's shared application, started on first use.
 pub fn shared() -> &'static Shared {
     static APP: OnceLock<(Shared, tokio::sync::oneshot::Sender<()>)> = OnceLock::new();
     &APP.get_or_init(|| {
-        let settings = settings("shared");
+        let mut settings = settings("shared");
+        if shared_db() == Db::Postgres {
+            settings.database_url = fresh_database_url(Db::Postgres, "shared");
+        }
         let database_url = settings.database_url.clone();
         let task_queue = settings.task_queue.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
