@@ -420,3 +420,32 @@ async fn the_cli_accrues_redeems_and_reads() {
     let (code, _, text) = loyalty_cli(&["summary", "--customer", "nobody-here"]).await;
     assert_eq!(code, Code::NotFound as i32, "{text}");
 }
+
+#[tokio::test]
+async fn a_reversal_waits_for_the_accruals_acknowledged_before_it() {
+    let mut grpc = client().await;
+    grpc.accrue(accrual("quinn", "q0", 1)).await.unwrap();
+    summary_when(&mut grpc, "quinn", SETTLE, |s| s.points_balance == 1).await;
+    // The purchase is acknowledged but cannot be written yet.
+    let db = fail_inserts("outage_quinn", "ledger_entries", "NEW.customer_id = 'quinn' AND NEW.kind = 'accrual'").await;
+    grpc.accrue(accrual("quinn", "q1", 100)).await.unwrap();
+    let refund = {
+        let mut grpc = grpc.clone();
+        tokio::spawn(async move {
+            let request = pb::ReverseRequest {
+                customer_id: "quinn".into(),
+                reverse_event_id: "q1-refund".into(),
+                original_event_id: "q1".into(),
+                points: None,
+                reason: "refund".into(),
+            };
+            grpc.reverse(request).await
+        })
+    };
+    // The batch's retries run out while the refund waits; then the ledger returns.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!refund.is_finished(), "the refund must wait for the purchase, not fail");
+    end_outage(&db).await;
+    let change = refund.await.unwrap().expect("the refund finds its purchase").into_inner().change.unwrap();
+    assert_eq!((change.points, change.points_balance, change.lifetime_points), (-100, 1, 1));
+}

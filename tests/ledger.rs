@@ -288,6 +288,12 @@ async fn reversals_and_adjustments_follow_the_documented_policy(db: Db) {
     assert_eq!(history[3].original_event_id, "order-1");
     assert_eq!(history[3].kind, pb::EntryKind::Reversal as i32);
     assert_eq!(history[0].kind, pb::EntryKind::Adjustment as i32);
+    // A refund right after its purchase finds the purchase, though it may still be pending.
+    let quick = customer(db, "quick-refund");
+    grpc.accrue(accrual(&quick, "order-9", 80)).await.unwrap();
+    let refund = grpc.reverse(reverse(&quick, "refund-9", "order-9", None)).await.unwrap().into_inner().change.unwrap();
+    assert_eq!((refund.points, refund.points_balance, refund.lifetime_points), (-80, 0, 0));
+
     let tiers = ledger(db).await.tier_notifications(&c).await.unwrap();
     let tiers: Vec<(&str, &str)> = tiers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     assert_eq!(tiers, vec![("Bronze", "Silver"), ("Silver", "Bronze"), ("Bronze", "Gold"), ("Gold", "Silver")]);

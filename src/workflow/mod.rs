@@ -56,6 +56,9 @@ pub struct LoyaltyEntityWorkflow {
     ledger_busy: bool,
     /// Signals received by this run (not carried across continue-as-new).
     signals_this_run: u32,
+    /// Accruals this run has taken off the pending queue: a correction waits
+    /// until those pending when it arrived are taken.
+    accruals_consumed: u64,
     /// Id of the accrual batch being written, kept until it commits so a
     /// retried write after a failure recognises the rows it already left.
     batch_write_id: Option<String>,
@@ -77,7 +80,14 @@ impl LoyaltyEntityWorkflow {
     #[init]
     pub fn new(ctx: &WorkflowContextView, input: WorkflowInput) -> Self {
         let state = input.0.unwrap_or_else(|| LoyaltyState::open(customer_of_workflow(ctx.workflow_id())));
-        Self { state, closing: false, ledger_busy: false, signals_this_run: 0, batch_write_id: None }
+        Self {
+            state,
+            closing: false,
+            ledger_busy: false,
+            signals_this_run: 0,
+            accruals_consumed: 0,
+            batch_write_id: None,
+        }
     }
 
     /// Applies events until `shutdown`, continuing-as-new as history grows.
@@ -269,9 +279,11 @@ fn new_batch(ctx: &Ctx, movement: Movement) -> LedgerBatch {
 }
 
 /// Records a reversal or adjustment under the ledger lock and adopts the
-/// ledger's answer.
+/// ledger's answer. Accruals acknowledged before it are applied first, so a
+/// refund right after its purchase finds the purchase.
 async fn correct(ctx: &Ctx, movement: Movement) -> Result<BalanceChange, HandlerError> {
-    ctx.wait_condition(|s: &LoyaltyEntityWorkflow| !s.ledger_busy).await?;
+    let before = ctx.state(|s| s.accruals_consumed + s.state.pending_events.len() as u64);
+    ctx.wait_condition(move |s: &LoyaltyEntityWorkflow| !s.ledger_busy && s.accruals_consumed >= before).await?;
     ctx.state(|s| s.state.check_correction()).map_err(rejection)?;
     ctx.state_mut(|s| s.ledger_busy = true);
     let event_id = movement.event_id.clone();
@@ -384,6 +396,7 @@ async fn apply_batch(ctx: &Ctx) -> bool {
     }
     let report = ctx.state_mut(|s| {
         s.batch_write_id = None;
+        s.accruals_consumed += plan.consumed as u64;
         s.state.commit_accruals(&plan, reply.0.as_ref(), &write_id)
     });
     for (event_id, why) in &plan.ignored {
