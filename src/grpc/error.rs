@@ -62,6 +62,9 @@ impl From<ApiError> for Status {
                 tracing::warn!(error = %db, "ledger unavailable");
                 Status::unavailable("ledger unavailable; retry")
             }
+            ApiError::Ledger(LedgerError::TimedOut(after)) => {
+                Status::unavailable(format!("ledger did not answer within {after:?}; retry"))
+            }
             ApiError::Ledger(other) => {
                 tracing::error!(error = %other, "ledger error");
                 Status::internal("internal error")

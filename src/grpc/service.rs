@@ -6,6 +6,8 @@
 //! long ago the first one was. If the ledger cannot answer, the call goes on
 //! to the workflow, whose writes dedup against the ledger anyway.
 
+use std::time::Duration;
+
 use temporalio_client::{
     Client, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowHandle, WorkflowIdConflictPolicy,
     WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
@@ -17,7 +19,11 @@ use super::error::ApiError;
 use super::pb::{self, loyalty_service_server::LoyaltyService};
 use super::requests::{Accrue, Adjust, History, Redeem, Reverse};
 use crate::domain::{BalanceChange, CustomerId, Movement, Tier};
-use crate::ledger::{HistoryEntry, Ledger};
+use crate::ledger::{HistoryEntry, Ledger, LedgerError};
+
+/// How long Accrue and Redeem wait for the ledger's answer before asking the
+/// workflow anyway: a slow or absent ledger must not hold up accepting events.
+const LEDGER_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
 use crate::workflow::{LoyaltyEntityWorkflow, WorkflowInput};
 
 /// The gRPC API; cheap to clone.
@@ -44,7 +50,10 @@ impl LoyaltyApi {
 
     /// Looks `movement` up in the ledger; a different event under its id is an error.
     async fn known(&self, customer: &CustomerId, movement: &Movement) -> Result<Known, ApiError> {
-        match self.ledger.find(customer.as_str(), &movement.event_id).await {
+        let lookup =
+            tokio::time::timeout(LEDGER_LOOKUP_TIMEOUT, self.ledger.find(customer.as_str(), &movement.event_id));
+        let found = lookup.await.unwrap_or_else(|_| Err(LedgerError::TimedOut(LEDGER_LOOKUP_TIMEOUT)));
+        match found {
             Ok(None) => Ok(Known::New),
             Ok(Some(row)) if movement.same_as(&row.request()) => Ok(Known::Applied(row)),
             Ok(Some(_)) => Err(ApiError::EventIdReused(format!(

@@ -39,6 +39,9 @@ pub enum LedgerError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The database did not answer in time.
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
     /// A stored row holds a value this build does not know.
     #[error("corrupt ledger row: {0}")]
     Corrupt(String),
