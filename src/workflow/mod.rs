@@ -5,10 +5,12 @@
 //! contract so clients and workers from any SDK interoperate.
 //!
 //! Invariants kept here:
-//! - Ledger writes and the balance change they record are serialized by
-//!   `ledger_busy`, so every row's `balance_after` is exact.
+//! - The ledger is the durable record: every write goes through it, and the
+//!   state adopts the totals it answers. Writes of one account are serialized
+//!   by `ledger_busy`, so every row's `balance_after` is exact.
 //! - No activity failure fails the workflow: accrual batches stay pending and
-//!   are retried after a backoff; a redemption gives its points back.
+//!   are retried after a backoff; a redemption whose write has an unknown
+//!   outcome holds its points until the run loop settles it with the ledger.
 //! - Continue-as-new happens only from the run loop, after in-flight handlers
 //!   finished, carrying every unapplied event in the state.
 
