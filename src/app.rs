@@ -1,21 +1,24 @@
 //! The application: ledger, Temporal client and worker, and the gRPC server
-//! (with health and reflection), wired together and run until stopped.
+//! (with health and reflection), wired together by role and run until stopped.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use temporalio_client::{Client, Connection};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService;
 use tonic::transport::server::Router;
 use tonic_health::server::HealthReporter;
 
 use crate::activities::LoyaltyActivities;
-use crate::config::Settings;
+use crate::config::{Role, Settings};
 use crate::grpc::LoyaltyApi;
 use crate::grpc::pb::{self, loyalty_service_server::LoyaltyServiceServer};
 use crate::ledger::{Ledger, LedgerError};
+use crate::readiness::{self, Reported};
 use crate::workflow::LoyaltyEntityWorkflow;
 
 /// Why the application could not start or stopped with an error.
@@ -51,30 +54,45 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     health: HealthReporter,
-    worker: Worker,
+    reported: Reported,
+    client: Client,
+    worker: Option<Worker>,
+    drain_timeout: Duration,
     // The SDK runtime must outlive the worker.
     _runtime: Runtime,
 }
 
 impl Application {
-    /// Opens the ledger, connects to Temporal, builds the worker and binds
-    /// the gRPC listener (port 0 picks a free port). Must run inside tokio.
+    /// Opens the ledger, connects to Temporal, builds what the role needs
+    /// (worker, API) and binds the gRPC listener (port 0 picks a free port).
+    /// Must run inside tokio.
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
         let ledger = Ledger::connect(&settings.database_url).await?;
         let client = temporal_client(&settings).await?;
 
         let runtime = Runtime::from_current_tokio(Default::default()).map_err(|e| AppError::Worker(e.to_string()))?;
-        let options = WorkerOptions::new(settings.task_queue.clone())
-            .register_workflow::<LoyaltyEntityWorkflow>()
-            .map_err(|e| AppError::Worker(e.to_string()))?
-            .register_activities(LoyaltyActivities::new(ledger.clone()))
-            .build();
-        let worker = Worker::new(&runtime, client.clone(), options).map_err(|e| AppError::Worker(e.to_string()))?;
+        let worker = if settings.role.runs_worker() {
+            let options = WorkerOptions::new(settings.task_queue.clone())
+                .register_workflow::<LoyaltyEntityWorkflow>()
+                .map_err(|e| AppError::Worker(e.to_string()))?
+                .register_activities(LoyaltyActivities::new(ledger.clone()))
+                .build();
+            Some(Worker::new(&runtime, client.clone(), options).map_err(|e| AppError::Worker(e.to_string()))?)
+        } else {
+            None
+        };
 
         let listener = TcpListener::bind(settings.grpc_addr).await.map_err(|e| AppError::Server(e.to_string()))?;
         let grpc_addr = listener.local_addr().map_err(|e| AppError::Server(e.to_string()))?;
         let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<LoyaltyServiceServer<LoyaltyApi>>().await;
+        let reported = Reported {
+            services: if settings.role.serves_api() {
+                vec![<LoyaltyServiceServer<LoyaltyApi> as NamedService>::NAME]
+            } else {
+                vec![]
+            },
+        };
+        readiness::report(&health, &reported, true).await;
         // Both reflection versions: older grpcurl releases speak only v1alpha.
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -82,12 +100,31 @@ impl Application {
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
         let reflection_err = |e: tonic_reflection::server::Error| AppError::Server(e.to_string());
+        let api = (settings.role != Role::Worker).then(|| {
+            LoyaltyServiceServer::new(LoyaltyApi::new(
+                client.clone(),
+                settings.task_queue.clone(),
+                ledger,
+                settings.rpc_timeout,
+            ))
+            .max_decoding_message_size(settings.max_request_bytes)
+        });
         let router = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection().build_v1().map_err(reflection_err)?)
             .add_service(reflection().build_v1alpha().map_err(reflection_err)?)
-            .add_service(LoyaltyServiceServer::new(LoyaltyApi::new(client, settings.task_queue, ledger)));
-        Ok(Self { grpc_addr, listener, router, health, worker, _runtime: runtime })
+            .add_optional_service(api);
+        Ok(Self {
+            grpc_addr,
+            listener,
+            router,
+            health,
+            reported,
+            client,
+            worker,
+            drain_timeout: settings.drain_timeout,
+            _runtime: runtime,
+        })
     }
 
     /// The bound gRPC address.
@@ -96,42 +133,84 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then stops in order: health goes
-    /// NOT_SERVING, in-flight RPCs finish, and only then the worker stops (an
+    /// NOT_SERVING, in-flight RPCs get up to the drain timeout to finish, and
+    /// only then the worker stops polling and completes its tasks (an
     /// in-flight Redeem needs it). The future is not `Send`: the worker runs
     /// workflows on this task.
-    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let incoming = TcpListenerStream::new(self.listener);
-        let mut server = tokio::spawn(self.router.serve_with_incoming_shutdown(incoming, async move {
-            let _ = stop_rx.changed().await;
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+        let Application { listener, router, health, reported, client, worker, drain_timeout, _runtime, .. } = self;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let incoming = TcpListenerStream::new(listener);
+        let mut server_stop = stop_rx.clone();
+        let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+            let _ = server_stop.changed().await;
         }));
-        let stop_worker = self.worker.shutdown_handle();
-        let worker = self.worker.run();
+        let readiness = tokio::spawn(readiness::follow_temporal(client, health.clone(), reported.clone(), stop_rx));
+        let has_worker = worker.is_some();
+        let stop_worker = worker.as_ref().map(|w| w.shutdown_handle());
+        let worker = async move {
+            match worker {
+                Some(mut w) => w.run().await.map_err(|e| AppError::Worker(e.to_string())),
+                None => std::future::pending().await,
+            }
+        };
         tokio::pin!(worker, shutdown);
-        let worker_result = tokio::select! {
+        let stop_worker = || {
+            if let Some(stop) = &stop_worker {
+                stop();
+            }
+        };
+        tokio::select! {
             // The worker only ends by itself on an error (e.g. unknown namespace).
             result = &mut worker => {
                 let _ = stop_tx.send(true);
-                result
+                let _ = server.await;
+                return result;
             }
             served = &mut server => {
+                let _ = stop_tx.send(true);
                 stop_worker();
-                let _ = (&mut worker).await;
+                if has_worker {
+                    let _ = (&mut worker).await;
+                }
                 return Err(AppError::Server(format!("{served:?}")));
             }
-            () = &mut shutdown => {
-                tracing::info!("shutting down: draining RPCs, then the worker");
-                self.health.set_not_serving::<LoyaltyServiceServer<LoyaltyApi>>().await;
-                self.health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
-                let _ = stop_tx.send(true);
-                let served = (&mut server).await;
-                stop_worker();
-                let worker_result = (&mut worker).await;
-                served.map_err(|e| AppError::Server(e.to_string()))?.map_err(|e| AppError::Server(e.to_string()))?;
-                return worker_result.map_err(|e| AppError::Worker(e.to_string()));
+            () = &mut shutdown => {}
+        }
+
+        tracing::info!(drain = ?drain_timeout, "shutting down: draining RPCs, then the worker");
+        // Readiness stops first, so it cannot flip health back to SERVING.
+        let _ = stop_tx.send(true);
+        let _ = readiness.await;
+        readiness::report(&health, &reported, false).await;
+        // The worker keeps running workflows while RPCs drain: an in-flight
+        // Redeem may need it. It runs on this task, so it is polled here.
+        let drain = tokio::time::timeout(drain_timeout, &mut server);
+        tokio::pin!(drain);
+        let mut worker_ended = None;
+        let drained = loop {
+            tokio::select! {
+                drained = &mut drain => break drained,
+                result = &mut worker, if has_worker && worker_ended.is_none() => worker_ended = Some(result),
             }
         };
-        let _ = server.await;
-        worker_result.map_err(|e| AppError::Worker(e.to_string()))
+        let served = match drained {
+            Ok(joined) => joined
+                .map_err(|e| AppError::Server(e.to_string()))
+                .and_then(|served| served.map_err(|e| AppError::Server(e.to_string()))),
+            Err(_) => {
+                tracing::warn!("drain timeout passed; cancelling the RPCs still running");
+                server.abort();
+                Ok(())
+            }
+        };
+        stop_worker();
+        let worked = match worker_ended {
+            Some(result) => result,
+            None if has_worker => worker.await,
+            None => Ok(()),
+        };
+        tracing::info!("stopped");
+        served.and(worked)
     }
 }

@@ -2,6 +2,7 @@
 //! validated once at start with errors that name the setting.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use temporalio_client::envconfig::LoadClientConfigProfileOptions;
 use temporalio_client::{ClientOptions, ConnectionOptions, Url};
@@ -14,6 +15,45 @@ pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
 pub const DEFAULT_TASK_QUEUE: &str = "loyalty-points-queue";
 /// Default ledger: a SQLite file under ./data.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/loyalty.db";
+
+/// Default grace period for in-flight RPCs at shutdown.
+pub const DEFAULT_DRAIN_SECONDS: u64 = 20;
+/// Default deadline of an RPC whose caller sets none (or a longer one).
+pub const DEFAULT_RPC_TIMEOUT_SECONDS: u64 = 30;
+/// Default largest request message accepted.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// What a process runs, so the API and the workers scale separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The gRPC API and a worker (the default).
+    All,
+    /// Only the gRPC API; any worker implementing the wire contract serves it.
+    Api,
+    /// Only the worker (plus gRPC health for probes).
+    Worker,
+}
+
+impl Role {
+    /// Whether this process serves `loyalty.v1.LoyaltyService`.
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+
+    /// Whether this process runs a Temporal worker.
+    pub fn runs_worker(self) -> bool {
+        matches!(self, Role::All | Role::Worker)
+    }
+
+    fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "all" => Some(Role::All),
+            "api" => Some(Role::Api),
+            "worker" => Some(Role::Worker),
+            _ => None,
+        }
+    }
+}
 
 /// A setting that is missing or malformed.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +80,9 @@ pub struct Overrides {
     /// Temporal frontend address [env: TEMPORAL_ADDRESS, default: localhost:7233]
     #[arg(long)]
     pub temporal_address: Option<String>,
+    /// all, api or worker [env: LOYALTY_ROLE, default: all]
+    #[arg(long)]
+    pub role: Option<String>,
 }
 
 /// Everything the service needs to start.
@@ -55,6 +98,14 @@ pub struct Settings {
     pub temporal_connection: ConnectionOptions,
     /// Temporal namespace and client options.
     pub temporal_client: ClientOptions,
+    /// What this process runs.
+    pub role: Role,
+    /// How long in-flight RPCs may take to finish at shutdown.
+    pub drain_timeout: Duration,
+    /// Deadline of an RPC whose caller sets none or a longer one.
+    pub rpc_timeout: Duration,
+    /// Largest request message accepted; larger ones are refused before any work.
+    pub max_request_bytes: usize,
 }
 
 impl Settings {
@@ -90,7 +141,35 @@ impl Settings {
         if let Some(address) = overrides.temporal_address.as_deref() {
             temporal_connection.target = parse_temporal_address(address)?;
         }
-        Ok(Self { grpc_addr, task_queue, database_url, temporal_connection, temporal_client })
+        let role = pick(&overrides.role, "LOYALTY_ROLE", "all");
+        let role = Role::parse(&role).ok_or_else(|| ConfigError {
+            setting: "LOYALTY_ROLE",
+            reason: format!("{role:?} is not all, api or worker"),
+        })?;
+        let number = |var: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
+            match env(var) {
+                None => Ok(default),
+                Some(raw) => raw.trim().parse::<u64>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+                    ConfigError { setting: var, reason: format!("{raw:?} is not a whole number from 1 to {max}") }
+                }),
+            }
+        };
+        let drain_timeout = Duration::from_secs(number("LOYALTY_DRAIN_SECONDS", DEFAULT_DRAIN_SECONDS, 3_600)?);
+        let rpc_timeout =
+            Duration::from_secs(number("LOYALTY_RPC_TIMEOUT_SECONDS", DEFAULT_RPC_TIMEOUT_SECONDS, 3_600)?);
+        let max_request_bytes =
+            number("LOYALTY_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES as u64, 16 * 1024 * 1024)? as usize;
+        Ok(Self {
+            grpc_addr,
+            task_queue,
+            database_url,
+            temporal_connection,
+            temporal_client,
+            role,
+            drain_timeout,
+            rpc_timeout,
+            max_request_bytes,
+        })
     }
 }
 
@@ -115,6 +194,20 @@ mod tests {
         assert_eq!(s.grpc_addr.to_string(), DEFAULT_GRPC_ADDR);
         assert_eq!(s.task_queue, DEFAULT_TASK_QUEUE);
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(s.role, Role::All);
+        assert_eq!(s.drain_timeout, Duration::from_secs(DEFAULT_DRAIN_SECONDS));
+    }
+
+    #[test]
+    fn roles_and_limits() {
+        assert_eq!(load(&[("LOYALTY_ROLE", "api")]).unwrap().role, Role::Api);
+        assert!(!Role::Api.runs_worker() && Role::Worker.runs_worker() && !Role::Worker.serves_api());
+        assert_eq!(load(&[("LOYALTY_ROLE", "both")]).unwrap_err().setting, "LOYALTY_ROLE");
+        assert_eq!(load(&[("LOYALTY_DRAIN_SECONDS", "5")]).unwrap().drain_timeout, Duration::from_secs(5));
+        for bad in ["0", "-1", "x", "99999"] {
+            assert_eq!(load(&[("LOYALTY_DRAIN_SECONDS", bad)]).unwrap_err().setting, "LOYALTY_DRAIN_SECONDS");
+        }
+        assert_eq!(load(&[("LOYALTY_MAX_REQUEST_BYTES", "1024")]).unwrap().max_request_bytes, 1024);
     }
 
     #[test]

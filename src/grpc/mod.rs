@@ -1,5 +1,6 @@
 //! The tonic service: request -> domain command -> Temporal call -> response.
 
+pub mod deadline;
 pub mod error;
 pub mod requests;
 pub mod service;

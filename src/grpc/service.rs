@@ -15,6 +15,7 @@ use temporalio_client::{
 use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
 use tonic::{Request, Response, Status};
 
+use super::deadline::within;
 use super::error::ApiError;
 use super::pb::{self, loyalty_service_server::LoyaltyService};
 use super::requests::{Accrue, Adjust, History, Redeem, Reverse};
@@ -32,6 +33,7 @@ pub struct LoyaltyApi {
     client: Client,
     task_queue: String,
     ledger: Ledger,
+    rpc_timeout: Duration,
 }
 
 /// What the ledger says about an event id before the workflow is asked.
@@ -43,9 +45,10 @@ enum Known {
 }
 
 impl LoyaltyApi {
-    /// An API that starts account workflows on `task_queue` and reads `ledger`.
-    pub fn new(client: Client, task_queue: String, ledger: Ledger) -> Self {
-        Self { client, task_queue, ledger }
+    /// An API that starts account workflows on `task_queue` and reads
+    /// `ledger`; an RPC gets at most `rpc_timeout` (less if its caller says so).
+    pub fn new(client: Client, task_queue: String, ledger: Ledger, rpc_timeout: Duration) -> Self {
+        Self { client, task_queue, ledger, rpc_timeout }
     }
 
     /// Looks `movement` up in the ledger; a different event under its id is an error.
@@ -233,38 +236,44 @@ fn history_entry(e: HistoryEntry) -> pb::HistoryEntry {
 #[tonic::async_trait]
 impl LoyaltyService for LoyaltyApi {
     async fn accrue(&self, request: Request<pb::AccrueRequest>) -> Result<Response<pb::AccrueResponse>, Status> {
-        let cmd = Accrue::try_from(request.into_inner()).map_err(ApiError::from)?;
-        Ok(Response::new(LoyaltyApi::accrue(self, cmd).await?))
+        let (metadata, _, message) = request.into_parts();
+        let cmd = Accrue::try_from(message).map_err(ApiError::from)?;
+        Ok(Response::new(within(&metadata, self.rpc_timeout, LoyaltyApi::accrue(self, cmd)).await?))
     }
 
     async fn redeem(&self, request: Request<pb::RedeemRequest>) -> Result<Response<pb::RedeemResponse>, Status> {
-        let cmd = Redeem::try_from(request.into_inner()).map_err(ApiError::from)?;
-        Ok(Response::new(LoyaltyApi::redeem(self, cmd).await?))
+        let (metadata, _, message) = request.into_parts();
+        let cmd = Redeem::try_from(message).map_err(ApiError::from)?;
+        Ok(Response::new(within(&metadata, self.rpc_timeout, LoyaltyApi::redeem(self, cmd)).await?))
     }
 
     async fn get_summary(
         &self,
         request: Request<pb::GetSummaryRequest>,
     ) -> Result<Response<pb::GetSummaryResponse>, Status> {
-        let customer = CustomerId::parse(&request.into_inner().customer_id).map_err(ApiError::from)?;
-        Ok(Response::new(self.summary(customer).await?))
+        let (metadata, _, message) = request.into_parts();
+        let customer = CustomerId::parse(&message.customer_id).map_err(ApiError::from)?;
+        Ok(Response::new(within(&metadata, self.rpc_timeout, self.summary(customer)).await?))
     }
 
     async fn get_history(
         &self,
         request: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<pb::GetHistoryResponse>, Status> {
-        let cmd = History::try_from(request.into_inner()).map_err(ApiError::from)?;
-        Ok(Response::new(self.history(cmd).await?))
+        let (metadata, _, message) = request.into_parts();
+        let cmd = History::try_from(message).map_err(ApiError::from)?;
+        Ok(Response::new(within(&metadata, self.rpc_timeout, self.history(cmd)).await?))
     }
 
     async fn reverse(&self, request: Request<pb::ReverseRequest>) -> Result<Response<pb::ReverseResponse>, Status> {
-        let cmd = Reverse::try_from(request.into_inner()).map_err(ApiError::from)?;
-        Ok(Response::new(LoyaltyApi::reverse(self, cmd).await?))
+        let (metadata, _, message) = request.into_parts();
+        let cmd = Reverse::try_from(message).map_err(ApiError::from)?;
+        Ok(Response::new(within(&metadata, self.rpc_timeout, LoyaltyApi::reverse(self, cmd)).await?))
     }
 
     async fn adjust(&self, request: Request<pb::AdjustRequest>) -> Result<Response<pb::AdjustResponse>, Status> {
-        let cmd = Adjust::try_from(request.into_inner()).map_err(ApiError::from)?;
-        Ok(Response::new(LoyaltyApi::adjust(self, cmd).await?))
+        let (metadata, _, message) = request.into_parts();
+        let cmd = Adjust::try_from(message).map_err(ApiError::from)?;
+        Ok(Response::new(within(&metadata, self.rpc_timeout, LoyaltyApi::adjust(self, cmd)).await?))
     }
 }

@@ -10,6 +10,7 @@
 mod read;
 mod write;
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -87,9 +88,12 @@ impl Ledger {
     pub async fn connect(url: &str) -> Result<Self, LedgerError> {
         let backend = Backend::of(url).ok_or_else(|| LedgerError::UnsupportedUrl(url.to_owned()))?;
         install_default_drivers();
-        let (url, max) = match backend {
-            Backend::Sqlite => (prepare_sqlite(url)?, 4),
-            Backend::Postgres => (url.to_owned(), 10),
+        let (url, max, lock_path) = match backend {
+            Backend::Sqlite => {
+                let (url, lock) = prepare_sqlite(url)?;
+                (url, 4, Some(lock))
+            }
+            Backend::Postgres => (url.to_owned(), 10, None),
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
@@ -105,9 +109,15 @@ impl Ledger {
             .acquire_timeout(Duration::from_secs(10))
             .connect(&url)
             .await?;
-        match backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        match lock_path {
+            // sqlx takes no lock for SQLite migrations: two processes starting on
+            // one file would both migrate it. A file lock orders them.
+            Some(path) => {
+                let lock = MigrationLock::acquire(path).await?;
+                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+                drop(lock);
+            }
+            None => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
         Ok(Self { pool, backend })
     }
@@ -123,19 +133,48 @@ impl Ledger {
     }
 }
 
-/// Creates the SQLite file's folder and asks for the file to be created.
-fn prepare_sqlite(url: &str) -> Result<String, LedgerError> {
+/// Creates the SQLite file's folder and asks for the file to be created;
+/// returns the URL to open and the path of its migration lock file.
+fn prepare_sqlite(url: &str) -> Result<(String, PathBuf), LedgerError> {
     let options = SqliteConnectOptions::from_str(url)?;
-    if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+    let file = options.get_filename();
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io { path: dir.display().to_string(), source })?;
     }
-    Ok(if url.contains("mode=") {
+    let mut lock = file.as_os_str().to_owned();
+    lock.push(".migrate-lock");
+    let url = if url.contains("mode=") {
         url.to_owned()
     } else if url.contains('?') {
         format!("{url}&mode=rwc")
     } else {
         format!("{url}?mode=rwc")
-    })
+    };
+    Ok((url, PathBuf::from(lock)))
+}
+
+/// An exclusive advisory lock on a file, released on drop.
+struct MigrationLock {
+    // Closing the file releases the lock.
+    _file: std::fs::File,
+}
+
+impl MigrationLock {
+    async fn acquire(path: PathBuf) -> Result<Self, LedgerError> {
+        let io = |source| LedgerError::Io { path: path.display().to_string(), source };
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
+        let file = tokio::task::spawn_blocking(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a file descriptor we own; blocks until granted.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            if rc == 0 { Ok(file) } else { Err(std::io::Error::last_os_error()) }
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
+        .map_err(|source| LedgerError::Io { path: path.display().to_string(), source })?;
+        Ok(Self { _file: file })
+    }
 }
 
 /// Milliseconds since the Unix epoch: the time a row is recorded.

@@ -47,8 +47,12 @@ pub fn settings(name: &str) -> Settings {
         task_queue: Some(format!("loyalty-test-{name}")),
         database_url: Some(format!("sqlite:{}/ledger.db", scratch_dir(name).display())),
         temporal_address: Some(dev_server().address()),
+        role: None,
     };
-    Settings::from_lookup(&overrides, |_| None).expect("test settings are valid")
+    let mut settings = Settings::from_lookup(&overrides, |_| None).expect("test settings are valid");
+    // The outage tests wait through the workflow's 30 s ledger backoff.
+    settings.rpc_timeout = Duration::from_secs(120);
+    settings
 }
 
 /// Builds and runs an application on its own thread and runtime (its worker

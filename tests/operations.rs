@@ -1,0 +1,226 @@
+//! Operations: readiness that follows Temporal, roles, and graceful drain on
+//! SIGTERM, against real dev servers and real `loyalty` processes.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{accrual, grpc_channel, settings, start_app, summary_when};
+use loyalty::devserver::{DevServer, DevServerOptions};
+use loyalty::grpc::pb::loyalty_service_client::LoyaltyServiceClient;
+use temporalio_client::Url;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+async fn health_of(addr: SocketAddr, service: &str) -> Option<ServingStatus> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).ok()?.connect_lazy();
+    let mut health = HealthClient::new(channel);
+    let r = health.check(HealthCheckRequest { service: service.into() }).await.ok()?;
+    ServingStatus::try_from(r.into_inner().status).ok()
+}
+
+/// Polls until both "" and the API report `want`, or panics after `timeout`.
+async fn wait_health(addr: SocketAddr, want: ServingStatus, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let overall = health_of(addr, "").await;
+        let api = health_of(addr, "loyalty.v1.LoyaltyService").await;
+        if overall == Some(want) && api == Some(want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "health never became {want:?}: \"\" {overall:?}, API {api:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn dev_server_on(port: u16, db: &std::path::Path) -> DevServer {
+    DevServer::start(&DevServerOptions { port, ui_port: None, db_file: Some(db.to_path_buf()) })
+        .expect("dev server starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_temporal_and_recovers_by_itself() {
+    let port = free_port();
+    let db = common::scratch_dir("readiness").join("temporal.db");
+    let temporal = tokio::task::spawn_blocking({
+        let db = db.clone();
+        move || dev_server_on(port, &db)
+    })
+    .await
+    .unwrap();
+    let mut settings = settings("readiness");
+    settings.temporal_connection.target = Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let (addr, app) = start_app(settings, stopped);
+    wait_health(addr, ServingStatus::Serving, Duration::from_secs(10)).await;
+
+    tokio::task::spawn_blocking(move || temporal.stop()).await.unwrap();
+    wait_health(addr, ServingStatus::NotServing, Duration::from_secs(15)).await;
+    assert!(!app.is_finished(), "the process stays up while Temporal is away");
+
+    let temporal = tokio::task::spawn_blocking(move || dev_server_on(port, &db)).await.unwrap();
+    wait_health(addr, ServingStatus::Serving, Duration::from_secs(30)).await;
+    assert!(!app.is_finished());
+    let mut grpc = LoyaltyServiceClient::new(grpc_channel(addr).await);
+    grpc.accrue(accrual("ready-1", "e1", 10)).await.expect("serves again");
+    summary_when(&mut grpc, "ready-1", Duration::from_secs(60), |s| s.points_balance == 10).await;
+
+    let _ = stop.send(());
+    app.join().expect("app stops cleanly");
+    tokio::task::spawn_blocking(move || temporal.stop()).await.unwrap();
+}
+
+/// A `loyalty serve` process.
+struct Process {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+fn serve(name: &str, env: &[(&str, String)]) -> Process {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let log = std::fs::File::create(common::scratch_dir(name).join("serve.log")).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_loyalty"))
+        .arg("serve")
+        .env("LOYALTY_GRPC_ADDR", addr.to_string())
+        .env("TEMPORAL_ADDRESS", common::shared().temporal_address.clone())
+        .env_remove("TEMPORAL_CONFIG_FILE")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("loyalty starts");
+    Process { child, addr }
+}
+
+async fn lazy_client(addr: SocketAddr) -> LoyaltyServiceClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+    LoyaltyServiceClient::new(channel)
+}
+
+/// Whether a call failed because its server was out of reach: UNAVAILABLE, or
+/// the way tonic's client reports a request the server refused with HTTP/2
+/// GOAWAY while closing its connection (CANCELLED, with the transport error
+/// as the source, never sent by the server); other gRPC clients report that as
+/// UNAVAILABLE and retry it.
+fn unavailable(status: &tonic::Status) -> bool {
+    use std::error::Error;
+    status.code() == tonic::Code::Unavailable
+        || (status.code() == tonic::Code::Cancelled
+            && status.source().is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some()))
+}
+
+/// Calls `call` on the first server, and on UNAVAILABLE (or no connection)
+/// retries on the next one, as a client behind a load balancer would.
+async fn with_retries<T, F, Fut>(
+    servers: &[LoyaltyServiceClient<tonic::transport::Channel>],
+    first: usize,
+    call: F,
+) -> Result<T, tonic::Status>
+where
+    F: Fn(LoyaltyServiceClient<tonic::transport::Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut last = None;
+    for attempt in 0..40 {
+        match call(servers[(first + attempt) % servers.len()].clone()).await {
+            Err(status) if unavailable(&status) => {
+                last = Some(status);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+    Err(last.expect("tried"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_drains_without_a_failed_call() {
+    let dir = common::scratch_dir("drain");
+    let env = vec![
+        ("LOYALTY_TASK_QUEUE", "drain-queue".to_string()),
+        ("LOYALTY_DATABASE_URL", format!("sqlite:{}/ledger.db", dir.display())),
+        ("LOYALTY_DRAIN_SECONDS", "15".to_string()),
+    ];
+    let mut a = serve("drain-a", &env);
+    let b = serve("drain-b", &env);
+    for p in [&a, &b] {
+        wait_health_up(p.addr).await;
+    }
+    let servers = vec![lazy_client(a.addr).await, lazy_client(b.addr).await];
+
+    let stop_load = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for task in 0..8usize {
+        let (servers, stop_load) = (servers.clone(), stop_load.clone());
+        load.push(tokio::spawn(async move {
+            let customer = format!("drain-{task}");
+            let (mut accrued, mut redeemed, mut failures) = (0i64, 0i64, Vec::new());
+            let mut i = 0;
+            while !stop_load.load(std::sync::atomic::Ordering::Relaxed) {
+                let event = format!("a-{i}");
+                let r = with_retries(&servers, task, |mut g| {
+                    let req = accrual(&customer, &event, 10);
+                    async move { g.accrue(req).await }
+                })
+                .await;
+                match r {
+                    Ok(_) => accrued += 10,
+                    Err(s) => failures.push(s),
+                }
+                if i % 5 == 4 {
+                    let event = format!("r-{i}");
+                    let r = with_retries(&servers, task, |mut g| {
+                        let req = common::redemption(&customer, &event, 1, "sticker");
+                        async move { g.redeem(req).await }
+                    })
+                    .await;
+                    match r {
+                        Ok(_) => redeemed += 1,
+                        // Not yet applied accruals can leave too little: a business answer, not a failure.
+                        Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
+                        Err(s) => failures.push(s),
+                    }
+                }
+                i += 1;
+            }
+            (customer, accrued, redeemed, failures)
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // SIGTERM, as Kubernetes sends it.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || a.child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0), "a drained process exits 0");
+    assert!(started.elapsed() < Duration::from_secs(15), "drained within the grace period: {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_load.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut grpc = lazy_client(b.addr).await;
+    let mut calls = 0;
+    for task in load {
+        let (customer, accrued, redeemed, failures) = task.await.unwrap();
+        assert!(failures.is_empty(), "{customer}: failed calls {failures:?}");
+        calls += accrued / 10 + redeemed;
+        let s = summary_when(&mut grpc, &customer, Duration::from_secs(60), |s| s.lifetime_points == accrued).await;
+        assert_eq!(s.points_balance, accrued - redeemed, "{customer}: nothing lost, nothing doubled");
+    }
+    assert!(calls > 50, "the load was real: {calls} successful calls");
+    let mut b = b;
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+}
+
+async fn wait_health_up(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while health_of(addr, "").await != Some(ServingStatus::Serving) {
+        assert!(Instant::now() < deadline, "{addr} never became healthy");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
