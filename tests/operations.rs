@@ -224,3 +224,58 @@ async fn wait_health_up(addr: SocketAddr) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Settings of an API-only process on `task_queue` against the shared dev server.
+fn api_role(name: &str, task_queue: &str) -> loyalty::config::Settings {
+    let mut s = settings(name);
+    s.role = loyalty::config::Role::Api;
+    s.task_queue = task_queue.into();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_role_works_against_the_reference_guides_worker() {
+    let queue = "guide-worker-queue";
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/guide_worker.py");
+    let log = std::fs::File::create(common::scratch_dir("guide-worker").join("worker.log")).unwrap();
+    let mut worker = std::process::Command::new("python3")
+        .args([script, &common::shared().temporal_address, queue])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("python3 runs the guide's worker");
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let (addr, app) = start_app(api_role("guide-api", queue), stopped);
+    let mut grpc = LoyaltyServiceClient::new(grpc_channel(addr).await);
+
+    grpc.accrue(accrual("guide-1", "g1", 1_500)).await.expect("accrue via the guide's workflow");
+    let s = summary_when(&mut grpc, "guide-1", Duration::from_secs(60), |s| s.points_balance == 1_500).await;
+    assert_eq!((s.tier.as_str(), s.is_active), ("Silver", true));
+    let r = grpc.redeem(common::redemption("guide-1", "gr1", 500, "mug")).await.expect("redeem").into_inner();
+    assert_eq!((r.redeemed, r.remaining_balance), (500, 1_000));
+    let too_much = grpc.redeem(common::redemption("guide-1", "gr2", 5_000, "car")).await.unwrap_err();
+    assert_eq!(too_much.code(), tonic::Code::FailedPrecondition, "{too_much:?}");
+    let unknown = grpc.redeem(common::redemption("guide-nobody", "x", 1, "mug")).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let _ = stop.send(());
+    app.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_worker_accrue_is_accepted_and_redeem_ends_within_its_deadline() {
+    let mut settings = api_role("no-worker", "nobody-polls-this-queue");
+    settings.rpc_timeout = Duration::from_secs(2);
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let (addr, app) = start_app(settings, stopped);
+    let mut grpc = LoyaltyServiceClient::new(grpc_channel(addr).await);
+    grpc.accrue(accrual("lonely-1", "e1", 10)).await.expect("accepted: durably queued in Temporal");
+    let started = Instant::now();
+    let status = grpc.redeem(common::redemption("lonely-1", "r1", 1, "mug")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(4), "within the 2 s default deadline: {:?}", started.elapsed());
+    let _ = stop.send(());
+    app.join().unwrap();
+}
