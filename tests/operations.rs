@@ -102,16 +102,15 @@ async fn lazy_client(addr: SocketAddr) -> LoyaltyServiceClient<tonic::transport:
     LoyaltyServiceClient::new(channel)
 }
 
-/// Whether a call failed because its server was out of reach: UNAVAILABLE, or
-/// the way tonic's client reports a request the server refused with HTTP/2
-/// GOAWAY while closing its connection (CANCELLED, with the transport error
-/// as the source, never sent by the server); other gRPC clients report that as
-/// UNAVAILABLE and retry it.
+/// Whether a call failed because its server was out of reach: UNAVAILABLE,
+/// or a status tonic's client made up from a broken connection rather than
+/// one the server sent (it reports a request refused by HTTP/2 GOAWAY as
+/// CANCELLED and a reset connection as UNKNOWN, with the transport error as
+/// the source; other gRPC clients report both as UNAVAILABLE and retry).
 fn unavailable(status: &tonic::Status) -> bool {
     use std::error::Error;
     status.code() == tonic::Code::Unavailable
-        || (status.code() == tonic::Code::Cancelled
-            && status.source().is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some()))
+        || status.source().is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some())
 }
 
 /// Calls `call` on the first server, and on UNAVAILABLE (or no connection)
@@ -153,45 +152,7 @@ async fn sigterm_under_load_drains_without_a_failed_call() {
     }
     let servers = vec![lazy_client(a.addr).await, lazy_client(b.addr).await];
 
-    let stop_load = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut load = Vec::new();
-    for task in 0..8usize {
-        let (servers, stop_load) = (servers.clone(), stop_load.clone());
-        load.push(tokio::spawn(async move {
-            let customer = format!("drain-{task}");
-            let (mut accrued, mut redeemed, mut failures) = (0i64, 0i64, Vec::new());
-            let mut i = 0;
-            while !stop_load.load(std::sync::atomic::Ordering::Relaxed) {
-                let event = format!("a-{i}");
-                let r = with_retries(&servers, task, |mut g| {
-                    let req = accrual(&customer, &event, 10);
-                    async move { g.accrue(req).await }
-                })
-                .await;
-                match r {
-                    Ok(_) => accrued += 10,
-                    Err(s) => failures.push(s),
-                }
-                if i % 5 == 4 {
-                    let event = format!("r-{i}");
-                    let r = with_retries(&servers, task, |mut g| {
-                        let req = common::redemption(&customer, &event, 1, "sticker");
-                        async move { g.redeem(req).await }
-                    })
-                    .await;
-                    match r {
-                        Ok(_) => redeemed += 1,
-                        // Not yet applied accruals can leave too little: a business answer, not a failure.
-                        Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
-                        Err(s) => failures.push(s),
-                    }
-                }
-                i += 1;
-            }
-            (customer, accrued, redeemed, failures)
-        }));
-    }
-
+    let load = Load::start(&servers, "drain", 8);
     tokio::time::sleep(Duration::from_secs(3)).await;
     // SIGTERM, as Kubernetes sends it.
     unsafe { libc::kill(a.child.id() as i32, libc::SIGTERM) };
@@ -200,17 +161,7 @@ async fn sigterm_under_load_drains_without_a_failed_call() {
     assert_eq!(status.code(), Some(0), "a drained process exits 0");
     assert!(started.elapsed() < Duration::from_secs(15), "drained within the grace period: {:?}", started.elapsed());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop_load.store(true, std::sync::atomic::Ordering::Relaxed);
-
-    let mut grpc = lazy_client(b.addr).await;
-    let mut calls = 0;
-    for task in load {
-        let (customer, accrued, redeemed, failures) = task.await.unwrap();
-        assert!(failures.is_empty(), "{customer}: failed calls {failures:?}");
-        calls += accrued / 10 + redeemed;
-        let s = summary_when(&mut grpc, &customer, Duration::from_secs(60), |s| s.lifetime_points == accrued).await;
-        assert_eq!(s.points_balance, accrued - redeemed, "{customer}: nothing lost, nothing doubled");
-    }
+    let calls = load.finish_and_check(lazy_client(b.addr).await).await;
     assert!(calls > 50, "the load was real: {calls} successful calls");
     let mut b = b;
     let _ = b.child.kill();
@@ -278,4 +229,98 @@ async fn without_a_worker_accrue_is_accepted_and_redeem_ends_within_its_deadline
     assert!(started.elapsed() < Duration::from_secs(4), "within the 2 s default deadline: {:?}", started.elapsed());
     let _ = stop.send(());
     app.join().unwrap();
+}
+
+/// Clients accruing and redeeming on their own customers, retrying
+/// UNAVAILABLE on the other server with the same event ids.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(String, i64, i64, Vec<tonic::Status>)>>,
+}
+
+impl Load {
+    fn start(servers: &[LoyaltyServiceClient<tonic::transport::Channel>], name: &str, clients: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|task| {
+                let (servers, stop) = (servers.to_vec(), stop.clone());
+                let customer = format!("{name}-{task}");
+                tokio::spawn(async move {
+                    let (mut accrued, mut redeemed, mut failures) = (0i64, 0i64, Vec::new());
+                    let mut i = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let event = format!("a-{i}");
+                        let r = with_retries(&servers, task, |mut g| {
+                            let req = accrual(&customer, &event, 10);
+                            async move { g.accrue(req).await }
+                        })
+                        .await;
+                        match r {
+                            Ok(_) => accrued += 10,
+                            Err(s) => failures.push(s),
+                        }
+                        if i % 5 == 4 {
+                            let event = format!("r-{i}");
+                            let r = with_retries(&servers, task, |mut g| {
+                                let req = common::redemption(&customer, &event, 1, "sticker");
+                                async move { g.redeem(req).await }
+                            })
+                            .await;
+                            match r {
+                                Ok(_) => redeemed += 1,
+                                // Accruals not yet applied can leave too little: an answer, not a failure.
+                                Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
+                                Err(s) => failures.push(s),
+                            }
+                        }
+                        i += 1;
+                    }
+                    (customer, accrued, redeemed, failures)
+                })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    /// Stops the clients, checks every account through `grpc` (no failed
+    /// call, nothing lost, nothing doubled) and returns the successful calls.
+    async fn finish_and_check(self, mut grpc: LoyaltyServiceClient<tonic::transport::Channel>) -> i64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut calls = 0;
+        for task in self.tasks {
+            let (customer, accrued, redeemed, failures) = task.await.unwrap();
+            assert!(failures.is_empty(), "{customer}: failed calls {failures:?}");
+            calls += accrued / 10 + redeemed;
+            let s = summary_when(&mut grpc, &customer, Duration::from_secs(90), |s| s.lifetime_points == accrued).await;
+            assert_eq!(s.points_balance, accrued - redeemed, "{customer}: nothing lost, nothing doubled");
+        }
+        calls
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_one_of_two_processes_loses_nothing() {
+    let database_url = common::fresh_database_url(common::Db::Postgres, "sigkill");
+    let env = vec![("LOYALTY_TASK_QUEUE", "sigkill-queue".to_string()), ("LOYALTY_DATABASE_URL", database_url.clone())];
+    let mut a = serve("sigkill-a", &env);
+    let mut b = serve("sigkill-b", &env);
+    for p in [&a, &b] {
+        wait_health_up(p.addr).await;
+    }
+    let servers = vec![lazy_client(a.addr).await, lazy_client(b.addr).await];
+    let load = Load::start(&servers, "sigkill", 8);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    a.child.kill().expect("SIGKILL");
+    let _ = a.child.wait();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let calls = load.finish_and_check(lazy_client(b.addr).await).await;
+    assert!(calls > 50, "the load was real: {calls} successful calls");
+
+    let ledger = loyalty::ledger::Ledger::connect(&database_url).await.unwrap();
+    for task in 0..8 {
+        let audit = ledger.audit(&format!("sigkill-{task}")).await.unwrap().expect("in the ledger");
+        assert!(audit.inconsistencies().is_empty(), "{audit:?}");
+    }
+    let _ = b.child.kill();
+    let _ = b.child.wait();
 }
