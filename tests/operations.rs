@@ -235,7 +235,15 @@ async fn without_a_worker_accrue_is_accepted_and_redeem_ends_within_its_deadline
 /// UNAVAILABLE on the other server with the same event ids.
 struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<(String, i64, i64, Vec<tonic::Status>)>>,
+    tasks: Vec<tokio::task::JoinHandle<ClientOutcome>>,
+}
+
+/// What one load client did.
+struct ClientOutcome {
+    customer: String,
+    accrued: i64,
+    redeemed: i64,
+    failures: Vec<tonic::Status>,
 }
 
 impl Load {
@@ -275,7 +283,7 @@ impl Load {
                         }
                         i += 1;
                     }
-                    (customer, accrued, redeemed, failures)
+                    ClientOutcome { customer, accrued, redeemed, failures }
                 })
             })
             .collect();
@@ -288,7 +296,7 @@ impl Load {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut calls = 0;
         for task in self.tasks {
-            let (customer, accrued, redeemed, failures) = task.await.unwrap();
+            let ClientOutcome { customer, accrued, redeemed, failures } = task.await.unwrap();
             assert!(failures.is_empty(), "{customer}: failed calls {failures:?}");
             calls += accrued / 10 + redeemed;
             let s = summary_when(&mut grpc, &customer, Duration::from_secs(90), |s| s.lifetime_points == accrued).await;
