@@ -449,3 +449,15 @@ async fn a_reversal_waits_for_the_accruals_acknowledged_before_it() {
     let change = refund.await.unwrap().expect("the refund finds its purchase").into_inner().change.unwrap();
     assert_eq!((change.points, change.points_balance, change.lifetime_points), (-100, 1, 1));
 }
+
+#[tokio::test]
+async fn an_oversized_request_is_refused_before_any_work() {
+    let mut grpc = client().await;
+    let mut request = accrual("oscar", "o1", 10);
+    request.reason = "x".repeat(100 * 1024);
+    let status = grpc.accrue(request).await.unwrap_err();
+    // tonic answers OUT_OF_RANGE (grpc-go would say RESOURCE_EXHAUSTED).
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    let unknown = grpc.get_summary(pb::GetSummaryRequest { customer_id: "oscar".into() }).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound, "no account was opened");
+}
