@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Everything CI checks: install, formatting, lints (warnings denied), then all
+# Everything CI checks: install, formatting, lints (warnings denied), the
+# Kubernetes manifests and the proto (scripts/check-deploy.sh), then all
 # tests against a real Temporal dev server and real ledgers: SQLite, and
 # PostgreSQL (a throwaway server started here unless LOYALTY_TEST_POSTGRES_URL
 # names one).
@@ -8,6 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+scripts/check-deploy.sh
 
 if [ -z "${LOYALTY_TEST_POSTGRES_URL:-}" ]; then
   pg_dir=$(mktemp -d /tmp/loyalty-pg.XXXXXX)

@@ -93,6 +93,7 @@ impl Application {
             },
         };
         readiness::report(&health, &reported, true).await;
+        health.set_service_status(readiness::LIVENESS_SERVICE, tonic_health::ServingStatus::Serving).await;
         // Both reflection versions: older grpcurl releases speak only v1alpha.
         let reflection = || {
             tonic_reflection::server::Builder::configure()

@@ -10,6 +10,11 @@ use temporalio_common::protos::grpc::health::v1::{HealthCheckRequest, health_che
 use tonic::IntoRequest;
 use tonic_health::server::HealthReporter;
 
+/// Health service name for liveness probes: SERVING as long as the process
+/// runs, whatever its dependencies do, so an outage of Temporal never gets
+/// pods restarted.
+pub const LIVENESS_SERVICE: &str = "liveness";
+
 /// How often Temporal is checked.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// How long one check may take before Temporal counts as unreachable.

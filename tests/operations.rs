@@ -61,6 +61,7 @@ async fn readiness_follows_temporal_and_recovers_by_itself() {
     tokio::task::spawn_blocking(move || temporal.stop()).await.unwrap();
     wait_health(addr, ServingStatus::NotServing, Duration::from_secs(15)).await;
     assert!(!app.is_finished(), "the process stays up while Temporal is away");
+    assert_eq!(health_of(addr, "liveness").await, Some(ServingStatus::Serving), "liveness does not follow Temporal");
 
     let temporal = tokio::task::spawn_blocking(move || dev_server_on(port, &db)).await.unwrap();
     wait_health(addr, ServingStatus::Serving, Duration::from_secs(30)).await;
