@@ -11,11 +11,15 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
 use tonic::transport::server::Router;
+use tonic::transport::{Certificate, Identity as TlsIdentity, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
+use tower::layer::util::{Identity, Stack};
 
 use crate::activities::LoyaltyActivities;
-use crate::config::{Role, Settings};
+use crate::config::{Role, Settings, TlsFiles};
 use crate::grpc::LoyaltyApi;
+use crate::grpc::auth::AuthLayer;
+use crate::grpc::limit::ConcurrencyLimitLayer;
 use crate::grpc::pb::{self, loyalty_service_server::LoyaltyServiceServer};
 use crate::ledger::{Ledger, LedgerError};
 use crate::readiness::{self, Reported};
@@ -48,11 +52,28 @@ pub async fn temporal_client(settings: &Settings) -> Result<Client, AppError> {
     Client::new(connection, settings.temporal_client.clone()).map_err(|e| temporal(&e))
 }
 
+/// The layers around every gRPC service: authentication, then the
+/// concurrency cap.
+type Layers = Stack<ConcurrencyLimitLayer, Stack<AuthLayer, Identity>>;
+
+/// The server's TLS configuration from its PEM files.
+fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, AppError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| AppError::Server(format!("TLS: cannot read {}: {e}", path.display())))
+    };
+    let mut config = ServerTlsConfig::new().identity(TlsIdentity::from_pem(read(&files.cert)?, read(&files.key)?));
+    if let Some(ca) = &files.client_ca {
+        // Mutual TLS: a client without a certificate signed by this CA cannot connect.
+        config = config.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
+}
+
 /// A built, not yet running, service process.
 pub struct Application {
     grpc_addr: SocketAddr,
     listener: TcpListener,
-    router: Router,
+    router: Router<Layers>,
     health: HealthReporter,
     reported: Reported,
     client: Client,
@@ -110,7 +131,14 @@ impl Application {
             ))
             .max_decoding_message_size(settings.max_request_bytes)
         });
-        let router = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &settings.tls {
+            server = server.tls_config(tls_config(tls)?).map_err(|e| AppError::Server(format!("TLS: {e}")))?;
+        }
+        let router = server
+            // Outermost first: refuse unauthenticated calls before they take a slot.
+            .layer(AuthLayer::new(settings.api_keys.clone()))
+            .layer(ConcurrencyLimitLayer::new(settings.max_concurrent_rpcs))
             .add_service(health_service)
             .add_service(reflection().build_v1().map_err(reflection_err)?)
             .add_service(reflection().build_v1alpha().map_err(reflection_err)?)

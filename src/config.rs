@@ -2,11 +2,13 @@
 //! validated once at start with errors that name the setting.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use temporalio_client::envconfig::LoadClientConfigProfileOptions;
 use temporalio_client::{ClientOptions, ConnectionOptions, Url};
 
+use crate::grpc::auth::ApiKeys;
 use crate::ledger::Ledger;
 
 /// Default gRPC listen address.
@@ -22,6 +24,19 @@ pub const DEFAULT_DRAIN_SECONDS: u64 = 20;
 pub const DEFAULT_RPC_TIMEOUT_SECONDS: u64 = 30;
 /// Default largest request message accepted.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Default cap on RPCs in progress.
+pub const DEFAULT_MAX_CONCURRENT_RPCS: usize = 1_000;
+
+/// The gRPC server's TLS files (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+    /// CA whose client certificates are required (mutual TLS), if any.
+    pub client_ca: Option<PathBuf>,
+}
 
 /// What a process runs, so the API and the workers scale separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +121,12 @@ pub struct Settings {
     pub rpc_timeout: Duration,
     /// Largest request message accepted; larger ones are refused before any work.
     pub max_request_bytes: usize,
+    /// Most RPCs in progress; more are refused with RESOURCE_EXHAUSTED.
+    pub max_concurrent_rpcs: usize,
+    /// TLS for the gRPC server; plaintext when `None`.
+    pub tls: Option<TlsFiles>,
+    /// API keys callers must present; no authentication when `None`.
+    pub api_keys: Option<ApiKeys>,
 }
 
 impl Settings {
@@ -159,6 +180,32 @@ impl Settings {
             Duration::from_secs(number("LOYALTY_RPC_TIMEOUT_SECONDS", DEFAULT_RPC_TIMEOUT_SECONDS, 3_600)?);
         let max_request_bytes =
             number("LOYALTY_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES as u64, 16 * 1024 * 1024)? as usize;
+        let max_concurrent_rpcs =
+            number("LOYALTY_MAX_CONCURRENT_RPCS", DEFAULT_MAX_CONCURRENT_RPCS as u64, 1_000_000)? as usize;
+        let tls = match (env("LOYALTY_TLS_CERT_FILE"), env("LOYALTY_TLS_KEY_FILE")) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+                client_ca: env("LOYALTY_TLS_CLIENT_CA_FILE").map(PathBuf::from),
+            }),
+            _ => {
+                return Err(ConfigError {
+                    setting: "LOYALTY_TLS_CERT_FILE",
+                    reason: "LOYALTY_TLS_CERT_FILE and LOYALTY_TLS_KEY_FILE go together".into(),
+                });
+            }
+        };
+        if tls.is_none() && env("LOYALTY_TLS_CLIENT_CA_FILE").is_some() {
+            return Err(ConfigError {
+                setting: "LOYALTY_TLS_CLIENT_CA_FILE",
+                reason: "client certificates need TLS: set LOYALTY_TLS_CERT_FILE and LOYALTY_TLS_KEY_FILE".into(),
+            });
+        }
+        let api_keys = env("LOYALTY_API_KEYS_FILE")
+            .map(|path| ApiKeys::load(std::path::Path::new(&path)))
+            .transpose()
+            .map_err(|reason| ConfigError { setting: "LOYALTY_API_KEYS_FILE", reason })?;
         Ok(Self {
             grpc_addr,
             task_queue,
@@ -169,6 +216,9 @@ impl Settings {
             drain_timeout,
             rpc_timeout,
             max_request_bytes,
+            max_concurrent_rpcs,
+            tls,
+            api_keys,
         })
     }
 }
@@ -208,6 +258,20 @@ mod tests {
             assert_eq!(load(&[("LOYALTY_DRAIN_SECONDS", bad)]).unwrap_err().setting, "LOYALTY_DRAIN_SECONDS");
         }
         assert_eq!(load(&[("LOYALTY_MAX_REQUEST_BYTES", "1024")]).unwrap().max_request_bytes, 1024);
+        assert_eq!(load(&[("LOYALTY_MAX_CONCURRENT_RPCS", "8")]).unwrap().max_concurrent_rpcs, 8);
+    }
+
+    #[test]
+    fn tls_and_keys_are_checked_at_start() {
+        assert_eq!(load(&[("LOYALTY_TLS_CERT_FILE", "c.pem")]).unwrap_err().setting, "LOYALTY_TLS_CERT_FILE");
+        assert_eq!(
+            load(&[("LOYALTY_TLS_CLIENT_CA_FILE", "ca.pem")]).unwrap_err().setting,
+            "LOYALTY_TLS_CLIENT_CA_FILE"
+        );
+        let tls = load(&[("LOYALTY_TLS_CERT_FILE", "c.pem"), ("LOYALTY_TLS_KEY_FILE", "k.pem")]).unwrap().tls;
+        assert_eq!(tls.map(|t| t.client_ca), Some(None));
+        let missing = load(&[("LOYALTY_API_KEYS_FILE", "/nonexistent/keys")]).unwrap_err();
+        assert_eq!(missing.setting, "LOYALTY_API_KEYS_FILE");
     }
 
     #[test]

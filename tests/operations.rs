@@ -333,3 +333,229 @@ async fn sigkill_of_one_of_two_processes_loses_nothing() {
     let _ = b.child.kill();
     let _ = b.child.wait();
 }
+
+/// A throwaway PKI made with the openssl CLI: a CA, a server certificate for
+/// 127.0.0.1/localhost and a client certificate, all signed by the CA.
+struct Pki {
+    dir: std::path::PathBuf,
+}
+
+impl Pki {
+    fn make(name: &str) -> Self {
+        let dir = common::scratch_dir(name);
+        let run = |args: &[&str]| {
+            let out =
+                std::process::Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl runs");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=loyalty-test-ca"],
+        ]
+        .concat());
+        for (who, usage, san) in
+            [("server", "serverAuth", "subjectAltName=DNS:localhost,IP:127.0.0.1\n"), ("client", "clientAuth", "")]
+        {
+            std::fs::write(dir.join(format!("{who}.ext")), format!("{san}extendedKeyUsage={usage}\n")).unwrap();
+            run(&[
+                &["req"][..],
+                &ec,
+                &["-keyout", &format!("{who}.key"), "-out", &format!("{who}.csr"), "-subj", &format!("/CN={who}")],
+            ]
+            .concat());
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{who}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{who}.pem"),
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{who}.ext"),
+            ]);
+        }
+        Self { dir }
+    }
+
+    fn path(&self, file: &str) -> std::path::PathBuf {
+        self.dir.join(file)
+    }
+
+    fn read(&self, file: &str) -> Vec<u8> {
+        std::fs::read(self.path(file)).unwrap()
+    }
+
+    /// A TLS channel trusting the CA, presenting the client certificate if asked.
+    async fn channel(
+        &self,
+        addr: SocketAddr,
+        with_client_cert: bool,
+    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let mut tls =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(self.read("ca.pem"))).domain_name("localhost");
+        if with_client_cert {
+            tls = tls.identity(Identity::from_pem(self.read("client.pem"), self.read("client.key")));
+        }
+        tonic::transport::Channel::from_shared(format!("https://{addr}")).unwrap().tls_config(tls)?.connect().await
+    }
+}
+
+fn sha256_hex(key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A client that sends `key` as a bearer token.
+fn keyed(
+    channel: tonic::transport::Channel,
+    key: &'static str,
+) -> LoyaltyServiceClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, impl tonic::service::Interceptor>,
+> {
+    LoyaltyServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+        req.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+        Ok(req)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_and_api_keys_refuse_before_any_work() {
+    let pki = Pki::make("tls");
+    let keys = pki.path("api-keys");
+    std::fs::write(
+        &keys,
+        format!("checkout {} write,read\ndashboard {} read\n", sha256_hex("checkout-key"), sha256_hex("dashboard-key")),
+    )
+    .unwrap();
+    let mut settings = settings("tls");
+    settings.tls = Some(loyalty::config::TlsFiles {
+        cert: pki.path("server.pem"),
+        key: pki.path("server.key"),
+        client_ca: Some(pki.path("ca.pem")),
+    });
+    settings.api_keys = Some(loyalty::grpc::auth::ApiKeys::load(&keys).unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let (addr, app) = start_app(settings, stopped);
+
+    // Without TLS, or without a client certificate, there is no connection at all.
+    let plain = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await;
+    let plain_call = match plain {
+        Ok(ch) => LoyaltyServiceClient::new(ch)
+            .get_summary(loyalty::grpc::pb::GetSummaryRequest { customer_id: "x".into() })
+            .await
+            .err(),
+        Err(_) => None,
+    };
+    assert!(
+        // No answer from the server: the connection fails or breaks (a transport error, not a status it sent).
+        plain_call.as_ref().is_none_or(unavailable),
+        "{plain_call:?}"
+    );
+    // Even with a valid key, a client without a certificate gets no answer from the server.
+    let anonymous = match pki.channel(addr, false).await {
+        Ok(ch) => keyed(ch, "checkout-key")
+            .get_summary(loyalty::grpc::pb::GetSummaryRequest { customer_id: "x".into() })
+            .await
+            .err(),
+        Err(_) => None,
+    };
+    assert!(anonymous.as_ref().is_none_or(unavailable), "{anonymous:?}");
+    if let Some(status) = &anonymous {
+        assert_ne!(status.code(), tonic::Code::NotFound, "the server answered a client without a certificate");
+    }
+
+    let channel = pki.channel(addr, true).await.expect("mutual TLS connects");
+    let mut health = HealthClient::new(channel.clone());
+    let h = health.check(HealthCheckRequest { service: String::new() }).await.expect("health needs no key");
+    assert_eq!(h.into_inner().status, ServingStatus::Serving as i32);
+
+    let no_key = LoyaltyServiceClient::new(channel.clone()).accrue(accrual("tls-1", "e1", 10)).await.unwrap_err();
+    assert_eq!(no_key.code(), tonic::Code::Unauthenticated, "{no_key:?}");
+    let wrong = keyed(channel.clone(), "guess").accrue(accrual("tls-1", "e1", 10)).await.unwrap_err();
+    assert_eq!(wrong.code(), tonic::Code::Unauthenticated, "{wrong:?}");
+    let mut dashboard = keyed(channel.clone(), "dashboard-key");
+    let denied = dashboard.accrue(accrual("tls-1", "e1", 10)).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    let nothing =
+        dashboard.get_summary(loyalty::grpc::pb::GetSummaryRequest { customer_id: "tls-1".into() }).await.unwrap_err();
+    assert_eq!(nothing.code(), tonic::Code::NotFound, "a refused call applied nothing");
+
+    keyed(channel.clone(), "checkout-key")
+        .accrue(accrual("tls-1", "e1", 10))
+        .await
+        .expect("the checkout key may accrue");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = dashboard.get_summary(loyalty::grpc::pb::GetSummaryRequest { customer_id: "tls-1".into() }).await;
+        if s.as_ref().is_ok_and(|s| s.get_ref().points_balance == 10) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never applied: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The CLI speaks TLS, mutual TLS and API keys too.
+    let cli = |key: &str| {
+        let ca = pki.path("ca.pem");
+        let cert = pki.path("client.pem");
+        let client_key = pki.path("client.key");
+        std::process::Command::new(env!("CARGO_BIN_EXE_loyalty"))
+            .args([
+                "summary",
+                "--customer",
+                "tls-1",
+                "--json",
+                "--server",
+                &format!("https://localhost:{}", addr.port()),
+            ])
+            .arg("--ca-cert")
+            .arg(ca)
+            .arg("--client-cert")
+            .arg(cert)
+            .arg("--client-key")
+            .arg(client_key)
+            .env("LOYALTY_API_KEY", key)
+            .output()
+            .expect("loyalty runs")
+    };
+    let ok = cli("dashboard-key");
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("\"points_balance\":10"));
+    assert_eq!(cli("guess").status.code(), Some(tonic::Code::Unauthenticated as i32));
+    let _ = stop.send(());
+    app.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_concurrency_limit_calls_are_refused_and_health_still_answers() {
+    let mut settings = api_role("limit", "nobody-polls-the-limit-queue");
+    settings.max_concurrent_rpcs = 1;
+    settings.rpc_timeout = Duration::from_secs(3);
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let (addr, app) = start_app(settings, stopped);
+    let mut grpc = LoyaltyServiceClient::new(grpc_channel(addr).await);
+    grpc.accrue(accrual("limit-1", "e1", 10)).await.unwrap();
+    // No worker: this Redeem holds the only slot until its deadline.
+    let busy = {
+        let mut grpc = grpc.clone();
+        tokio::spawn(async move { grpc.redeem(common::redemption("limit-1", "r1", 1, "mug")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = grpc.accrue(accrual("limit-1", "e2", 10)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(health_of(addr, "").await, Some(ServingStatus::Serving), "health is never refused");
+    assert_eq!(busy.await.unwrap().unwrap_err().code(), tonic::Code::DeadlineExceeded);
+    grpc.accrue(accrual("limit-1", "e2", 10)).await.expect("a free slot again");
+    let _ = stop.send(());
+    app.join().unwrap();
+}

@@ -5,7 +5,8 @@
 use std::process::ExitCode;
 
 use serde_json::json;
-use tonic::transport::Channel;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::grpc::pb::{self, loyalty_service_client::LoyaltyServiceClient};
 
@@ -18,7 +19,34 @@ pub struct Target {
     /// Print JSON for scripts.
     #[arg(long)]
     json: bool,
+    /// API key, sent as `authorization: Bearer <key>`.
+    #[arg(long, env = "LOYALTY_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// CA certificate (PEM) to trust for an https:// server.
+    #[arg(long, env = "LOYALTY_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
+    /// Client certificate and key (PEM) for a server that requires mutual TLS.
+    #[arg(long, env = "LOYALTY_CLIENT_CERT", requires = "client_key")]
+    client_cert: Option<std::path::PathBuf>,
+    /// Key of --client-cert.
+    #[arg(long, env = "LOYALTY_CLIENT_KEY", requires = "client_cert")]
+    client_key: Option<std::path::PathBuf>,
 }
+
+/// Adds the API key, if any, to every call.
+#[derive(Clone)]
+pub struct ApiKeyHeader(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for ApiKeyHeader {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            req.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Client = LoyaltyServiceClient<InterceptedService<Channel, ApiKeyHeader>>;
 
 /// The account, idempotency key and amount of an accrual or redemption.
 #[derive(Debug, clap::Args)]
@@ -65,12 +93,31 @@ pub struct SummaryArgs {
     target: Target,
 }
 
-async fn connect(target: &Target) -> Result<LoyaltyServiceClient<Channel>, tonic::Status> {
+async fn connect(target: &Target) -> Result<Client, tonic::Status> {
     let server =
         if target.server.contains("://") { target.server.clone() } else { format!("http://{}", target.server) };
-    LoyaltyServiceClient::connect(server)
+    let bad = |what: &str, e: &dyn std::fmt::Display| tonic::Status::invalid_argument(format!("{what}: {e}"));
+    let mut endpoint = Channel::from_shared(server.clone()).map_err(|e| bad("--server", &e))?;
+    if server.starts_with("https://") {
+        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| bad(&p.display().to_string(), &e));
+        let mut tls = ClientTlsConfig::new().with_enabled_roots();
+        if let Some(ca) = &target.ca_cert {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&target.client_cert, &target.client_key) {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        endpoint = endpoint.tls_config(tls).map_err(|e| bad("TLS", &e))?;
+    }
+    let channel = endpoint
+        .connect()
         .await
-        .map_err(|e| tonic::Status::unavailable(format!("cannot reach {}: {e}", target.server)))
+        .map_err(|e| tonic::Status::unavailable(format!("cannot reach {}: {e}", target.server)))?;
+    let header = match &target.api_key {
+        Some(key) => Some(format!("Bearer {key}").parse().map_err(|_| bad("--api-key", &"not printable ASCII"))?),
+        None => None,
+    };
+    Ok(LoyaltyServiceClient::with_interceptor(channel, ApiKeyHeader(header)))
 }
 
 /// Prints the outcome: `human` or `json` on success, the status on failure.

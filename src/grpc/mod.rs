@@ -1,7 +1,9 @@
 //! The tonic service: request -> domain command -> Temporal call -> response.
 
+pub mod auth;
 pub mod deadline;
 pub mod error;
+pub mod limit;
 pub mod requests;
 pub mod service;
 

@@ -1,0 +1,243 @@
+//! API-key authentication and authorization, as a tower layer in front of
+//! every gRPC service.
+//!
+//! Keys live in a file (mounted from a Kubernetes Secret), one per line:
+//! `name sha256-hex scope[,scope]`, where the hash is of the key itself
+//! (`printf %s "$KEY" | sha256sum`), so the file never holds a usable key. A
+//! presented key is hashed and compared with every stored hash in constant
+//! time. Scopes: `read` (GetSummary, GetHistory), `write` (Accrue, Redeem),
+//! `admin` (Reverse, Adjust, and any method this build does not know).
+//! Health and reflection need no key, so probes and grpcurl's listing work.
+//! A refused call gets UNAUTHENTICATED (no or unknown key) or
+//! PERMISSION_DENIED (scope missing) before any work is done.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tonic::Status;
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Read balances and history.
+    Read,
+    /// Accrue and redeem.
+    Write,
+    /// Reverse and adjust.
+    Admin,
+}
+
+impl Scope {
+    fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "read" => Some(Scope::Read),
+            "write" => Some(Scope::Write),
+            "admin" => Some(Scope::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// One configured key: its name (for logs) and the hash of its secret.
+#[derive(Debug, Clone)]
+struct ApiKey {
+    name: String,
+    hash: [u8; 32],
+    scopes: Vec<Scope>,
+}
+
+/// The configured keys.
+#[derive(Debug, Clone)]
+pub struct ApiKeys(Vec<ApiKey>);
+
+impl ApiKeys {
+    /// Parses the keys file's text; the error names the line.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        for (n, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [name, hex, scopes] = fields[..] else {
+                return Err(format!("line {n}: expected `name sha256-hex scope[,scope]`"));
+            };
+            let hash = decode_hex(hex).ok_or_else(|| format!("line {n}: the hash must be 64 hex digits"))?;
+            let scopes = scopes
+                .split(',')
+                .map(|s| Scope::parse(s).ok_or_else(|| format!("line {n}: unknown scope {s:?} (read, write, admin)")))
+                .collect::<Result<Vec<_>, _>>()?;
+            keys.push(ApiKey { name: name.to_owned(), hash, scopes });
+        }
+        if keys.is_empty() {
+            return Err("no keys".into());
+        }
+        Ok(Self(keys))
+    }
+
+    /// Reads and parses the keys file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The key matching `presented`. Every stored hash is compared, in
+    /// constant time, whether or not an earlier one matched.
+    fn find(&self, presented: &str) -> Option<&ApiKey> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for key in &self.0 {
+            if bool::from(key.hash.ct_eq(&digest)) && found.is_none() {
+                found = Some(key);
+            }
+        }
+        found
+    }
+
+    /// Decides a call to `path` carrying `presented` (from `authorization:
+    /// Bearer <key>` or `x-api-key`).
+    pub fn check(&self, path: &str, presented: Option<&str>) -> Result<(), Status> {
+        let Some(needed) = required_scope(path) else { return Ok(()) };
+        let Some(key) = presented.and_then(|k| self.find(k)) else {
+            return Err(Status::unauthenticated("a valid API key is required (authorization: Bearer <key>)"));
+        };
+        if key.scopes.contains(&needed) {
+            Ok(())
+        } else {
+            tracing::warn!(key = %key.name, path, "API key lacks the scope for this method");
+            Err(Status::permission_denied(format!("API key {:?} may not call {path}", key.name)))
+        }
+    }
+}
+
+/// The scope a gRPC method needs; `None` for health and reflection.
+pub fn required_scope(path: &str) -> Option<Scope> {
+    const API: &str = "/loyalty.v1.LoyaltyService/";
+    if path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") {
+        return None;
+    }
+    Some(match path.strip_prefix(API) {
+        Some("GetSummary" | "GetHistory") => Scope::Read,
+        Some("Accrue" | "Redeem") => Scope::Write,
+        _ => Scope::Admin,
+    })
+}
+
+fn decode_hex(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The key a request presents.
+fn presented<B>(req: &http::Request<B>) -> Option<&str> {
+    let headers = req.headers();
+    if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        return v.strip_prefix("Bearer ").map(str::trim);
+    }
+    headers.get("x-api-key").and_then(|v| v.to_str().ok())
+}
+
+/// Tower layer that checks API keys; with no keys configured it lets all pass.
+#[derive(Debug, Clone, Default)]
+pub struct AuthLayer {
+    keys: Option<Arc<ApiKeys>>,
+}
+
+impl AuthLayer {
+    /// Checks calls against `keys`; `None` disables authentication.
+    pub fn new(keys: Option<ApiKeys>) -> Self {
+        Self { keys: keys.map(Arc::new) }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+
+    fn layer(&self, inner: S) -> Auth<S> {
+        Auth { inner, keys: self.keys.clone() }
+    }
+}
+
+/// The service [`AuthLayer`] wraps around the server's routes.
+#[derive(Debug, Clone)]
+pub struct Auth<S> {
+    inner: S,
+    keys: Option<Arc<ApiKeys>>,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for Auth<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    R: Default + Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if let Some(keys) = &self.keys
+            && let Err(status) = keys.check(req.uri().path(), presented(&req))
+        {
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
+        Box::pin(self.inner.call(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(key: &str) -> String {
+        Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn keys() -> ApiKeys {
+        ApiKeys::parse(&format!(
+            "# checkout may accrue and redeem\ncheckout {} write,read\n\ndashboard {} read\n",
+            hash("s3cret-checkout"),
+            hash("s3cret-dash")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn keys_are_checked_by_hash_and_scope() {
+        let k = keys();
+        let accrue = "/loyalty.v1.LoyaltyService/Accrue";
+        assert!(k.check(accrue, Some("s3cret-checkout")).is_ok());
+        assert_eq!(k.check(accrue, None).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(k.check(accrue, Some("nope")).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(k.check(accrue, Some("s3cret-dash")).unwrap_err().code(), tonic::Code::PermissionDenied);
+        assert!(k.check("/loyalty.v1.LoyaltyService/GetHistory", Some("s3cret-dash")).is_ok());
+        assert_eq!(
+            k.check("/loyalty.v1.LoyaltyService/Adjust", Some("s3cret-checkout")).unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
+        assert!(k.check("/grpc.health.v1.Health/Check", None).is_ok());
+        assert_eq!(required_scope("/loyalty.v1.LoyaltyService/SomethingNew"), Some(Scope::Admin));
+    }
+
+    #[test]
+    fn a_bad_keys_file_names_the_line() {
+        assert!(ApiKeys::parse("a b").unwrap_err().starts_with("line 1"));
+        assert!(ApiKeys::parse(&format!("a {} root", hash("x"))).unwrap_err().contains("unknown scope"));
+        assert!(ApiKeys::parse("a abc read").unwrap_err().contains("64 hex"));
+        assert_eq!(ApiKeys::parse("# only comments\n").unwrap_err(), "no keys");
+    }
+}
