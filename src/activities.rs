@@ -15,6 +15,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use crate::domain::messages::InDoubtRedemption;
 use crate::domain::{BatchOutcome, LedgerBatch, Recorded, TierChange, Totals};
 use crate::ledger::Ledger;
+use crate::metrics::Metrics;
 use crate::payload::Nullable;
 
 /// Input of `void_redemptions` (accounts of the previous version only).
@@ -47,12 +48,19 @@ pub struct Settlement {
 /// The activities of the loyalty worker, sharing one ledger.
 pub struct LoyaltyActivities {
     ledger: Ledger,
+    metrics: Metrics,
 }
 
 impl LoyaltyActivities {
-    /// Activities writing to `ledger`.
-    pub fn new(ledger: Ledger) -> Self {
-        Self { ledger }
+    /// Activities writing to `ledger`, counting what it did in `metrics`.
+    pub fn new(ledger: Ledger, metrics: Metrics) -> Self {
+        Self { ledger, metrics }
+    }
+
+    async fn apply(&self, batch: &LedgerBatch) -> Result<BatchOutcome, ActivityError> {
+        let outcome = self.ledger.apply(batch).await?;
+        self.metrics.ledger_write(batch, &outcome);
+        Ok(outcome)
     }
 }
 
@@ -65,7 +73,7 @@ impl LoyaltyActivities {
         _ctx: ActivityContext,
         batch: LedgerBatch,
     ) -> Result<Nullable<BatchOutcome>, ActivityError> {
-        Ok(Nullable(Some(self.ledger.apply(&batch).await?)))
+        Ok(Nullable(Some(self.apply(&batch).await?)))
     }
 
     /// Records one redemption.
@@ -75,7 +83,7 @@ impl LoyaltyActivities {
         _ctx: ActivityContext,
         batch: LedgerBatch,
     ) -> Result<Nullable<BatchOutcome>, ActivityError> {
-        Ok(Nullable(Some(self.ledger.apply(&batch).await?)))
+        Ok(Nullable(Some(self.apply(&batch).await?)))
     }
 
     /// Records one reversal or adjustment.
@@ -85,7 +93,7 @@ impl LoyaltyActivities {
         _ctx: ActivityContext,
         batch: LedgerBatch,
     ) -> Result<BatchOutcome, ActivityError> {
-        Ok(self.ledger.apply(&batch).await?)
+        self.apply(&batch).await
     }
 
     /// Tells which in-doubt redemption writes landed.

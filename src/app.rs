@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use temporalio_client::{Client, Connection};
+use temporalio_common::telemetry::TelemetryOptions;
+use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -22,6 +24,7 @@ use crate::grpc::auth::AuthLayer;
 use crate::grpc::limit::ConcurrencyLimitLayer;
 use crate::grpc::pb::{self, loyalty_service_server::LoyaltyServiceServer};
 use crate::ledger::{Ledger, LedgerError};
+use crate::metrics::{Metrics, MetricsLayer};
 use crate::readiness::{self, Reported};
 use crate::workflow::LoyaltyEntityWorkflow;
 
@@ -52,9 +55,9 @@ pub async fn temporal_client(settings: &Settings) -> Result<Client, AppError> {
     Client::new(connection, settings.temporal_client.clone()).map_err(|e| temporal(&e))
 }
 
-/// The layers around every gRPC service: authentication, then the
+/// The layers around every gRPC service: metrics, authentication, then the
 /// concurrency cap.
-type Layers = Stack<ConcurrencyLimitLayer, Stack<AuthLayer, Identity>>;
+type Layers = Stack<ConcurrencyLimitLayer, Stack<AuthLayer, Stack<MetricsLayer, Identity>>>;
 
 /// The server's TLS configuration from its PEM files.
 fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, AppError> {
@@ -72,6 +75,7 @@ fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, AppError> {
 /// A built, not yet running, service process.
 pub struct Application {
     grpc_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     listener: TcpListener,
     router: Router<Layers>,
     health: HealthReporter,
@@ -90,13 +94,23 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
         let ledger = Ledger::connect(&settings.database_url).await?;
         let client = temporal_client(&settings).await?;
+        let (metrics, metrics_addr) = match settings.metrics_addr {
+            Some(addr) => {
+                let (metrics, bound) = Metrics::serve(addr).map_err(|e| AppError::Server(format!("metrics: {e}")))?;
+                (metrics, Some(bound))
+            }
+            None => (Metrics::disabled(), None),
+        };
 
-        let runtime = Runtime::from_current_tokio(Default::default()).map_err(|e| AppError::Worker(e.to_string()))?;
+        let telemetry = TelemetryOptions::builder().metrics(metrics.meter()).build();
+        let runtime_options =
+            RuntimeOptions::builder().telemetry_options(telemetry).build().map_err(AppError::Worker)?;
+        let runtime = Runtime::from_current_tokio(runtime_options).map_err(|e| AppError::Worker(e.to_string()))?;
         let worker = if settings.role.runs_worker() {
             let options = WorkerOptions::new(settings.task_queue.clone())
                 .register_workflow::<LoyaltyEntityWorkflow>()
                 .map_err(|e| AppError::Worker(e.to_string()))?
-                .register_activities(LoyaltyActivities::new(ledger.clone()))
+                .register_activities(LoyaltyActivities::new(ledger.clone(), metrics.clone()))
                 .build();
             Some(Worker::new(&runtime, client.clone(), options).map_err(|e| AppError::Worker(e.to_string()))?)
         } else {
@@ -136,7 +150,9 @@ impl Application {
             server = server.tls_config(tls_config(tls)?).map_err(|e| AppError::Server(format!("TLS: {e}")))?;
         }
         let router = server
-            // Outermost first: refuse unauthenticated calls before they take a slot.
+            // Outermost first: count every call, then refuse unauthenticated ones
+            // before they take a slot.
+            .layer(MetricsLayer::new(metrics))
             .layer(AuthLayer::new(settings.api_keys.clone()))
             .layer(ConcurrencyLimitLayer::new(settings.max_concurrent_rpcs))
             .add_service(health_service)
@@ -145,6 +161,7 @@ impl Application {
             .add_optional_service(api);
         Ok(Self {
             grpc_addr,
+            metrics_addr,
             listener,
             router,
             health,
@@ -159,6 +176,11 @@ impl Application {
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc_addr
+    }
+
+    /// The bound Prometheus endpoint, if metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Serves until `shutdown` resolves, then stops in order: health goes

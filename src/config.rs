@@ -127,6 +127,8 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// API keys callers must present; no authentication when `None`.
     pub api_keys: Option<ApiKeys>,
+    /// Where the Prometheus endpoint listens; none when `None`.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -202,6 +204,14 @@ impl Settings {
                 reason: "client certificates need TLS: set LOYALTY_TLS_CERT_FILE and LOYALTY_TLS_KEY_FILE".into(),
             });
         }
+        let metrics_addr = env("LOYALTY_METRICS_ADDR")
+            .map(|raw| {
+                raw.parse().map_err(|e| ConfigError {
+                    setting: "LOYALTY_METRICS_ADDR",
+                    reason: format!("{raw:?} is not a socket address like 0.0.0.0:9464 ({e})"),
+                })
+            })
+            .transpose()?;
         let api_keys = env("LOYALTY_API_KEYS_FILE")
             .map(|path| ApiKeys::load(std::path::Path::new(&path)))
             .transpose()
@@ -219,6 +229,7 @@ impl Settings {
             max_concurrent_rpcs,
             tls,
             api_keys,
+            metrics_addr,
         })
     }
 }

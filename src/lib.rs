@@ -13,6 +13,7 @@ pub mod devserver;
 pub mod domain;
 pub mod grpc;
 pub mod ledger;
+pub mod metrics;
 pub mod payload;
 pub mod readiness;
 pub mod reconcile;

@@ -559,3 +559,55 @@ async fn past_the_concurrency_limit_calls_are_refused_and_health_still_answers()
     let _ = stop.send(());
     app.join().unwrap();
 }
+
+/// GETs `path` over plain HTTP/1.1 and returns the body.
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("metrics endpoint listens");
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_rpcs_ledger_entries_and_the_workers_slots() {
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut settings = settings("metrics");
+    settings.metrics_addr = Some(metrics_addr);
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let (addr, app) = start_app(settings, stopped);
+    let mut grpc = LoyaltyServiceClient::new(grpc_channel(addr).await);
+    grpc.accrue(accrual("metric-1", "e1", 10)).await.unwrap();
+    summary_when(&mut grpc, "metric-1", Duration::from_secs(60), |s| s.points_balance == 10).await;
+    grpc.redeem(common::redemption("metric-1", "r1", 4, "mug")).await.unwrap();
+    let _ = grpc.redeem(common::redemption("metric-1", "r2", 400, "car")).await.unwrap_err();
+
+    let body = http_get(metrics_addr, "/metrics").await;
+    let line = |needle: &[&str]| {
+        body.lines().find(|l| !l.starts_with('#') && needle.iter().all(|n| l.contains(n))).map(str::to_owned)
+    };
+    let count = |needle: &[&str]| -> f64 {
+        line(needle)
+            .and_then(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+            .unwrap_or_else(|| panic!("no {needle:?} in\n{body}"))
+    };
+    assert_eq!(count(&["loyalty_rpc_requests_total{", "method=\"Accrue\"", "status=\"Ok\""]), 1.0);
+    assert_eq!(count(&["loyalty_rpc_requests_total{", "method=\"Redeem\"", "status=\"FailedPrecondition\""]), 1.0);
+    assert!(count(&["loyalty_rpc_duration_seconds_count{", "method=\"GetSummary\""]) >= 1.0);
+    assert_eq!(count(&["loyalty_ledger_entries_total{", "kind=\"accrual\"", "outcome=\"applied\""]), 1.0);
+    assert_eq!(count(&["loyalty_ledger_entries_total{", "kind=\"redemption\"", "outcome=\"applied\""]), 1.0);
+    assert!(line(&["temporal_worker_task_slots_available"]).is_some(), "the SDK's worker metrics are there too");
+    assert!(
+        line(&["temporal_activity_execution_latency"]).is_some()
+            || line(&["temporal_activity_schedule_to_start"]).is_some(),
+        "activity metrics: {body}"
+    );
+    assert!(line(&["grpc.health"]).is_none(), "health probes are not counted");
+    let _ = stop.send(());
+    app.join().unwrap();
+}

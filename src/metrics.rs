@@ -1,0 +1,193 @@
+//! Prometheus metrics: one endpoint (`LOYALTY_METRICS_ADDR`, `/metrics`) with
+//! the service's own metrics next to the Temporal SDK's (worker slots,
+//! workflow and activity outcomes, poll and request failures), all recorded
+//! through the SDK's meter so they share one registry and one scrape.
+//!
+//! Ours: `loyalty_rpc_requests_total{method,status}`,
+//! `loyalty_rpc_duration_seconds{method,status}` (histogram) and
+//! `loyalty_ledger_entries_total{kind,outcome}` (accruals, redemptions,
+//! reversals and adjustments the ledger applied, or recognised as resends).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use temporalio_common::telemetry::metrics::{
+    CoreMeter, Counter, HistogramDuration, MetricKeyValue, MetricParameters, NewAttributes, NoOpCoreMeter,
+};
+use temporalio_common::telemetry::{
+    HistogramBucketOverrides, PrometheusExporterOptions, start_prometheus_metric_exporter,
+};
+
+use crate::domain::{BatchOutcome, LedgerBatch, Outcome};
+
+/// Name of the RPC latency histogram.
+const RPC_DURATION: &str = "loyalty_rpc_duration_seconds";
+
+/// The service's instruments; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    meter: Arc<dyn CoreMeter>,
+    rpcs: Counter,
+    rpc_duration: HistogramDuration,
+    ledger_entries: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// Starts the Prometheus endpoint on `addr` (port 0 picks one) and
+    /// returns the instruments and the bound address.
+    pub fn serve(addr: SocketAddr) -> Result<(Self, SocketAddr), String> {
+        // Calls take milliseconds: finer buckets than the SDK's defaults.
+        let buckets = vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+        let options = PrometheusExporterOptions::builder()
+            .socket_addr(addr)
+            .counters_total_suffix(true)
+            .use_seconds_for_durations(true)
+            .histogram_bucket_overrides(HistogramBucketOverrides {
+                overrides: [(RPC_DURATION.to_owned(), buckets)].into(),
+            })
+            .build();
+        let started = start_prometheus_metric_exporter(options).map_err(|e| e.to_string())?;
+        Ok((Self::with_meter(started.meter), started.bound_addr))
+    }
+
+    /// Instruments that record nothing (no endpoint configured).
+    pub fn disabled() -> Self {
+        Self::with_meter(Arc::new(NoOpCoreMeter))
+    }
+
+    fn with_meter(meter: Arc<dyn CoreMeter>) -> Self {
+        let rpcs = meter.counter(
+            MetricParameters::builder()
+                .name("loyalty_rpc_requests")
+                .description("gRPC calls served, by method and status")
+                .build(),
+        );
+        let rpc_duration = meter.histogram_duration(
+            MetricParameters::builder()
+                .name(RPC_DURATION)
+                .description("gRPC call latency, by method and status")
+                .unit("duration")
+                .build(),
+        );
+        let ledger_entries = meter.counter(
+            MetricParameters::builder()
+                .name("loyalty_ledger_entries")
+                .description("Events the ledger was asked to record, by kind and outcome")
+                .build(),
+        );
+        Self { meter, rpcs, rpc_duration, ledger_entries }
+    }
+
+    /// The meter, for the Temporal SDK's own metrics.
+    pub fn meter(&self) -> Arc<dyn CoreMeter> {
+        self.meter.clone()
+    }
+
+    fn attributes(
+        &self,
+        pairs: [(&'static str, String); 2],
+    ) -> temporalio_common::telemetry::metrics::MetricAttributes {
+        self.meter.new_attributes(NewAttributes::from(pairs.map(|(k, v)| MetricKeyValue::new(k, v))))
+    }
+
+    /// Records one finished RPC.
+    pub fn rpc(&self, method: &str, status: &str, took: Duration) {
+        let attributes = self.attributes([("method", method.to_owned()), ("status", status.to_owned())]);
+        self.rpcs.add(1, &attributes);
+        self.rpc_duration.record(took, &attributes);
+    }
+
+    /// Records what the ledger did with each event of a write.
+    pub fn ledger_write(&self, batch: &LedgerBatch, outcome: &BatchOutcome) {
+        for (movement, outcome) in batch.movements.iter().zip(&outcome.outcomes) {
+            let what = match outcome {
+                Outcome::Applied(_) => "applied",
+                Outcome::Recovered(_) => "recovered",
+                Outcome::Duplicate(_) => "duplicate",
+                Outcome::Conflict => "conflict",
+                Outcome::Refused(_) => "refused",
+            };
+            let attributes =
+                self.attributes([("kind", movement.kind.as_str().to_owned()), ("outcome", what.to_owned())]);
+            self.ledger_entries.add(1, &attributes);
+        }
+    }
+}
+
+/// Tower layer recording every gRPC call's method, status and latency.
+#[derive(Debug, Clone)]
+pub struct MetricsLayer {
+    metrics: Metrics,
+}
+
+impl MetricsLayer {
+    /// Records into `metrics`.
+    pub fn new(metrics: Metrics) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> tower::Layer<S> for MetricsLayer {
+    type Service = RecordRpcs<S>;
+
+    fn layer(&self, inner: S) -> RecordRpcs<S> {
+        RecordRpcs { inner, metrics: self.metrics.clone() }
+    }
+}
+
+/// The service [`MetricsLayer`] wraps around the routes.
+#[derive(Debug, Clone)]
+pub struct RecordRpcs<S> {
+    inner: S,
+    metrics: Metrics,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for RecordRpcs<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path();
+        // Only our API: health probes and reflection would drown it.
+        let method = path.strip_prefix("/loyalty.v1.LoyaltyService/").map(str::to_owned);
+        let started = Instant::now();
+        let metrics = self.metrics.clone();
+        let call = self.inner.call(req);
+        Box::pin(async move {
+            let response = call.await;
+            if let Some(method) = method {
+                let status = match &response {
+                    // A unary error is a trailers-only response: the status is in the headers.
+                    Ok(r) => r
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .map_or(tonic::Code::Ok, tonic::Code::from),
+                    Err(_) => tonic::Code::Unavailable,
+                };
+                metrics.rpc(&method, &format!("{status:?}"), started.elapsed());
+            }
+            response
+        })
+    }
+}
