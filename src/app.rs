@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use temporalio_client::{Client, Connection};
 use temporalio_common::telemetry::TelemetryOptions;
+use temporalio_common::worker::{VersioningBehavior, WorkerDeploymentOptions, WorkerDeploymentVersion};
 use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio::net::TcpListener;
@@ -107,7 +108,21 @@ impl Application {
             RuntimeOptions::builder().telemetry_options(telemetry).build().map_err(AppError::Worker)?;
         let runtime = Runtime::from_current_tokio(runtime_options).map_err(|e| AppError::Worker(e.to_string()))?;
         let worker = if settings.role.runs_worker() {
+            // Pinned: a run stays on the build that started it; the entity
+            // moves to the current version at its next continue-as-new.
+            let deployment = settings.deployment.as_ref().map(|version| {
+                WorkerDeploymentOptions::new(
+                    WorkerDeploymentVersion::builder()
+                        .deployment_name(version.name.clone())
+                        .build_id(version.build_id.clone())
+                        .build(),
+                )
+                .use_worker_versioning(true)
+                .default_versioning_behavior(VersioningBehavior::Pinned)
+                .build()
+            });
             let options = WorkerOptions::new(settings.task_queue.clone())
+                .maybe_deployment_options(deployment)
                 .register_workflow::<LoyaltyEntityWorkflow>()
                 .map_err(|e| AppError::Worker(e.to_string()))?
                 .register_activities(LoyaltyActivities::new(ledger.clone(), metrics.clone()))

@@ -129,6 +129,17 @@ pub struct Settings {
     pub api_keys: Option<ApiKeys>,
     /// Where the Prometheus endpoint listens; none when `None`.
     pub metrics_addr: Option<SocketAddr>,
+    /// Worker Versioning: this worker's deployment version; unversioned when `None`.
+    pub deployment: Option<DeploymentVersion>,
+}
+
+/// A Worker Deployment Version: the deployment's name and this build's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentVersion {
+    /// The Worker Deployment, e.g. `loyalty`.
+    pub name: String,
+    /// This build, e.g. the image tag.
+    pub build_id: String,
 }
 
 impl Settings {
@@ -212,6 +223,18 @@ impl Settings {
                 })
             })
             .transpose()?;
+        let deployment = match (env("LOYALTY_DEPLOYMENT_NAME"), env("LOYALTY_BUILD_ID")) {
+            (None, None) => None,
+            (Some(name), Some(build_id)) if !name.trim().is_empty() && !build_id.trim().is_empty() => {
+                Some(DeploymentVersion { name, build_id })
+            }
+            _ => {
+                return Err(ConfigError {
+                    setting: "LOYALTY_DEPLOYMENT_NAME",
+                    reason: "LOYALTY_DEPLOYMENT_NAME and LOYALTY_BUILD_ID go together, both non-empty".into(),
+                });
+            }
+        };
         let api_keys = env("LOYALTY_API_KEYS_FILE")
             .map(|path| ApiKeys::load(std::path::Path::new(&path)))
             .transpose()
@@ -230,6 +253,7 @@ impl Settings {
             tls,
             api_keys,
             metrics_addr,
+            deployment,
         })
     }
 }
@@ -270,6 +294,14 @@ mod tests {
         }
         assert_eq!(load(&[("LOYALTY_MAX_REQUEST_BYTES", "1024")]).unwrap().max_request_bytes, 1024);
         assert_eq!(load(&[("LOYALTY_MAX_CONCURRENT_RPCS", "8")]).unwrap().max_concurrent_rpcs, 8);
+    }
+
+    #[test]
+    fn a_deployment_version_needs_both_parts() {
+        let both = load(&[("LOYALTY_DEPLOYMENT_NAME", "loyalty"), ("LOYALTY_BUILD_ID", "2026.11.1")]).unwrap();
+        assert_eq!(both.deployment.map(|d| d.build_id), Some("2026.11.1".to_string()));
+        assert_eq!(load(&[("LOYALTY_BUILD_ID", "x")]).unwrap_err().setting, "LOYALTY_DEPLOYMENT_NAME");
+        assert_eq!(load(&[]).unwrap().deployment, None);
     }
 
     #[test]

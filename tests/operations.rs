@@ -611,3 +611,93 @@ async fn metrics_show_rpcs_ledger_entries_and_the_workers_slots() {
     let _ = stop.send(());
     app.join().unwrap();
 }
+
+/// Runs the Temporal CLI's `worker deployment set-current-version` until the
+/// version is known to the server (it registers when its worker first polls).
+async fn set_current_version(deployment: &str, build_id: &str) {
+    let cli = loyalty::devserver::find_cli().expect("temporal CLI");
+    let address = common::shared().temporal_address.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = tokio::process::Command::new(&cli)
+            .args([
+                "worker",
+                "deployment",
+                "set-current-version",
+                "--deployment-name",
+                deployment,
+                "--build-id",
+                build_id,
+            ])
+            .args(["--address", &address, "--yes"])
+            .output()
+            .await
+            .expect("temporal runs");
+        if out.status.success() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "set-current-version {build_id}: {}", String::from_utf8_lossy(&out.stderr));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The build id the account's current run is pinned to.
+async fn pinned_build(customer: &str) -> Option<String> {
+    let client = temporal_client().await;
+    let handle = client.get_workflow_handle::<loyalty::workflow::LoyaltyEntityWorkflow>(format!("loyalty-{customer}"));
+    let d = handle.describe(temporalio_client::WorkflowDescribeOptions::default()).await.ok()?;
+    let info = d.raw_description.workflow_execution_info?.versioning_info?;
+    (info.behavior == temporalio_common::protos::temporal::api::enums::v1::VersioningBehavior::Pinned as i32)
+        .then_some(info.deployment_version?.build_id)
+}
+
+async fn temporal_client() -> temporalio_client::Client {
+    use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
+    let url = Url::parse(&format!("http://{}", common::shared().temporal_address)).unwrap();
+    let connection = Connection::connect(ConnectionOptions::new(url).identity("loyalty-tests").build()).await.unwrap();
+    Client::new(connection, ClientOptions::new("default").build()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_accounts_move_to_the_new_build_at_continue_as_new() {
+    let deployment = format!("loyalty-test-{}", std::process::id());
+    // Both builds share one ledger, as two image versions of one service would.
+    let database_url = settings("versioning").database_url;
+    let versioned = |build: &str| {
+        let mut s = settings(&format!("versioning-{build}"));
+        s.task_queue = "versioned-queue".into();
+        s.database_url = database_url.clone();
+        s.deployment = Some(loyalty::config::DeploymentVersion { name: deployment.clone(), build_id: build.into() });
+        s
+    };
+    let (stop_v1, stopped_v1) = tokio::sync::oneshot::channel();
+    let (addr, app_v1) = start_app(versioned("v1"), stopped_v1);
+    set_current_version(&deployment, "v1").await;
+    let mut grpc = LoyaltyServiceClient::new(grpc_channel(addr).await);
+    grpc.accrue(accrual("ver-1", "e1", 10)).await.unwrap();
+    summary_when(&mut grpc, "ver-1", Duration::from_secs(60), |s| s.points_balance == 10).await;
+    assert_eq!(pinned_build("ver-1").await.as_deref(), Some("v1"), "the entity runs pinned to v1");
+
+    let (stop_v2, stopped_v2) = tokio::sync::oneshot::channel();
+    let (_, app_v2) = start_app(versioned("v2"), stopped_v2);
+    set_current_version(&deployment, "v2").await;
+    // Enough events to make the v1 run continue as new (servers that tell a run its
+    // target version changed make it continue sooner); the new run starts on v2.
+    let more = loyalty::workflow::MAX_SIGNALS_PER_RUN as i64 + 1;
+    let sent = common::fan_out(&grpc, 32, 0..more, |mut g, i| async move {
+        g.accrue(accrual("ver-1", &format!("more-{i}"), 1)).await.map(|_| ())
+    })
+    .await;
+    assert!(sent.iter().all(Result::is_ok));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pinned_build("ver-1").await.as_deref() != Some("v2") {
+        assert!(Instant::now() < deadline, "the account never moved to v2: {:?}", pinned_build("ver-1").await);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let s = summary_when(&mut grpc, "ver-1", Duration::from_secs(60), |s| s.points_balance == 10 + more).await;
+    assert_eq!(s.lifetime_points, 10 + more, "nothing lost across the upgrade");
+    let _ = stop_v1.send(());
+    let _ = stop_v2.send(());
+    app_v1.join().unwrap();
+    app_v2.join().unwrap();
+}

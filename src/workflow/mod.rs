@@ -19,8 +19,8 @@ use std::time::Duration;
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, ContinueAsNewOptions, SyncWorkflowContext, WorkflowCancellationError,
-    WorkflowContext, WorkflowContextView, WorkflowResult,
+    ActivityOptions, ApplicationFailure, ContinueAsNewOptions, ContinueAsNewVersioningBehavior, SyncWorkflowContext,
+    WorkflowCancellationError, WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 
 pub use crate::payload::WorkflowInput;
@@ -97,10 +97,8 @@ impl LoyaltyEntityWorkflow {
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<LoyaltyState> {
         loop {
             let c = ctx.clone();
-            ctx.wait_condition(move |s: &Self| {
-                s.has_ledger_work() || s.closing || s.run_is_full(c.continue_as_new_suggested())
-            })
-            .await?;
+            ctx.wait_condition(move |s: &Self| s.has_ledger_work() || s.closing || s.run_is_full(should_continue(&c)))
+                .await?;
             let healthy = drain_once(ctx).await?;
             if !healthy {
                 ctx.timer(LEDGER_BACKOFF).await;
@@ -119,7 +117,7 @@ impl LoyaltyEntityWorkflow {
                 continue;
             }
 
-            let suggested = ctx.continue_as_new_suggested();
+            let suggested = should_continue(ctx);
             let carry_ok = ctx.state(|s| {
                 s.state.pending_events.len() <= MAX_PENDING_CARRY
                     || !healthy
@@ -133,7 +131,11 @@ impl LoyaltyEntityWorkflow {
                     ctx,
                     |s| tracing::info!(customer = %s.customer_id, pending = s.pending_events.len(), "continuing as new"),
                 );
-                ctx.continue_as_new(Nullable(Some(carried)), ContinueAsNewOptions::default())?;
+                // A pinned run moves to the deployment's current version here.
+                let options = ContinueAsNewOptions::builder()
+                    .initial_versioning_behavior(ContinueAsNewVersioningBehavior::AutoUpgrade)
+                    .build();
+                ctx.continue_as_new(Nullable(Some(carried)), options)?;
             }
         }
     }
@@ -261,6 +263,13 @@ impl LoyaltyEntityWorkflow {
 }
 
 type Ctx = WorkflowContext<LoyaltyEntityWorkflow>;
+
+/// Temporal suggests a new run (history size), or, under Worker Versioning,
+/// the deployment's current version moved on: a long-lived account upgrades
+/// at its next continue-as-new.
+fn should_continue(ctx: &Ctx) -> bool {
+    ctx.continue_as_new_suggested() || ctx.target_worker_deployment_version_changed()
+}
 
 /// Logs only on first execution, not on replay.
 fn log(ctx: &Ctx, f: impl FnOnce(&LoyaltyState)) {
