@@ -5,7 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use temporalio_client::{Client, Connection};
+use temporalio_client::{Client, ClientOptions, Connection};
 use temporalio_common::telemetry::TelemetryOptions;
 use temporalio_common::worker::{VersioningBehavior, WorkerDeploymentOptions, WorkerDeploymentVersion};
 use temporalio_sdk::runtime::RuntimeOptions;
@@ -26,6 +26,7 @@ use crate::grpc::limit::ConcurrencyLimitLayer;
 use crate::grpc::pb::{self, loyalty_service_server::LoyaltyServiceServer};
 use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::{Metrics, MetricsLayer};
+use crate::otel::Tracing;
 use crate::readiness::{self, Reported};
 use crate::workflow::LoyaltyEntityWorkflow;
 
@@ -46,14 +47,25 @@ pub enum AppError {
     Server(String),
 }
 
-/// A Temporal client as configured (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, envconfig).
-pub async fn temporal_client(settings: &Settings) -> Result<Client, AppError> {
+/// A Temporal client as configured (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+/// envconfig), tracing its calls, workflows and activities when `tracing` is on.
+pub async fn temporal_client(settings: &Settings, tracing: Option<&Tracing>) -> Result<Client, AppError> {
     let target = settings.temporal_connection.target.to_string();
     let temporal = |e: &dyn std::fmt::Display| {
         AppError::Temporal(format!("cannot use Temporal at {target} (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE): {e}"))
     };
     let connection = Connection::connect(settings.temporal_connection.clone()).await.map_err(|e| temporal(&e))?;
-    Client::new(connection, settings.temporal_client.clone()).map_err(|e| temporal(&e))
+    let mut options = settings.temporal_client.clone();
+    if let Some(tracing) = tracing {
+        // Plugins are set on the builder: rebuild the configured options with ours added.
+        options = ClientOptions::new(options.namespace.clone())
+            .data_converter(options.data_converter.clone())
+            .client_interceptors(options.client_interceptors.clone())
+            .plugins(options.plugins().iter().cloned())
+            .plugin(tracing.plugin())
+            .build();
+    }
+    Client::new(connection, options).map_err(|e| temporal(&e))
 }
 
 /// The layers around every gRPC service: metrics, authentication, then the
@@ -84,6 +96,7 @@ pub struct Application {
     client: Client,
     worker: Option<Worker>,
     drain_timeout: Duration,
+    tracing: Option<Tracing>,
     // The SDK runtime must outlive the worker.
     _runtime: Runtime,
 }
@@ -94,7 +107,13 @@ impl Application {
     /// Must run inside tokio.
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
         let ledger = Ledger::connect(&settings.database_url).await?;
-        let client = temporal_client(&settings).await?;
+        let tracing = match &settings.otlp_endpoint {
+            Some(endpoint) => {
+                Some(Tracing::start(endpoint).map_err(|e| AppError::Server(format!("OpenTelemetry: {e}")))?)
+            }
+            None => None,
+        };
+        let client = temporal_client(&settings, tracing.as_ref()).await?;
         let (metrics, metrics_addr) = match settings.metrics_addr {
             Some(addr) => {
                 let (metrics, bound) = Metrics::serve(addr).map_err(|e| AppError::Server(format!("metrics: {e}")))?;
@@ -157,6 +176,7 @@ impl Application {
                 settings.task_queue.clone(),
                 ledger,
                 settings.rpc_timeout,
+                tracing.clone(),
             ))
             .max_decoding_message_size(settings.max_request_bytes)
         });
@@ -184,6 +204,7 @@ impl Application {
             client,
             worker,
             drain_timeout: settings.drain_timeout,
+            tracing,
             _runtime: runtime,
         })
     }
@@ -204,7 +225,9 @@ impl Application {
     /// in-flight Redeem needs it). The future is not `Send`: the worker runs
     /// workflows on this task.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
-        let Application { listener, router, health, reported, client, worker, drain_timeout, _runtime, .. } = self;
+        let Application {
+            listener, router, health, reported, client, worker, drain_timeout, tracing, _runtime, ..
+        } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let incoming = TcpListenerStream::new(listener);
         let mut server_stop = stop_rx.clone();
@@ -276,6 +299,9 @@ impl Application {
             None if has_worker => worker.await,
             None => Ok(()),
         };
+        if let Some(tracing) = tracing {
+            tracing.shutdown();
+        }
         tracing::info!("stopped");
         served.and(worked)
     }

@@ -131,6 +131,8 @@ pub struct Settings {
     pub metrics_addr: Option<SocketAddr>,
     /// Worker Versioning: this worker's deployment version; unversioned when `None`.
     pub deployment: Option<DeploymentVersion>,
+    /// OTLP/gRPC endpoint for OpenTelemetry traces; no tracing when `None`.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// A Worker Deployment Version: the deployment's name and this build's id.
@@ -254,6 +256,7 @@ impl Settings {
             api_keys,
             metrics_addr,
             deployment,
+            otlp_endpoint: env("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|e| !e.trim().is_empty()),
         })
     }
 }

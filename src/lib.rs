@@ -14,6 +14,7 @@ pub mod domain;
 pub mod grpc;
 pub mod ledger;
 pub mod metrics;
+pub mod otel;
 pub mod payload;
 pub mod readiness;
 pub mod reconcile;

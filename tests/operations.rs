@@ -701,3 +701,77 @@ async fn pinned_accounts_move_to_the_new_build_at_continue_as_new() {
     app_v1.join().unwrap();
     app_v2.join().unwrap();
 }
+
+/// `message` with a W3C `traceparent` in trace `trace`.
+fn traced<T>(trace: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("traceparent", format!("00-{trace}-00f067aa0ba902b7-01").parse().unwrap());
+    request
+}
+
+/// An OTLP/gRPC trace receiver that keeps every span it is sent.
+#[derive(Default, Clone)]
+struct Collector {
+    spans: std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, String)>>>,
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
+    ) -> Result<
+        tonic::Response<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse>,
+        tonic::Status,
+    > {
+        let mut spans = self.spans.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans.into_iter().map(|s| (s.trace_id, s.name)));
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_trace_is_carried_into_the_workflow_and_its_activities() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = listener.local_addr().unwrap();
+    let receiver = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut settings = settings("tracing");
+    settings.otlp_endpoint = Some(format!("http://{otlp}"));
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let (addr, app) = start_app(settings, stopped);
+    let mut grpc = LoyaltyServiceClient::new(grpc_channel(addr).await);
+
+    let accrue_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let redeem_trace = "5cf92f3577b34da6a3ce929d0e0e4737";
+    grpc.accrue(traced(accrue_trace, accrual("traced-1", "e1", 10))).await.unwrap();
+    summary_when(&mut grpc, "traced-1", Duration::from_secs(60), |s| s.points_balance == 10).await;
+    grpc.redeem(traced(redeem_trace, common::redemption("traced-1", "r1", 4, "mug"))).await.unwrap();
+    let _ = stop.send(());
+    app.join().unwrap(); // stopping flushes the spans
+
+    let spans = collector.spans.lock().unwrap().clone();
+    let names_in = |trace: &str| -> Vec<String> {
+        let id: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&trace[2 * i..2 * i + 2], 16).unwrap()).collect();
+        spans.iter().filter(|(t, _)| *t == id).map(|(_, n)| n.clone()).collect()
+    };
+    let accrue = names_in(accrue_trace);
+    for expected in ["loyalty.v1.LoyaltyService/Accrue", "SignalWithStartWorkflow:", "HandleSignal:add_points"] {
+        assert!(accrue.iter().any(|n| n.starts_with(expected)), "no {expected} in the caller's trace: {accrue:?}");
+    }
+    let redeem = names_in(redeem_trace);
+    for expected in ["loyalty.v1.LoyaltyService/Redeem", "HandleUpdate:redeem_points", "RunActivity:record_redemption"]
+    {
+        assert!(redeem.iter().any(|n| n.starts_with(expected)), "no {expected} in the caller's trace: {redeem:?}");
+    }
+    receiver.abort();
+}

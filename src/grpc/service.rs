@@ -21,6 +21,7 @@ use super::pb::{self, loyalty_service_server::LoyaltyService};
 use super::requests::{Accrue, Adjust, History, Redeem, Reverse};
 use crate::domain::{BalanceChange, CustomerId, Movement, Tier};
 use crate::ledger::{HistoryEntry, Ledger, LedgerError};
+use crate::otel::Tracing;
 
 /// How long Accrue and Redeem wait for the ledger's answer before asking the
 /// workflow anyway: a slow or absent ledger must not hold up accepting events.
@@ -34,6 +35,7 @@ pub struct LoyaltyApi {
     task_queue: String,
     ledger: Ledger,
     rpc_timeout: Duration,
+    tracing: Option<Tracing>,
 }
 
 /// What the ledger says about an event id before the workflow is asked.
@@ -47,8 +49,28 @@ enum Known {
 impl LoyaltyApi {
     /// An API that starts account workflows on `task_queue` and reads
     /// `ledger`; an RPC gets at most `rpc_timeout` (less if its caller says so).
-    pub fn new(client: Client, task_queue: String, ledger: Ledger, rpc_timeout: Duration) -> Self {
-        Self { client, task_queue, ledger, rpc_timeout }
+    pub fn new(
+        client: Client,
+        task_queue: String,
+        ledger: Ledger,
+        rpc_timeout: Duration,
+        tracing: Option<Tracing>,
+    ) -> Self {
+        Self { client, task_queue, ledger, rpc_timeout, tracing }
+    }
+
+    /// Runs an RPC within its deadline, in a server span when tracing is on.
+    async fn serve<T>(
+        &self,
+        method: &str,
+        metadata: &tonic::metadata::MetadataMap,
+        call: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let bounded = within(metadata, self.rpc_timeout, call);
+        match &self.tracing {
+            Some(tracing) => tracing.in_server_span(method, metadata, bounded).await,
+            None => bounded.await,
+        }
     }
 
     /// Looks `movement` up in the ledger; a different event under its id is an error.
@@ -238,13 +260,13 @@ impl LoyaltyService for LoyaltyApi {
     async fn accrue(&self, request: Request<pb::AccrueRequest>) -> Result<Response<pb::AccrueResponse>, Status> {
         let (metadata, _, message) = request.into_parts();
         let cmd = Accrue::try_from(message).map_err(ApiError::from)?;
-        Ok(Response::new(within(&metadata, self.rpc_timeout, LoyaltyApi::accrue(self, cmd)).await?))
+        Ok(Response::new(self.serve("Accrue", &metadata, LoyaltyApi::accrue(self, cmd)).await?))
     }
 
     async fn redeem(&self, request: Request<pb::RedeemRequest>) -> Result<Response<pb::RedeemResponse>, Status> {
         let (metadata, _, message) = request.into_parts();
         let cmd = Redeem::try_from(message).map_err(ApiError::from)?;
-        Ok(Response::new(within(&metadata, self.rpc_timeout, LoyaltyApi::redeem(self, cmd)).await?))
+        Ok(Response::new(self.serve("Redeem", &metadata, LoyaltyApi::redeem(self, cmd)).await?))
     }
 
     async fn get_summary(
@@ -253,7 +275,7 @@ impl LoyaltyService for LoyaltyApi {
     ) -> Result<Response<pb::GetSummaryResponse>, Status> {
         let (metadata, _, message) = request.into_parts();
         let customer = CustomerId::parse(&message.customer_id).map_err(ApiError::from)?;
-        Ok(Response::new(within(&metadata, self.rpc_timeout, self.summary(customer)).await?))
+        Ok(Response::new(self.serve("GetSummary", &metadata, self.summary(customer)).await?))
     }
 
     async fn get_history(
@@ -262,18 +284,18 @@ impl LoyaltyService for LoyaltyApi {
     ) -> Result<Response<pb::GetHistoryResponse>, Status> {
         let (metadata, _, message) = request.into_parts();
         let cmd = History::try_from(message).map_err(ApiError::from)?;
-        Ok(Response::new(within(&metadata, self.rpc_timeout, self.history(cmd)).await?))
+        Ok(Response::new(self.serve("GetHistory", &metadata, self.history(cmd)).await?))
     }
 
     async fn reverse(&self, request: Request<pb::ReverseRequest>) -> Result<Response<pb::ReverseResponse>, Status> {
         let (metadata, _, message) = request.into_parts();
         let cmd = Reverse::try_from(message).map_err(ApiError::from)?;
-        Ok(Response::new(within(&metadata, self.rpc_timeout, LoyaltyApi::reverse(self, cmd)).await?))
+        Ok(Response::new(self.serve("Reverse", &metadata, LoyaltyApi::reverse(self, cmd)).await?))
     }
 
     async fn adjust(&self, request: Request<pb::AdjustRequest>) -> Result<Response<pb::AdjustResponse>, Status> {
         let (metadata, _, message) = request.into_parts();
         let cmd = Adjust::try_from(message).map_err(ApiError::from)?;
-        Ok(Response::new(within(&metadata, self.rpc_timeout, LoyaltyApi::adjust(self, cmd)).await?))
+        Ok(Response::new(self.serve("Adjust", &metadata, LoyaltyApi::adjust(self, cmd)).await?))
     }
 }
