@@ -709,10 +709,13 @@ fn traced<T>(trace: &str, message: T) -> tonic::Request<T> {
     request
 }
 
+/// Received spans as (trace id, name).
+type SpanLog = std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, String)>>>;
+
 /// An OTLP/gRPC trace receiver that keeps every span it is sent.
 #[derive(Default, Clone)]
 struct Collector {
-    spans: std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, String)>>>,
+    spans: SpanLog,
 }
 
 #[tonic::async_trait]
