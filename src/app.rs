@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use temporalio_client::{Client, ClientOptions, Connection};
-use temporalio_common::telemetry::TelemetryOptions;
+use temporalio_common::telemetry::metrics::{NewAttributes, TemporalMeter};
+use temporalio_common::telemetry::{TaskQueueLabelStrategy, TelemetryOptions};
 use temporalio_common::worker::{VersioningBehavior, WorkerDeploymentOptions, WorkerDeploymentVersion};
 use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
@@ -48,13 +49,23 @@ pub enum AppError {
 }
 
 /// A Temporal client as configured (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
-/// envconfig), tracing its calls, workflows and activities when `tracing` is on.
-pub async fn temporal_client(settings: &Settings, tracing: Option<&Tracing>) -> Result<Client, AppError> {
+/// envconfig), tracing its calls, workflows and activities when `tracing` is
+/// on, and counting its requests and failures in `metrics` when given.
+pub async fn temporal_client(
+    settings: &Settings,
+    tracing: Option<&Tracing>,
+    metrics: Option<&Metrics>,
+) -> Result<Client, AppError> {
     let target = settings.temporal_connection.target.to_string();
     let temporal = |e: &dyn std::fmt::Display| {
         AppError::Temporal(format!("cannot use Temporal at {target} (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE): {e}"))
     };
-    let connection = Connection::connect(settings.temporal_connection.clone()).await.map_err(|e| temporal(&e))?;
+    let mut connection_options = settings.temporal_connection.clone();
+    if let Some(metrics) = metrics {
+        connection_options.metrics_meter =
+            Some(TemporalMeter::new(metrics.meter(), NewAttributes::default(), TaskQueueLabelStrategy::UseNormal));
+    }
+    let connection = Connection::connect(connection_options).await.map_err(|e| temporal(&e))?;
     let mut options = settings.temporal_client.clone();
     if let Some(tracing) = tracing {
         // Plugins are set on the builder: rebuild the configured options with ours added.
@@ -113,7 +124,6 @@ impl Application {
             }
             None => None,
         };
-        let client = temporal_client(&settings, tracing.as_ref()).await?;
         let (metrics, metrics_addr) = match settings.metrics_addr {
             Some(addr) => {
                 let (metrics, bound) = Metrics::serve(addr).map_err(|e| AppError::Server(format!("metrics: {e}")))?;
@@ -122,6 +132,7 @@ impl Application {
             None => (Metrics::disabled(), None),
         };
 
+        let client = temporal_client(&settings, tracing.as_ref(), Some(&metrics)).await?;
         let telemetry = TelemetryOptions::builder().metrics(metrics.meter()).build();
         let runtime_options =
             RuntimeOptions::builder().telemetry_options(telemetry).build().map_err(AppError::Worker)?;

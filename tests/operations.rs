@@ -146,7 +146,8 @@ async fn sigterm_under_load_drains_without_a_failed_call() {
         ("LOYALTY_DATABASE_URL", format!("sqlite:{}/ledger.db", dir.display())),
         ("LOYALTY_DRAIN_SECONDS", "15".to_string()),
     ];
-    let mut a = serve("drain-a", &env);
+    // Process a logs JSON, as in Kubernetes.
+    let mut a = serve("drain-a", &[&env[..], &[("LOYALTY_LOG_FORMAT", "json".to_string())]].concat());
     let b = serve("drain-b", &env);
     for p in [&a, &b] {
         wait_health_up(p.addr).await;
@@ -160,6 +161,15 @@ async fn sigterm_under_load_drains_without_a_failed_call() {
     let started = Instant::now();
     let status = tokio::task::spawn_blocking(move || a.child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(0), "a drained process exits 0");
+    let log = std::fs::read_to_string(common::scratch_dir("drain-a").join("serve.log")).unwrap();
+    let lines: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"].as_str().is_some_and(|m| m.starts_with("shutting down")) && l["level"] == "INFO"),
+        "{log}"
+    );
     assert!(started.elapsed() < Duration::from_secs(15), "drained within the grace period: {:?}", started.elapsed());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let calls = load.finish_and_check(lazy_client(b.addr).await).await;
@@ -608,6 +618,8 @@ async fn metrics_show_rpcs_ledger_entries_and_the_workers_slots() {
         "activity metrics: {body}"
     );
     assert!(line(&["grpc.health"]).is_none(), "health probes are not counted");
+    // The Temporal client's requests (and, when any fail, `request_failure_total`), by operation.
+    assert!(line(&["request_total{", "operation=\"SignalWithStartWorkflowExecution\""]).is_some(), "{body}");
     let _ = stop.send(());
     app.join().unwrap();
 }

@@ -80,7 +80,7 @@ pub async fn reconcile(args: ReconcileArgs) -> ExitCode {
 async fn run(args: ReconcileArgs) -> Result<u64, Box<dyn std::error::Error>> {
     let settings = Settings::load(&args.overrides)?;
     let ledger = Ledger::connect(&settings.database_url).await?;
-    let client = temporal_client(&settings, None).await?;
+    let client = temporal_client(&settings, None, None).await?;
     let mut progress;
     match args.customer {
         Some(customer) => {
