@@ -273,7 +273,7 @@ async fn the_reference_guides_python_client_works_against_our_worker() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/guide_client.py");
     let app = shared();
     let output = tokio::process::Command::new("python3")
-        .args([script, &app.temporal_address, &app.task_queue, "guide-cust-42"])
+        .args([script, &common::temporal_address(), &app.task_queue, "guide-cust-42"])
         .output()
         .await
         .expect("python3 runs (scripts/setup.sh installs temporalio)");

@@ -12,7 +12,7 @@ use loyalty::domain::{BatchOutcome, EntryKind, LedgerBatch, Movement, Outcome, P
 use loyalty::grpc::pb::{self, loyalty_service_client::LoyaltyServiceClient};
 use loyalty::ledger::Ledger;
 use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_SIGNALS_PER_RUN};
-use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+use temporalio_client::Client;
 use temporalio_client::{WorkflowDescribeOptions, WorkflowSignalOptions};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -49,14 +49,6 @@ async fn ledger(db: Db) -> Ledger {
     Ledger::connect(&app_on(db).database_url).await.expect("ledger opens")
 }
 
-async fn temporal(db: Db) -> Client {
-    let url = Url::parse(&format!("http://{}", app_on(db).temporal_address)).expect("url");
-    let connection = Connection::connect(ConnectionOptions::new(url).identity("loyalty-tests").build())
-        .await
-        .expect("temporal connects");
-    Client::new(connection, ClientOptions::new("default").build()).expect("client")
-}
-
 fn customer(db: Db, name: &str) -> String {
     format!("{}-{name}", db.tag())
 }
@@ -82,7 +74,7 @@ async fn a_resend_after_1500_events_and_a_continue_as_new_is_applied_once(db: Db
     grpc.accrue(accrual(&c, "first-order", 100)).await.expect("accrue");
     settled(&mut grpc, &c, 100).await;
     grpc.redeem(redemption(&c, "first-reward", 40, "mug")).await.expect("redeem");
-    let temporal = temporal(db).await;
+    let temporal = common::temporal().await;
     let first_run = first_run_id(&temporal, &c).await;
 
     // Past the 1,000-id window and past the signals that force continue-as-new.
@@ -379,7 +371,7 @@ async fn reconcile_finds_no_difference_and_reports_a_tampered_ledger(db: Db) {
         cmd.arg("reconcile")
             .env("LOYALTY_DATABASE_URL", &database_url)
             .env("LOYALTY_TASK_QUEUE", &task_queue)
-            .env("TEMPORAL_ADDRESS", &app_on(db).temporal_address)
+            .env("TEMPORAL_ADDRESS", common::temporal_address())
             .env_remove("TEMPORAL_CONFIG_FILE");
         if let Some(c) = customer {
             cmd.args(["--customer", c]);

@@ -88,7 +88,7 @@ fn serve(name: &str, env: &[(&str, String)]) -> Process {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_loyalty"))
         .arg("serve")
         .env("LOYALTY_GRPC_ADDR", addr.to_string())
-        .env("TEMPORAL_ADDRESS", common::shared().temporal_address.clone())
+        .env("TEMPORAL_ADDRESS", common::temporal_address())
         .env_remove("TEMPORAL_CONFIG_FILE")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(log.try_clone().unwrap())
@@ -201,7 +201,7 @@ async fn the_api_role_works_against_the_reference_guides_worker() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/guide_worker.py");
     let log = std::fs::File::create(common::scratch_dir("guide-worker").join("worker.log")).unwrap();
     let mut worker = std::process::Command::new("python3")
-        .args([script, &common::shared().temporal_address, queue])
+        .args([script, &common::temporal_address(), queue])
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
@@ -628,7 +628,7 @@ async fn metrics_show_rpcs_ledger_entries_and_the_workers_slots() {
 /// version is known to the server (it registers when its worker first polls).
 async fn set_current_version(deployment: &str, build_id: &str) {
     let cli = loyalty::devserver::find_cli().expect("temporal CLI");
-    let address = common::shared().temporal_address.clone();
+    let address = common::temporal_address();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = tokio::process::Command::new(&cli)
@@ -655,19 +655,12 @@ async fn set_current_version(deployment: &str, build_id: &str) {
 
 /// The build id the account's current run is pinned to.
 async fn pinned_build(customer: &str) -> Option<String> {
-    let client = temporal_client().await;
+    let client = common::temporal().await;
     let handle = client.get_workflow_handle::<loyalty::workflow::LoyaltyEntityWorkflow>(format!("loyalty-{customer}"));
     let d = handle.describe(temporalio_client::WorkflowDescribeOptions::default()).await.ok()?;
     let info = d.raw_description.workflow_execution_info?.versioning_info?;
     (info.behavior == temporalio_common::protos::temporal::api::enums::v1::VersioningBehavior::Pinned as i32)
         .then_some(info.deployment_version?.build_id)
-}
-
-async fn temporal_client() -> temporalio_client::Client {
-    use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
-    let url = Url::parse(&format!("http://{}", common::shared().temporal_address)).unwrap();
-    let connection = Connection::connect(ConnectionOptions::new(url).identity("loyalty-tests").build()).await.unwrap();
-    Client::new(connection, ClientOptions::new("default").build()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,8 +22,6 @@ pub struct Shared {
     pub grpc_addr: SocketAddr,
     /// Its ledger database URL.
     pub database_url: String,
-    /// The dev server's frontend address.
-    pub temporal_address: String,
     /// Its task queue.
     pub task_queue: String,
 }
@@ -100,7 +98,7 @@ pub fn shared() -> &'static Shared {
         let task_queue = settings.task_queue.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let (grpc_addr, _thread) = start_app(settings, stop_rx);
-        (Shared { grpc_addr, database_url, temporal_address: dev_server().address(), task_queue }, stop_tx)
+        (Shared { grpc_addr, database_url, task_queue }, stop_tx)
     })
     .0
 }
@@ -120,9 +118,14 @@ pub async fn ledger() -> Ledger {
     Ledger::connect(&shared().database_url).await.expect("ledger opens")
 }
 
-/// A Temporal client of the shared dev server.
+/// The frontend address of this binary's dev server (started on first use).
+pub fn temporal_address() -> String {
+    dev_server().address()
+}
+
+/// A Temporal client of this binary's dev server.
 pub async fn temporal() -> Client {
-    let url = Url::parse(&format!("http://{}", shared().temporal_address)).expect("url");
+    let url = Url::parse(&format!("http://{}", temporal_address())).expect("url");
     let connection = Connection::connect(ConnectionOptions::new(url).identity("loyalty-tests").build())
         .await
         .expect("temporal connects");
@@ -256,7 +259,7 @@ pub fn app_on(db: Db) -> &'static Shared {
             let task_queue = settings.task_queue.clone();
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
             let (grpc_addr, _thread) = start_app(settings, stop_rx);
-            (Shared { grpc_addr, database_url, temporal_address: dev_server().address(), task_queue }, stop_tx)
+            (Shared { grpc_addr, database_url, task_queue }, stop_tx)
         })
         .0
 }
