@@ -13,12 +13,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::Status;
+
+use super::gate::{Gate, GateLayer};
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,64 +138,38 @@ fn decode_hex(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// The key a request presents.
-fn presented<B>(req: &http::Request<B>) -> Option<&str> {
-    let headers = req.headers();
+/// The key a call presents.
+fn presented(headers: &http::HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
         return v.strip_prefix("Bearer ").map(str::trim);
     }
     headers.get("x-api-key").and_then(|v| v.to_str().ok())
 }
 
-/// Tower layer that checks API keys; with no keys configured it lets all pass.
+/// The API-key gate; with no keys configured it admits every call.
 #[derive(Debug, Clone, Default)]
-pub struct AuthLayer {
+pub struct ApiKeyGate {
     keys: Option<Arc<ApiKeys>>,
 }
+
+impl Gate for ApiKeyGate {
+    type Pass = ();
+
+    fn admit(&self, path: &str, headers: &http::HeaderMap) -> Result<(), Status> {
+        match &self.keys {
+            Some(keys) => keys.check(path, presented(headers)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Tower layer that checks API keys.
+pub type AuthLayer = GateLayer<ApiKeyGate>;
 
 impl AuthLayer {
     /// Checks calls against `keys`; `None` disables authentication.
     pub fn new(keys: Option<ApiKeys>) -> Self {
-        Self { keys: keys.map(Arc::new) }
-    }
-}
-
-impl<S> tower::Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-
-    fn layer(&self, inner: S) -> Auth<S> {
-        Auth { inner, keys: self.keys.clone() }
-    }
-}
-
-/// The service [`AuthLayer`] wraps around the server's routes.
-#[derive(Debug, Clone)]
-pub struct Auth<S> {
-    inner: S,
-    keys: Option<Arc<ApiKeys>>,
-}
-
-impl<S, B, R> tower::Service<http::Request<B>> for Auth<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-    R: Default + Send + 'static,
-{
-    type Response = http::Response<R>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if let Some(keys) = &self.keys
-            && let Err(status) = keys.check(req.uri().path(), presented(&req))
-        {
-            return Box::pin(async move { Ok(status.into_http()) });
-        }
-        Box::pin(self.inner.call(req))
+        Self::with(ApiKeyGate { keys: keys.map(Arc::new) })
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod deadline;
 pub mod error;
+pub mod gate;
 pub mod limit;
 pub mod requests;
 pub mod service;
