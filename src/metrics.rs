@@ -21,7 +21,7 @@ use temporalio_common::telemetry::{
     HistogramBucketOverrides, PrometheusExporterOptions, start_prometheus_metric_exporter,
 };
 
-use crate::domain::{BatchOutcome, LedgerBatch, Outcome};
+use crate::domain::{BatchOutcome, LedgerBatch};
 
 /// Name of the RPC latency histogram.
 const RPC_DURATION: &str = "loyalty_rpc_duration_seconds";
@@ -109,15 +109,8 @@ impl Metrics {
     /// Records what the ledger did with each event of a write.
     pub fn ledger_write(&self, batch: &LedgerBatch, outcome: &BatchOutcome) {
         for (movement, outcome) in batch.movements.iter().zip(&outcome.outcomes) {
-            let what = match outcome {
-                Outcome::Applied(_) => "applied",
-                Outcome::Recovered(_) => "recovered",
-                Outcome::Duplicate(_) => "duplicate",
-                Outcome::Conflict => "conflict",
-                Outcome::Refused(_) => "refused",
-            };
-            let attributes =
-                self.attributes([("kind", movement.kind.as_str().to_owned()), ("outcome", what.to_owned())]);
+            let attributes = self
+                .attributes([("kind", movement.kind.as_str().to_owned()), ("outcome", outcome.as_str().to_owned())]);
             self.ledger_entries.add(1, &attributes);
         }
     }

@@ -300,17 +300,7 @@ fn batch(customer: &str, write_id: &str, movements: Vec<Movement>) -> LedgerBatc
 }
 
 fn kinds(outcome: &BatchOutcome) -> Vec<&'static str> {
-    outcome
-        .outcomes
-        .iter()
-        .map(|o| match o {
-            Outcome::Applied(_) => "applied",
-            Outcome::Recovered(_) => "recovered",
-            Outcome::Duplicate(_) => "duplicate",
-            Outcome::Conflict => "conflict",
-            Outcome::Refused(_) => "refused",
-        })
-        .collect()
+    outcome.outcomes.iter().map(Outcome::as_str).collect()
 }
 
 /// The ledger's own rule, on a database of its own: the same write, re-run

@@ -234,6 +234,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome's name, as metrics and logs show it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Applied(_) => "applied",
+            Outcome::Recovered(_) => "recovered",
+            Outcome::Duplicate(_) => "duplicate",
+            Outcome::Conflict => "conflict",
+            Outcome::Refused(_) => "refused",
+        }
+    }
+
     /// The entry the ledger holds for this event, whoever wrote it.
     pub fn recorded(&self) -> Option<Recorded> {
         match self {
