@@ -19,7 +19,7 @@ use super::deadline::within;
 use super::error::ApiError;
 use super::pb::{self, loyalty_service_server::LoyaltyService};
 use super::requests::{Accrue, Adjust, History, Redeem, Reverse};
-use crate::domain::{BalanceChange, CustomerId, Movement, Tier};
+use crate::domain::{BalanceChange, CustomerId, Movement, Rejection, Tier};
 use crate::ledger::{HistoryEntry, Ledger, LedgerError};
 use crate::otel::Tracing;
 
@@ -81,10 +81,9 @@ impl LoyaltyApi {
         match found {
             Ok(None) => Ok(Known::New),
             Ok(Some(row)) if movement.same_as(&row.request()) => Ok(Known::Applied(row)),
-            Ok(Some(_)) => Err(ApiError::EventIdReused(format!(
-                "event_id {} was already used with different content",
-                movement.event_id
-            ))),
+            Ok(Some(_)) => {
+                Err(ApiError::EventIdReused(Rejection::EventIdReused(movement.event_id.clone()).to_string()))
+            }
             Err(e) => {
                 tracing::warn!(customer = %customer, error = %e, "ledger lookup failed; asking the workflow");
                 Ok(Known::New)
