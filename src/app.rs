@@ -12,9 +12,8 @@ use temporalio_common::worker::{VersioningBehavior, WorkerDeploymentOptions, Wor
 use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
-use tonic::transport::server::Router;
+use tonic::transport::server::{Router, TcpIncoming};
 use tonic::transport::{Certificate, Identity as TlsIdentity, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 use tower::layer::util::{Identity, Stack};
@@ -153,6 +152,7 @@ impl Application {
             });
             let options = WorkerOptions::new(settings.task_queue.clone())
                 .maybe_deployment_options(deployment)
+                .max_cached_workflows(settings.max_cached_accounts)
                 .register_workflow::<LoyaltyEntityWorkflow>()
                 .map_err(|e| AppError::Worker(e.to_string()))?
                 .register_activities(LoyaltyActivities::new(ledger.clone(), metrics.clone()))
@@ -240,7 +240,8 @@ impl Application {
             listener, router, health, reported, client, worker, drain_timeout, tracing, _runtime, ..
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let incoming = TcpListenerStream::new(listener);
+        // Nagle's algorithm would hold small responses back waiting for an ACK.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let mut server_stop = stop_rx.clone();
         let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
             let _ = server_stop.changed().await;

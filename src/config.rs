@@ -26,6 +26,9 @@ pub const DEFAULT_RPC_TIMEOUT_SECONDS: u64 = 30;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Default cap on RPCs in progress.
 pub const DEFAULT_MAX_CONCURRENT_RPCS: usize = 1_000;
+/// Default number of account workflows a worker keeps in memory. Measured at
+/// about 30 KiB each (BENCHMARKS.md), so 10,000 cost about 300 MiB.
+pub const DEFAULT_MAX_CACHED_ACCOUNTS: usize = 1_000;
 
 /// The gRPC server's TLS files (PEM).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +126,9 @@ pub struct Settings {
     pub max_request_bytes: usize,
     /// Most RPCs in progress; more are refused with RESOURCE_EXHAUSTED.
     pub max_concurrent_rpcs: usize,
+    /// Account workflows the worker keeps in memory (least recently used
+    /// evicted); an evicted account is rebuilt from its history when next used.
+    pub max_cached_accounts: usize,
     /// TLS for the gRPC server; plaintext when `None`.
     pub tls: Option<TlsFiles>,
     /// API keys callers must present; no authentication when `None`.
@@ -197,6 +203,8 @@ impl Settings {
             number("LOYALTY_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES as u64, 16 * 1024 * 1024)? as usize;
         let max_concurrent_rpcs =
             number("LOYALTY_MAX_CONCURRENT_RPCS", DEFAULT_MAX_CONCURRENT_RPCS as u64, 1_000_000)? as usize;
+        let max_cached_accounts =
+            number("LOYALTY_MAX_CACHED_ACCOUNTS", DEFAULT_MAX_CACHED_ACCOUNTS as u64, 10_000_000)? as usize;
         let tls = match (env("LOYALTY_TLS_CERT_FILE"), env("LOYALTY_TLS_KEY_FILE")) {
             (None, None) => None,
             (Some(cert), Some(key)) => Some(TlsFiles {
@@ -252,6 +260,7 @@ impl Settings {
             rpc_timeout,
             max_request_bytes,
             max_concurrent_rpcs,
+            max_cached_accounts,
             tls,
             api_keys,
             metrics_addr,
@@ -297,6 +306,8 @@ mod tests {
         }
         assert_eq!(load(&[("LOYALTY_MAX_REQUEST_BYTES", "1024")]).unwrap().max_request_bytes, 1024);
         assert_eq!(load(&[("LOYALTY_MAX_CONCURRENT_RPCS", "8")]).unwrap().max_concurrent_rpcs, 8);
+        assert_eq!(load(&[("LOYALTY_MAX_CACHED_ACCOUNTS", "20000")]).unwrap().max_cached_accounts, 20_000);
+        assert_eq!(load(&[("LOYALTY_MAX_CACHED_ACCOUNTS", "0")]).unwrap_err().setting, "LOYALTY_MAX_CACHED_ACCOUNTS");
     }
 
     #[test]
