@@ -2,11 +2,11 @@
 //! ledger and prints each difference. Exit code 0 when all agree, 1 when any
 //! differs, 2 when the check itself failed.
 
-use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use futures::StreamExt;
 
+use super::progress::Progress;
 use crate::app::temporal_client;
 use crate::config::{Overrides, Settings};
 use crate::ledger::Ledger;
@@ -27,44 +27,7 @@ pub struct ReconcileArgs {
     overrides: Overrides,
 }
 
-/// A one-line progress bar on stderr, drawn only for a terminal.
-struct Progress {
-    total: u64,
-    done: u64,
-    differing: u64,
-    draw: bool,
-}
-
-impl Progress {
-    fn new(total: u64) -> Self {
-        Self { total, done: 0, differing: 0, draw: total > 1 && std::io::stderr().is_terminal() }
-    }
-
-    fn tick(&mut self, differs: bool) {
-        self.done += 1;
-        self.differing += u64::from(differs);
-        if self.draw {
-            let width = 30;
-            let filled = (self.done * width / self.total.max(1)).min(width) as usize;
-            eprint!(
-                "\r[{}{}] {}/{} accounts, {} differing",
-                "#".repeat(filled),
-                ".".repeat(width as usize - filled),
-                self.done,
-                self.total,
-                self.differing
-            );
-            let _ = std::io::stderr().flush();
-        }
-    }
-
-    fn finish(&self) {
-        if self.draw {
-            eprintln!();
-        }
-    }
-}
-
+/// Runs `loyalty reconcile` and turns its result into the exit code.
 pub async fn reconcile(args: ReconcileArgs) -> ExitCode {
     match run(args).await {
         Ok(0) => ExitCode::SUCCESS,
@@ -82,15 +45,20 @@ async fn run(args: ReconcileArgs) -> Result<u64, Box<dyn std::error::Error>> {
     let ledger = Ledger::connect(&settings.database_url).await?;
     let client = temporal_client(&settings, None, None).await?;
     let mut progress;
+    let mut differing = 0;
+    let mut tick = |progress: &mut Progress, differs: bool| {
+        differing += u64::from(differs);
+        progress.tick(format_args!(" accounts, {differing} differing"));
+    };
     match args.customer {
         Some(customer) => {
-            progress = Progress::new(1);
+            progress = Progress::new("reconcile", 1);
             let differences = check_account(&client, &ledger, &customer).await?;
             print(&customer, &differences);
-            progress.tick(!differences.is_empty());
+            tick(&mut progress, !differences.is_empty());
         }
         None => {
-            progress = Progress::new(ledger.account_count().await?.max(0) as u64);
+            progress = Progress::new("reconcile", ledger.account_count().await?.max(0) as u64);
             let mut after = String::new();
             loop {
                 let ids = ledger.account_ids(&after, PAGE).await?;
@@ -106,15 +74,15 @@ async fn run(args: ReconcileArgs) -> Result<u64, Box<dyn std::error::Error>> {
                 while let Some((id, result)) = checks.next().await {
                     let differences = result?;
                     print(&id, &differences);
-                    progress.tick(!differences.is_empty());
+                    tick(&mut progress, !differences.is_empty());
                 }
                 after = last;
             }
         }
     }
     progress.finish();
-    eprintln!("checked {} accounts: {} differing", progress.done, progress.differing);
-    Ok(progress.differing)
+    eprintln!("checked {} accounts: {differing} differing", progress.done);
+    Ok(differing)
 }
 
 fn print(customer: &str, differences: &[String]) {
