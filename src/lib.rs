@@ -7,6 +7,8 @@
 #[allow(missing_docs)]
 pub mod activities;
 pub mod app;
+#[allow(missing_docs)]
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod devserver;

@@ -1,6 +1,7 @@
 //! The `loyalty` command line: run the service, or call a running one.
 
 mod client;
+pub(crate) mod progress;
 mod reconcile;
 mod server;
 
@@ -38,6 +39,8 @@ enum Command {
     Adjust(client::AdjustArgs),
     /// Compare every account's workflow state with the ledger; print differences.
     Reconcile(reconcile::ReconcileArgs),
+    /// Measure a running service against the Temporal client used directly.
+    Bench(crate::bench::BenchArgs),
 }
 
 impl Cli {
@@ -53,6 +56,7 @@ impl Cli {
             Command::Reverse(args) => client::reverse(args).await,
             Command::Adjust(args) => client::adjust(args).await,
             Command::Reconcile(args) => reconcile::reconcile(args).await,
+            Command::Bench(args) => crate::bench::bench(args).await,
         }
     }
 }

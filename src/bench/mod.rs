@@ -1,0 +1,223 @@
+//! `loyalty bench`: measures a running service against the Temporal client
+//! used directly on the same kind of workflows, side by side in one run, and
+//! the hot-customer path against one-write-per-event processing.
+//!
+//! Phases (`--phases`):
+//! - `api`: Accrue, GetSummary, Redeem through the service vs signal-with-start,
+//!   query and update sent straight to Temporal, alternating which side goes
+//!   first in each round so drift in the machine's load hits both;
+//! - `hot`: a backlog queued at one customer while no worker runs, drained by
+//!   the real workflow (batched) and by the per-event baselines, then a steady
+//!   stream to one customer through the service;
+//! - `memory`: resident memory of the service process per cached account.
+//!
+//! Results go to `--out` as `results.json` and `chart.svg`.
+
+mod api;
+mod chart;
+mod cpu;
+mod hot;
+mod load;
+mod memory;
+pub mod reference;
+mod report;
+pub mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use temporalio_client::{Client, WorkflowQueryOptions};
+use temporalio_sdk::runtime::RuntimeOptions;
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use tonic::transport::Channel;
+
+use crate::activities::LoyaltyActivities;
+use crate::app::temporal_client;
+use crate::config::{Overrides, Settings};
+use crate::grpc::pb::loyalty_service_client::LoyaltyServiceClient;
+use crate::ledger::Ledger;
+use crate::metrics::Metrics;
+use crate::workflow::LoyaltyEntityWorkflow;
+use reference::{BenchActivities, PerEventAccount};
+
+/// Options of `loyalty bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Address of the running service's gRPC API.
+    #[arg(long, env = "LOYALTY_SERVER", default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// Accounts the api phase spreads its calls over (per side).
+    #[arg(long, default_value_t = 50)]
+    customers: usize,
+    /// Accruals per account (per side).
+    #[arg(long, default_value_t = 20)]
+    accruals: usize,
+    /// GetSummary calls per account (per side).
+    #[arg(long, default_value_t = 20)]
+    summaries: usize,
+    /// Redemptions per account (per side); each spends 1 of the 10 points an accrual gives.
+    #[arg(long, default_value_t = 5)]
+    redeems: usize,
+    /// Calls in flight at once, for both sides.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Rounds per RPC; the side that goes first alternates.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Accruals queued at one customer before its worker starts.
+    #[arg(long, default_value_t = 3_000)]
+    backlog: usize,
+    /// The same for the one-write-per-event baselines (slow: about 20/s).
+    #[arg(long, default_value_t = 3_000)]
+    reference_backlog: usize,
+    /// How long the steady stream to one customer lasts.
+    #[arg(long, default_value_t = 20)]
+    stream_seconds: u64,
+    /// Accounts opened for the memory phase (the service needs
+    /// LOYALTY_MAX_CACHED_ACCOUNTS at least this large).
+    #[arg(long, default_value_t = 10_000)]
+    memory_accounts: usize,
+    /// Process id of the service: the memory phase, and CPU per call.
+    #[arg(long)]
+    service_pid: Option<u32>,
+    /// Process id of the Temporal server: its CPU per call.
+    #[arg(long)]
+    temporal_pid: Option<u32>,
+    /// Ledger of the benchmark's own worker (hot phase baselines).
+    #[arg(long)]
+    bench_database_url: Option<String>,
+    /// Which phases to run.
+    #[arg(long, value_delimiter = ',', default_value = "api,hot,memory")]
+    phases: Vec<String>,
+    /// Written into the results: how the dev server stores its data.
+    #[arg(long, default_value = "file-backed (SQLite)")]
+    dev_server_storage: String,
+    /// Folder for results.json and chart.svg.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+/// Handles shared by the phases.
+pub(crate) struct Bench {
+    args: BenchArgs,
+    /// Prefix of this run's ids, so runs never share workflows.
+    run: String,
+    grpc: LoyaltyServiceClient<Channel>,
+    temporal: Client,
+    /// The service's task queue: raw calls go to the same workers.
+    task_queue: String,
+    /// The Temporal namespace.
+    namespace: String,
+    ledger: Ledger,
+    runtime: Runtime,
+    /// Processes whose CPU time each operation reports.
+    watched: cpu::Watched,
+}
+
+/// Runs the benchmark; exit 0 when it ran (targets missed are reported, not
+/// failed), 2 when it could not run.
+pub async fn bench(args: BenchArgs) -> ExitCode {
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loyalty bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let settings = Settings::load(&args.overrides)?;
+    std::fs::create_dir_all(&args.out)?;
+    let run = format!("b{}", SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs());
+    let ledger_url = match &args.bench_database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite:{}/bench-ledger-{run}.db", args.out.display()),
+    };
+    let bench = Bench {
+        grpc: LoyaltyServiceClient::connect(args.server.clone()).await?,
+        temporal: temporal_client(&settings, None, None).await?,
+        task_queue: settings.task_queue.clone(),
+        namespace: settings.temporal_client.namespace.clone(),
+        ledger: Ledger::connect(&ledger_url).await?,
+        runtime: Runtime::from_current_tokio(RuntimeOptions::builder().build()?)?,
+        watched: cpu::Watched { service: args.service_pid, temporal: args.temporal_pid },
+        run,
+        args,
+    };
+    let mut report = report::Report::new(&bench.args.dev_server_storage, bench.args.concurrency);
+    let phase = |name: &str| bench.args.phases.iter().any(|p| p == name);
+    if phase("api") {
+        report.api = api::run(&bench).await?;
+    }
+    if phase("hot") {
+        report.hot = Some(hot::run(&bench).await?);
+    }
+    if phase("memory") {
+        match bench.args.service_pid {
+            Some(pid) => report.memory = Some(memory::run(&bench, pid).await?),
+            None => eprintln!("memory phase skipped: give --service-pid"),
+        }
+    }
+    report.judge();
+    report.print();
+    let json = bench.args.out.join("results.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
+    let svg = bench.args.out.join("chart.svg");
+    std::fs::write(&svg, chart::render(&report))?;
+    eprintln!("wrote {} and {}", json.display(), svg.display());
+    Ok(())
+}
+
+impl Bench {
+    /// The benchmark's worker task queue (baselines and backlogs).
+    fn bench_queue(&self) -> String {
+        format!("loyalty-bench-{}", self.run)
+    }
+
+    /// Runs `body` while a worker of the benchmark's own task queue runs.
+    async fn with_worker<T>(&self, body: impl Future<Output = T>) -> Result<T, String> {
+        let options = WorkerOptions::new(self.bench_queue())
+            .register_workflow::<LoyaltyEntityWorkflow>()
+            .map_err(|e| e.to_string())?
+            .register_workflow::<PerEventAccount>()
+            .map_err(|e| e.to_string())?
+            .register_activities(LoyaltyActivities::new(self.ledger.clone(), Metrics::disabled()))
+            .register_activities(BenchActivities)
+            .build();
+        let mut worker = Worker::new(&self.runtime, self.temporal.clone(), options).map_err(|e| e.to_string())?;
+        let stop = worker.shutdown_handle();
+        let body = async {
+            let out = body.await;
+            stop();
+            out
+        };
+        // The worker is not Send: both run on this task.
+        let (ran, out) = tokio::join!(worker.run(), body);
+        ran.map_err(|e| format!("bench worker: {e}"))?;
+        Ok(out)
+    }
+
+    /// Waits until the account of `workflow_id` has `lifetime` points.
+    async fn wait_for_lifetime(&self, workflow_id: &str, lifetime: i64, within: Duration) -> Result<(), String> {
+        let handle = self.temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(workflow_id);
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let seen = handle
+                .query(LoyaltyEntityWorkflow::get_loyalty_summary, (), WorkflowQueryOptions::default())
+                .await
+                .map(|s| s.lifetime_points)
+                .unwrap_or(-1);
+            if seen >= lifetime {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("{workflow_id}: {seen} of {lifetime} lifetime points after {within:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

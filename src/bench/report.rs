@@ -1,0 +1,195 @@
+//! The benchmark's results: the figures, the targets they are held against,
+//! a table on stdout, and the JSON written next to the chart.
+
+use serde::Serialize;
+
+use super::hot::{Hot, Processing};
+use super::memory::Memory;
+use super::stats::Summary;
+
+/// Where the figures were measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// CPUs the process may use.
+    pub cpus: usize,
+    /// Total memory, GiB.
+    pub memory_gib: f64,
+    /// Kernel release.
+    pub kernel: String,
+    /// How the Temporal dev server stores its data.
+    pub dev_server_storage: String,
+}
+
+/// One target of the performance issue, and whether this run met it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    /// What is measured.
+    pub name: String,
+    /// The goal, in words.
+    pub goal: String,
+    /// The figure this run measured.
+    pub measured: f64,
+    /// Whether the figure meets the goal (`None`: reported, no goal).
+    pub met: Option<bool>,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Where.
+    pub machine: Machine,
+    /// Callers in flight in the api and hot phases.
+    pub concurrency: usize,
+    /// Per operation, service and raw side by side.
+    pub api: Vec<Summary>,
+    /// The hot-customer phase.
+    pub hot: Option<Hot>,
+    /// The memory phase.
+    pub memory: Option<Memory>,
+    /// The targets, filled by [`Report::judge`].
+    pub targets: Vec<Target>,
+}
+
+impl Report {
+    /// An empty report for this machine.
+    pub fn new(dev_server_storage: &str, concurrency: usize) -> Self {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mem_kib: f64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        Self {
+            machine: Machine {
+                cpus: std::thread::available_parallelism().map(usize::from).unwrap_or(0),
+                memory_gib: (mem_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+                kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
+                dev_server_storage: dev_server_storage.to_owned(),
+            },
+            concurrency,
+            api: Vec::new(),
+            hot: None,
+            memory: None,
+            targets: Vec::new(),
+        }
+    }
+
+    /// The summary of the operation named `name`, if measured.
+    pub fn op(&self, name: &str) -> Option<&Summary> {
+        self.api.iter().find(|s| s.name == name)
+    }
+
+    /// Holds the figures against the issue's targets.
+    pub fn judge(&mut self) {
+        let mut targets = Vec::new();
+        let mut add = |name: &str, goal: &str, measured: f64, met: Option<bool>| {
+            targets.push(Target { name: name.into(), goal: goal.into(), measured, met })
+        };
+        if let (Some(svc), Some(raw)) = (self.op("service Accrue"), self.op("raw signal-with-start")) {
+            let ratio = svc.per_second / raw.per_second;
+            add("Accrue throughput / raw signal-with-start", ">= 0.95", ratio, Some(ratio >= 0.95));
+            let over = svc.p99_ms - raw.p99_ms;
+            add("Accrue p99 overhead (ms)", "<= 1.0", over, Some(over <= 1.0));
+        }
+        if let (Some(svc), Some(raw)) = (self.op("service GetSummary"), self.op("raw query")) {
+            let over = svc.p50_ms - raw.p50_ms;
+            add("GetSummary p50 overhead over raw query (ms)", "<= 0.5", over, Some(over <= 0.5));
+        }
+        if let (Some(svc), Some(floor)) = (self.op("service Redeem"), self.op("update running 1 regular activity")) {
+            let ratio = svc.p50_ms / floor.p50_ms;
+            add("Redeem p50 / p50 of an update running 1 regular activity", "<= 0.5", ratio, Some(ratio <= 0.5));
+        }
+        if let Some(hot) = &self.hot {
+            let rate = |p: fn(&Processing) -> bool| {
+                hot.backlogs.iter().find(|b| p(&b.processing)).map(|b| (b.applied_per_second, b.events_per_accrual))
+            };
+            let batched = rate(|p| matches!(p, Processing::Batched));
+            let per_event = rate(|p| matches!(p, Processing::PerEventRegular));
+            if let (Some((fast, events)), Some((slow, _))) = (batched, per_event) {
+                let speedup = fast / slow;
+                add("hot backlog: batched / one-activity-per-event rate", ">= 20", speedup, Some(speedup >= 20.0));
+                add("hot backlog: history events per accrual", "<= 1.5", events, Some(events <= 1.5));
+            }
+            let catch_up = hot.stream.catch_up_seconds;
+            add("steady stream: seconds to catch up after it stops", "<= 1.0", catch_up, Some(catch_up <= 1.0));
+        }
+        if let Some(m) = &self.memory {
+            add(
+                &format!("resident memory per idle cached account, {} cached (KiB)", m.accounts),
+                "reported",
+                m.kib_per_account,
+                None,
+            );
+        }
+        self.targets = targets;
+    }
+
+    /// Prints the tables and the targets.
+    pub fn print(&self) {
+        println!(
+            "machine: {} CPUs, {} GiB, Linux {}; Temporal dev server {}",
+            self.machine.cpus, self.machine.memory_gib, self.machine.kernel, self.machine.dev_server_storage
+        );
+        if !self.api.is_empty() {
+            println!(
+                "\n{:<36} {:>7} {:>6} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10}",
+                "operation", "ok", "failed", "per s", "p50 ms", "p90 ms", "p99 ms", "svc cpu ms", "tmp cpu ms"
+            );
+            let cpu = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
+            for s in &self.api {
+                println!(
+                    "{:<36} {:>7} {:>6} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>10} {:>10}",
+                    s.name,
+                    s.ok,
+                    s.failed,
+                    s.per_second,
+                    s.p50_ms,
+                    s.p90_ms,
+                    s.p99_ms,
+                    cpu(s.service_cpu_ms_per_call),
+                    cpu(s.temporal_cpu_ms_per_call)
+                );
+            }
+        }
+        if let Some(hot) = &self.hot {
+            println!(
+                "\n{:<20} {:>8} {:>10} {:>9} {:>10} {:>8} {:>10} {:>5}",
+                "hot backlog", "accruals", "queued/s", "drain s", "applied/s", "events", "ev/accrual", "runs"
+            );
+            for b in &hot.backlogs {
+                println!(
+                    "{:<20} {:>8} {:>10.1} {:>9.2} {:>10.1} {:>8} {:>10.2} {:>5}",
+                    format!("{:?}", b.processing),
+                    b.accruals,
+                    b.queued_per_second,
+                    b.drain_seconds,
+                    b.applied_per_second,
+                    b.history_events,
+                    b.events_per_accrual,
+                    b.runs
+                );
+            }
+            let s = &hot.stream;
+            println!(
+                "steady stream to one customer: {} accepted in {:.1}s ({:.1}/s), {} failed, max lag {} accruals, caught up {:.2}s after the last",
+                s.accepted, s.seconds, s.accepted_per_second, s.failed, s.max_lag, s.catch_up_seconds
+            );
+        }
+        if let Some(m) = &self.memory {
+            println!(
+                "\nmemory: {} idle cached accounts: RSS {:.1} -> {:.1} MiB (peak {:.1}), {:.1} KiB per account",
+                m.accounts, m.rss_before_mib, m.rss_after_mib, m.peak_mib, m.kib_per_account
+            );
+        }
+        println!("\n{:<62} {:>9} {:>10}  result", "target", "goal", "measured");
+        for t in &self.targets {
+            let result = match t.met {
+                Some(true) => "met",
+                Some(false) => "NOT MET",
+                None => "-",
+            };
+            println!("{:<62} {:>9} {:>10.2}  {result}", t.name, t.goal, t.measured);
+        }
+    }
+}
