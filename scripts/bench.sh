@@ -53,5 +53,5 @@ service=$!
 pids+=($service)
 wait_port "$grpc_port"
 
-target/release/loyalty bench --server "http://127.0.0.1:$grpc_port" --temporal-address "127.0.0.1:$temporal_port" \
+RUST_LOG="${RUST_LOG:-warn}" target/release/loyalty bench --server "http://127.0.0.1:$grpc_port" --temporal-address "127.0.0.1:$temporal_port" \
     --service-pid "$service" --temporal-pid "${pids[0]}" --dev-server-storage "$storage" --bench-database-url "sqlite:$work/bench-ledger.db" "$@"

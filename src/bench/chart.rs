@@ -54,9 +54,9 @@ fn escape(s: &str) -> String {
 /// The report as an SVG document.
 pub fn render(report: &Report) -> String {
     let mut panels = Vec::new();
-    if !report.api.is_empty() {
-        let rows = report
-            .api
+    for c in report.levels() {
+        let ops: Vec<_> = report.api.iter().filter(|s| s.concurrency == c).collect();
+        let rows = ops
             .iter()
             .flat_map(|s| {
                 [
@@ -65,11 +65,10 @@ pub fn render(report: &Report) -> String {
                 ]
             })
             .collect();
-        let title = format!("Latency per call, {} in flight (ms; shorter is better)", report.concurrency);
+        let title = format!("Latency per call, {c} in flight (ms; shorter is better)");
         panels.push(Panel { title, rows, colors: &["#1f77b4", "#aec7e8"] });
-        let rows =
-            report.api.iter().map(|s| (s.name.clone(), s.per_second, format!("{:.0}/s", s.per_second))).collect();
-        let title = "Throughput (calls per second; longer is better)".to_owned();
+        let rows = ops.iter().map(|s| (s.name.clone(), s.per_second, format!("{:.0}/s", s.per_second))).collect();
+        let title = format!("Throughput, {c} in flight (calls per second; longer is better)");
         panels.push(Panel { title, rows, colors: &["#2ca02c", "#98df8a"] });
     }
     if let Some(hot) = &report.hot {

@@ -108,8 +108,8 @@ impl Bench {
     async fn backlog(&self, processing: Processing, accruals: usize) -> Result<Backlog, String> {
         let workflow_id = format!("loyalty-bench-{}-hot-{}", self.run, processing.slug());
         let label = format!("queue {accruals} for {}", processing.slug());
-        let queued = drive(&label, accruals, self.args.concurrency, |i| self.queue(processing, &workflow_id, i)).await;
-        let queued = queued.summary(&label, self.args.concurrency);
+        let queued = drive(&label, accruals, self.load(), |i| self.queue(processing, &workflow_id, i)).await;
+        let queued = queued.summary(&label, self.load());
         if queued.failed > 0 {
             return Err(format!("{label}: {} signals failed", queued.failed));
         }
@@ -242,13 +242,13 @@ impl Bench {
                         }
                         Err(_) => samples.failed(),
                     }
-                    i += self.args.concurrency;
+                    i += self.load();
                 }
                 samples
             }
         };
         eprintln!("stream: Accrue to one customer for {}s", seconds.as_secs());
-        let send = futures::future::join_all((0..self.args.concurrency).map(sender));
+        let send = futures::future::join_all((0..self.load()).map(sender));
         let watch = async {
             let handle = self.temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(&workflow_id);
             while started.elapsed() < seconds {
@@ -271,7 +271,7 @@ impl Bench {
         let last_accepted = Instant::now();
         self.wait_for_lifetime(&workflow_id, total, Duration::from_secs(600)).await?;
         let catch_up = last_accepted.elapsed();
-        let summary = samples.summary("stream", self.args.concurrency);
+        let summary = samples.summary("stream", self.load());
         Ok(Stream {
             seconds: sent_for.as_secs_f64(),
             accepted: summary.ok,

@@ -39,7 +39,7 @@ fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
 pub async fn run(bench: &Bench, pid: u32) -> Result<Memory, String> {
     let accounts = bench.args.memory_accounts;
     let before = status_kib(pid, "VmRSS")?;
-    let opened = drive(&format!("open {accounts} accounts"), accounts, bench.args.concurrency, |i| async move {
+    let opened = drive(&format!("open {accounts} accounts"), accounts, bench.load(), |i| async move {
         let request = pb::AccrueRequest {
             customer_id: format!("bench-{}-mem-{i}", bench.run),
             event_id: "m".into(),
@@ -50,12 +50,12 @@ pub async fn run(bench: &Bench, pid: u32) -> Result<Memory, String> {
         bench.grpc.clone().accrue(request).await.map(drop).map_err(|e| e.to_string())
     })
     .await;
-    let opened = opened.summary("open", bench.args.concurrency);
+    let opened = opened.summary("open", bench.load());
     if opened.failed > 0 {
         return Err(format!("{} accounts could not be opened", opened.failed));
     }
     // Every account has applied its accrual, so each sits in the worker's cache, idle.
-    let applied = drive("wait until applied", accounts, bench.args.concurrency, |i| async move {
+    let applied = drive("wait until applied", accounts, bench.load(), |i| async move {
         bench.wait_for_lifetime(&format!("loyalty-bench-{}-mem-{i}", bench.run), 1, Duration::from_secs(300)).await
     })
     .await;

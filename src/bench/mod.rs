@@ -59,9 +59,11 @@ pub struct BenchArgs {
     /// Redemptions per account (per side); each spends 1 of the 10 points an accrual gives.
     #[arg(long, default_value_t = 5)]
     redeems: usize,
-    /// Calls in flight at once, for both sides.
-    #[arg(long, default_value_t = 16)]
-    concurrency: usize,
+    /// Calls in flight at once, for both sides; the api phase runs once per
+    /// level (latency is best read at 1, throughput at the highest), the
+    /// other phases at the highest.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    concurrency: Vec<usize>,
     /// Rounds per RPC; the side that goes first alternates.
     #[arg(long, default_value_t = 2)]
     rounds: usize,
@@ -148,7 +150,7 @@ async fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         run,
         args,
     };
-    let mut report = report::Report::new(&bench.args.dev_server_storage, bench.args.concurrency);
+    let mut report = report::Report::new(&bench.args.dev_server_storage, bench.load());
     let phase = |name: &str| bench.args.phases.iter().any(|p| p == name);
     if phase("api") {
         report.api = api::run(&bench).await?;
@@ -173,6 +175,11 @@ async fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 impl Bench {
+    /// Callers in flight in the hot and memory phases: the highest level.
+    fn load(&self) -> usize {
+        self.args.concurrency.iter().copied().max().unwrap_or(1).max(1)
+    }
+
     /// The benchmark's worker task queue (baselines and backlogs).
     fn bench_queue(&self) -> String {
         format!("loyalty-bench-{}", self.run)
