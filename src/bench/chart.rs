@@ -25,7 +25,8 @@ impl Panel {
 
     fn draw(&self, svg: &mut String, top: f64) {
         let max = self.rows.iter().map(|r| r.1).fold(0.0_f64, f64::max).max(f64::MIN_POSITIVE);
-        let scale = (WIDTH - LABEL - 120.0) / max;
+        // Room on the right for the longest note.
+        let scale = (WIDTH - LABEL - 290.0) / max;
         let _ = writeln!(svg, r#"<text x="10" y="{}" font-weight="bold">{}</text>"#, top + 20.0, escape(&self.title));
         for (i, (label, value, note)) in self.rows.iter().enumerate() {
             let y = top + 30.0 + ROW * i as f64;
@@ -100,4 +101,27 @@ pub fn render(report: &Report) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::stats::Samples;
+
+    #[test]
+    fn one_latency_and_one_throughput_panel_per_level_with_escaped_labels() {
+        let mut report = Report::new("in-memory <test>", 16);
+        for c in [1, 16] {
+            let mut s = Samples::default();
+            s.ok(std::time::Duration::from_millis(3));
+            s.set_wall(std::time::Duration::from_secs(1));
+            report.api.push(s.summary("service Accrue", c));
+        }
+        let svg = render(&report);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("in-memory &lt;test&gt;") && !svg.contains("<test>"));
+        assert_eq!(svg.matches("Latency per call").count(), 2);
+        assert_eq!(svg.matches("Throughput, ").count(), 2);
+        assert_eq!(svg.matches("service Accrue p50").count(), 2);
+    }
 }

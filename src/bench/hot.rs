@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use temporalio_client::{
     Client, WorkflowDescribeOptions, WorkflowExecutionInfo, WorkflowFetchHistoryOptions, WorkflowHandle,
     WorkflowIdConflictPolicy, WorkflowQueryOptions, WorkflowStartOptions,
@@ -26,7 +26,7 @@ use crate::grpc::pb;
 use crate::workflow::{LoyaltyEntityWorkflow, WorkflowInput};
 
 /// How a backlog is processed.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Processing {
     /// The service's workflow: pending accruals applied in batches.
@@ -48,7 +48,7 @@ impl Processing {
 }
 
 /// How one backlog was applied.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Backlog {
     /// Who processed it.
     pub processing: Processing,
@@ -69,7 +69,7 @@ pub struct Backlog {
 }
 
 /// A steady stream of Accrue calls to one customer through the service.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stream {
     /// How long the stream was sent.
     pub seconds: f64,
@@ -86,7 +86,7 @@ pub struct Stream {
 }
 
 /// Results of the hot phase.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Hot {
     /// One entry per processing.
     pub backlogs: Vec<Backlog>,

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Bench;
 use super::load::drive;
 use crate::grpc::pb;
 
 /// Memory of the service process with many accounts cached.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Memory {
     /// Accounts opened (one accrual each) and left idle.
     pub accounts: usize,

@@ -95,6 +95,10 @@ pub struct BenchArgs {
     /// Written into the results: how the dev server stores its data.
     #[arg(long, default_value = "file-backed (SQLite)")]
     dev_server_storage: String,
+    /// Only redraw `--out`/chart.svg (and print the tables) from this
+    /// results.json of an earlier run; nothing is measured.
+    #[arg(long)]
+    render: Option<PathBuf>,
     /// Folder for results.json and chart.svg.
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
@@ -132,6 +136,11 @@ pub async fn bench(args: BenchArgs) -> ExitCode {
 }
 
 async fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(results) = &args.render {
+        let report: report::Report = serde_json::from_str(&std::fs::read_to_string(results)?)?;
+        report.print();
+        return write_chart(&report, &args.out);
+    }
     let settings = Settings::load(&args.overrides)?;
     std::fs::create_dir_all(&args.out)?;
     let run = format!("b{}", SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs());
@@ -168,9 +177,15 @@ async fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     report.print();
     let json = bench.args.out.join("results.json");
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
-    let svg = bench.args.out.join("chart.svg");
-    std::fs::write(&svg, chart::render(&report))?;
-    eprintln!("wrote {} and {}", json.display(), svg.display());
+    eprintln!("wrote {}", json.display());
+    write_chart(&report, &bench.args.out)
+}
+
+fn write_chart(report: &report::Report, out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(out)?;
+    let svg = out.join("chart.svg");
+    std::fs::write(&svg, chart::render(report))?;
+    eprintln!("wrote {}", svg.display());
     Ok(())
 }
 

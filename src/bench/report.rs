@@ -1,14 +1,14 @@
 //! The benchmark's results: the figures, the targets they are held against,
 //! a table on stdout, and the JSON written next to the chart.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::hot::{Hot, Processing};
 use super::memory::Memory;
 use super::stats::Summary;
 
 /// Where the figures were measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     /// CPUs the process may use.
     pub cpus: usize,
@@ -21,7 +21,7 @@ pub struct Machine {
 }
 
 /// One target of the performance issue, and whether this run met it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Target {
     /// What is measured.
     pub name: String,
@@ -34,7 +34,7 @@ pub struct Target {
 }
 
 /// Everything one run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// Where.
     pub machine: Machine,
@@ -204,5 +204,53 @@ impl Report {
             };
             println!("{:<62} {:>9} {:>10.2}  {result}", t.name, t.goal, t.measured);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::bench::stats::Samples;
+
+    fn op(name: &str, c: usize, calls: u64, latency_ms: u64) -> Summary {
+        let mut s = Samples::default();
+        for _ in 0..calls {
+            s.ok(Duration::from_millis(latency_ms));
+        }
+        s.set_wall(Duration::from_secs(1));
+        s.summary(name, c)
+    }
+
+    #[test]
+    fn targets_are_judged_per_concurrency_level() {
+        let mut report = Report::new("file", 16);
+        report.api = vec![
+            op("service Accrue", 1, 10, 11),
+            op("raw signal-with-start", 1, 10, 10),
+            op("service Accrue", 16, 96, 20),
+            op("raw signal-with-start", 16, 100, 20),
+            op("service Redeem", 16, 10, 40),
+            op("update running 1 regular activity", 16, 10, 100),
+        ];
+        report.judge();
+        let find = |name: &str| report.targets.iter().find(|t| t.name == name).unwrap();
+        // 1 ms over at p99 meets "at most 1 ms"; 96 % of raw throughput meets "at least 95 %".
+        assert_eq!(find("Accrue p99 overhead (ms), 1 in flight").met, Some(true));
+        assert_eq!(find("Accrue throughput / raw signal-with-start, 16 in flight").met, Some(true));
+        assert!((find("Redeem p50 / update running 1 regular activity, 16 in flight").measured - 0.4).abs() < 1e-9);
+        report.api[2] = op("service Accrue", 16, 90, 20);
+        report.judge();
+        assert_eq!(
+            report
+                .targets
+                .iter()
+                .find(|t| t.name == "Accrue throughput / raw signal-with-start, 16 in flight")
+                .unwrap()
+                .met,
+            Some(false)
+        );
+        assert!(report.targets.iter().all(|t| !t.name.contains("GetSummary")), "not measured, not judged");
     }
 }
