@@ -26,8 +26,9 @@ pub const DEFAULT_RPC_TIMEOUT_SECONDS: u64 = 30;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Default cap on RPCs in progress.
 pub const DEFAULT_MAX_CONCURRENT_RPCS: usize = 1_000;
-/// Default number of account workflows a worker keeps in memory. Measured at
-/// about 30 KiB each (BENCHMARKS.md), so 10,000 cost about 300 MiB.
+/// Default number of account workflows a worker keeps in memory (the SDK's
+/// default). Measured at about 38 KiB each (BENCHMARKS.md): 10,000 cost
+/// about 380 MiB.
 pub const DEFAULT_MAX_CACHED_ACCOUNTS: usize = 1_000;
 
 /// The gRPC server's TLS files (PEM).
