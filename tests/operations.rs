@@ -783,3 +783,48 @@ async fn a_callers_trace_is_carried_into_the_workflow_and_its_activities() {
     }
     receiver.abort();
 }
+
+/// `loyalty bench` runs every phase against a real service and dev server and
+/// writes complete results. A smoke run with tiny numbers: it checks that the
+/// benchmark works and that batching shows in history, not how fast anything is.
+#[test]
+fn the_benchmark_runs_every_phase_and_writes_its_results() {
+    let shared = common::shared();
+    let out = common::scratch_dir("bench");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_loyalty"))
+        .arg("bench")
+        .args(["--server", &format!("http://{}", shared.grpc_addr)])
+        .args(["--temporal-address", &common::temporal_address(), "--task-queue", &shared.task_queue])
+        .args(["--concurrency", "1,4", "--customers", "3", "--accruals", "2", "--summaries", "2", "--redeems", "1"])
+        .args(["--backlog", "60", "--reference-backlog", "10", "--stream-seconds", "2", "--memory-accounts", "20"])
+        // The application runs inside this test process.
+        .args(["--service-pid", &std::process::id().to_string()])
+        .args(["--bench-database-url", &format!("sqlite:{}/bench.db", out.display())])
+        .args(["--out", out.to_str().unwrap()])
+        .env_remove("TEMPORAL_CONFIG_FILE")
+        .output()
+        .expect("loyalty runs");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "bench failed: {stderr}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+
+    let api = results["api"].as_array().unwrap();
+    assert_eq!(api.len(), 16, "8 operations at 2 levels: {api:?}");
+    assert!(api.iter().all(|op| op["failed"] == 0 && op["ok"].as_u64() > Some(0)), "{api:?}");
+    assert!(api.iter().all(|op| op["service_cpu_ms_per_call"].is_number()), "service CPU read: {api:?}");
+
+    let backlogs = results["hot"]["backlogs"].as_array().unwrap();
+    let events = |processing: &str| {
+        let b = backlogs.iter().find(|b| b["processing"] == processing).unwrap();
+        b["events_per_accrual"].as_f64().unwrap()
+    };
+    // One activity per accrual writes 7 events per accrual; batches of up to 500 far fewer.
+    assert!(events("batched") < 2.0, "{backlogs:?}");
+    assert!(events("per_event_regular") > 6.0, "{backlogs:?}");
+    assert!(results["hot"]["stream"]["accepted"].as_u64() > Some(0));
+    assert_eq!(results["memory"]["accounts"], 20);
+    assert_eq!(results["targets"].as_array().unwrap().len(), 12, "every target judged");
+    let chart = std::fs::read_to_string(out.join("chart.svg")).unwrap();
+    assert!(chart.contains("Hot customer") && chart.contains("4 in flight"));
+}
