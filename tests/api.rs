@@ -168,7 +168,7 @@ async fn unknown_customer_is_not_found() {
 #[tokio::test]
 async fn control_characters_in_text_are_refused_and_never_stall_an_account() {
     let mut grpc = client().await;
-    // Found by fuzzing: PostgreSQL cannot store NUL, so an accrual carrying one
+    // Found while preparing the input fuzz tests: PostgreSQL cannot store NUL, so an accrual carrying one
     // failed its batch's ledger write forever and held back every later accrual.
     let mut bad = accrual("kim", "k0", 10);
     bad.reason = "promo\0".into();

@@ -3,6 +3,8 @@
 pub mod auth;
 pub mod deadline;
 pub mod error;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod gate;
 pub mod limit;
 pub mod requests;
