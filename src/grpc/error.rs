@@ -40,6 +40,10 @@ pub enum ApiError {
     /// Temporal, a worker or the ledger is out of reach; retrying may help.
     #[error("{0}")]
     Unavailable(String),
+    /// Temporal refused for load (e.g. too many updates in flight on one
+    /// account); retrying shortly will help.
+    #[error("{0}")]
+    Busy(String),
     /// The caller's deadline passed.
     #[error("{0}")]
     DeadlineExceeded(String),
@@ -60,16 +64,17 @@ impl From<ApiError> for Status {
             ApiError::OriginalNotFound(m) => Status::not_found(m),
             ApiError::Ledger(LedgerError::Database(db)) if is_transient(&db) => {
                 tracing::warn!(error = %db, "ledger unavailable");
-                Status::unavailable("ledger unavailable; retry")
+                retryable(Code::Unavailable, "ledger unavailable; retry")
             }
             ApiError::Ledger(LedgerError::TimedOut(after)) => {
-                Status::unavailable(format!("ledger did not answer within {after:?}; retry"))
+                retryable(Code::Unavailable, format!("ledger did not answer within {after:?}; retry"))
             }
             ApiError::Ledger(other) => {
                 tracing::error!(error = %other, "ledger error");
                 Status::internal("internal error")
             }
-            ApiError::Unavailable(m) => Status::unavailable(m),
+            ApiError::Unavailable(m) => retryable(Code::Unavailable, m),
+            ApiError::Busy(m) => retryable(Code::ResourceExhausted, m),
             ApiError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
@@ -79,12 +84,24 @@ impl From<ApiError> for Status {
     }
 }
 
+/// How long a caller refused for load or an outage should wait before
+/// retrying; sent as `google.rpc.RetryInfo` in the status details.
+pub const RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A status a caller should retry, with the retry hint gRPC clients read.
+pub fn retryable(code: Code, message: impl Into<String>) -> Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    Status::with_error_details(code, message, ErrorDetails::with_retry_info(Some(RETRY_DELAY)))
+}
+
 impl ApiError {
     /// Classifies a raw Temporal RPC status.
     pub fn from_rpc(customer: &CustomerId, status: &Status) -> Self {
         match status.code() {
             Code::NotFound => ApiError::NotFound(customer.clone()),
             Code::Unavailable => ApiError::Unavailable(format!("Temporal unavailable: {}", status.message())),
+            // Temporal's per-workflow limits (updates in flight, ...) and rate limits.
+            Code::ResourceExhausted => ApiError::Busy(format!("Temporal busy, retry: {}", status.message())),
             Code::DeadlineExceeded => ApiError::DeadlineExceeded(format!("Temporal: {}", status.message())),
             _ => ApiError::Internal(format!("Temporal: {status}")),
         }
@@ -170,4 +187,26 @@ fn first_failure_type(f: &Failure) -> Option<&str> {
 /// The message of the deepest failure: the workflow's own words.
 fn innermost_message(f: &Failure) -> String {
     std::iter::successors(Some(f), |x| x.cause.as_deref()).last().map(|x| x.message.clone()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::StatusExt;
+
+    use super::*;
+
+    #[test]
+    fn load_and_outages_are_retryable_with_a_hint_never_internal() {
+        let customer = CustomerId::parse("c").unwrap();
+        let limit = Status::resource_exhausted("limit on number of concurrent in-flight updates has been reached");
+        let down = Status::unavailable("connection refused");
+        for (from_temporal, code) in [(limit, Code::ResourceExhausted), (down, Code::Unavailable)] {
+            let status = Status::from(ApiError::from_rpc(&customer, &from_temporal));
+            assert_eq!(status.code(), code, "{status:?}");
+            let hint = status.get_details_retry_info().and_then(|r| r.retry_delay);
+            assert_eq!(hint, Some(RETRY_DELAY), "{status:?}");
+        }
+        let timed_out = Status::from(ApiError::Ledger(LedgerError::TimedOut(std::time::Duration::from_secs(1))));
+        assert_eq!(timed_out.get_details_retry_info().and_then(|r| r.retry_delay), Some(RETRY_DELAY));
+    }
 }

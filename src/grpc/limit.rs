@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tonic::Status;
+use tonic::{Code, Status};
 
 use super::gate::{Gate, GateLayer};
 
@@ -25,7 +25,7 @@ impl Gate for ConcurrencyGate {
         }
         match self.permits.clone().try_acquire_owned() {
             Ok(permit) => Ok(Some(permit)),
-            Err(_) => Err(Status::resource_exhausted("too many RPCs in progress; retry")),
+            Err(_) => Err(super::error::retryable(Code::ResourceExhausted, "too many RPCs in progress; retry")),
         }
     }
 }
