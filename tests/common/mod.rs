@@ -263,3 +263,9 @@ pub fn app_on(db: Db) -> &'static Shared {
         })
         .0
 }
+
+/// The retry delay a status suggests (`google.rpc.RetryInfo`), if any.
+pub fn retry_hint(status: &tonic::Status) -> Option<Duration> {
+    use tonic_types::StatusExt;
+    status.get_details_retry_info().and_then(|info| info.retry_delay)
+}
