@@ -170,31 +170,31 @@ async fn control_characters_in_text_are_refused_and_never_stall_an_account() {
     let mut grpc = client().await;
     // Found while preparing the input fuzz tests: PostgreSQL cannot store NUL, so an accrual carrying one
     // failed its batch's ledger write forever and held back every later accrual.
-    let mut bad = accrual("kim", "k0", 10);
+    let mut bad = accrual("ctrl", "c0", 10);
     bad.reason = "promo\0".into();
     let status = grpc.accrue(bad).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("reason"), "{status:?}");
-    let bad = redemption("kim", "kr", 1, "mug\n");
+    let bad = redemption("ctrl", "cr", 1, "mug\n");
     assert_eq!(grpc.redeem(bad).await.unwrap_err().code(), Code::InvalidArgument);
 
-    grpc.accrue(accrual("kim", "k1", 7)).await.unwrap();
-    summary_when(&mut grpc, "kim", SETTLE, |s| s.lifetime_points == 7).await;
+    grpc.accrue(accrual("ctrl", "c1", 7)).await.unwrap();
+    summary_when(&mut grpc, "ctrl", SETTLE, |s| s.lifetime_points == 7).await;
     // Another client signals the workflow directly: ignored, and the account goes on.
     let raw = loyalty::domain::messages::PointsEvent {
-        event_id: "k2".into(),
+        event_id: "c2".into(),
         points: 10,
         reason: "a\0b".into(),
         source: "other".into(),
     };
     temporal()
         .await
-        .get_workflow_handle::<LoyaltyEntityWorkflow>("loyalty-kim")
+        .get_workflow_handle::<LoyaltyEntityWorkflow>("loyalty-ctrl")
         .signal(LoyaltyEntityWorkflow::add_points, raw, WorkflowSignalOptions::default())
         .await
         .expect("signal");
-    grpc.accrue(accrual("kim", "k3", 5)).await.unwrap();
-    let s = summary_when(&mut grpc, "kim", SETTLE, |s| s.lifetime_points >= 12).await;
+    grpc.accrue(accrual("ctrl", "c3", 5)).await.unwrap();
+    let s = summary_when(&mut grpc, "ctrl", SETTLE, |s| s.lifetime_points >= 12).await;
     assert_eq!((s.points_balance, s.lifetime_points), (12, 12));
 }
 
