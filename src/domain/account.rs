@@ -362,6 +362,21 @@ impl LoyaltyState {
         Ok(RedeemDecision::Apply)
     }
 
+    /// Whether a redemption refused with `rejection` could be afforded once the
+    /// accruals already acknowledged (still pending) are applied: it should
+    /// wait for them rather than be refused, since an acknowledged accrual
+    /// counts from the moment it was acknowledged.
+    pub fn waits_for_pending(&self, rejection: &Rejection) -> bool {
+        match rejection {
+            Rejection::Insufficient { requested, available } => {
+                let pending =
+                    self.pending_events.iter().filter_map(|e| validate_accrual(e).ok()).fold(0i64, i64::saturating_add);
+                requested.saturating_sub(*available) <= pending
+            }
+            _ => false,
+        }
+    }
+
     /// Decides a redemption and, when it is new, reserves its points. After a
     /// [`RedeemStep::Write`], call [`Self::finish_redemption`] with the
     /// ledger's answer, or [`Self::redemption_in_doubt`] if the write failed.
@@ -627,6 +642,26 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_redemption_the_pending_accruals_would_cover_waits_instead_of_failing() {
+        let mut state = LoyaltyState::open("c");
+        state.points_balance = 30;
+        let req = |points| RedemptionRequest { event_id: "r1".into(), points, reward: String::new() };
+        let refused = |state: &LoyaltyState, points| state.decide_redemption(&req(points)).unwrap_err();
+        assert!(!state.waits_for_pending(&refused(&state, 50)), "nothing pending");
+        let event = |id: &str, points| PointsEvent {
+            event_id: id.into(),
+            points,
+            reason: String::new(),
+            source: String::new(),
+        };
+        state.pending_events.push(event("a1", 15));
+        state.pending_events.push(event("bad", -5));
+        assert!(!state.waits_for_pending(&refused(&state, 50)), "30 + 15 < 50; invalid events count for nothing");
+        state.pending_events.push(event("a2", 5));
+        assert!(state.waits_for_pending(&refused(&state, 50)), "30 + 15 + 5 covers 50");
+        assert!(!state.waits_for_pending(&Rejection::Inactive));
+    }
     #[test]
     fn a_retried_redemption_returns_the_original_result_and_deducts_once() {
         let mut s = account_with(&[("a", 100)]);

@@ -45,6 +45,10 @@ pub const FORCE_CONTINUE_SIGNALS: u32 = 8_000;
 pub const MAX_PENDING_CARRY: usize = 500;
 /// Wait before retrying ledger writes that failed after their retries.
 const LEDGER_BACKOFF: Duration = Duration::from_secs(30);
+/// Runs with this marker let a redemption that the acknowledged, still
+/// pending accruals would cover wait for them instead of failing; histories
+/// recorded before it replay the old way.
+const REDEEM_WAITS_FOR_ACCRUALS: &str = "redeem-waits-for-acknowledged-accruals";
 
 type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -161,7 +165,12 @@ impl LoyaltyEntityWorkflow {
         _ctx: &WorkflowContextView,
         req: &RedemptionRequest,
     ) -> Result<(), HandlerError> {
-        self.state.decide_redemption(req).map(|_| ()).map_err(rejection)
+        match self.state.decide_redemption(req) {
+            Ok(_) => Ok(()),
+            // Accepted: the handler waits for the accruals that cover it.
+            Err(r) if self.state.waits_for_pending(&r) => Ok(()),
+            Err(r) => Err(rejection(r)),
+        }
     }
 
     /// Spends points synchronously; idempotent by `event_id`.
@@ -171,6 +180,12 @@ impl LoyaltyEntityWorkflow {
         req: RedemptionRequest,
     ) -> Result<RedemptionResult, HandlerError> {
         ctx.wait_condition(|s: &Self| !s.ledger_busy).await?;
+        let covered_by_pending =
+            ctx.state(|s| matches!(s.state.decide_redemption(&req), Err(r) if s.state.waits_for_pending(&r)));
+        if covered_by_pending && ctx.patched(REDEEM_WAITS_FOR_ACCRUALS) {
+            let before = ctx.state(|s| s.accruals_consumed + s.state.pending_events.len() as u64);
+            ctx.wait_condition(move |s: &Self| !s.ledger_busy && s.accruals_consumed >= before).await?;
+        }
         // Decided again: other handlers may have run since validation.
         let step = ctx.state_mut(|s| {
             let step = s.state.begin_redemption(&req);
