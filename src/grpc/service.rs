@@ -26,6 +26,11 @@ use crate::otel::Tracing;
 /// How long Accrue and Redeem wait for the ledger's answer before asking the
 /// workflow anyway: a slow or absent ledger must not hold up accepting events.
 const LEDGER_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long GetSummary waits for a worker to answer its query. Temporal holds
+/// a query until a worker takes it, so without one the caller would wait out
+/// its whole deadline; past this (or half the server's RPC deadline, if
+/// shorter) it gets UNAVAILABLE and may retry.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 use crate::workflow::{LoyaltyEntityWorkflow, WorkflowInput};
 
 /// The gRPC API; cheap to clone.
@@ -186,9 +191,11 @@ impl LoyaltyApi {
 
     async fn summary(&self, customer: CustomerId) -> Result<pb::GetSummaryResponse, ApiError> {
         let handle = self.account(&customer);
-        let s = handle
-            .query(LoyaltyEntityWorkflow::get_loyalty_summary, (), WorkflowQueryOptions::default())
+        let query = handle.query(LoyaltyEntityWorkflow::get_loyalty_summary, (), WorkflowQueryOptions::default());
+        let wait = QUERY_TIMEOUT.min(self.rpc_timeout / 2);
+        let s = tokio::time::timeout(wait, query)
             .await
+            .map_err(|_| ApiError::Unavailable(format!("no worker answered within {wait:?}; retry")))?
             .map_err(|e| ApiError::from_query(&customer, e))?;
         Ok(pb::GetSummaryResponse {
             customer_id: s.customer_id,
