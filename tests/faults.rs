@@ -12,7 +12,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{accrual, client, ledger, redemption, summary_when};
+use loyalty::config::Role;
 use loyalty::domain::{EntryKind, Tier};
+use loyalty::ledger::Ledger;
 use tonic::Code;
 
 const SETTLE: Duration = Duration::from_secs(60);
@@ -44,11 +46,14 @@ impl Book {
         self.redeemed.entry(customer.into()).or_default().insert(event.into(), points);
     }
 
+    /// [`Book::check_on`] the shared application and its ledger.
+    async fn check(&self) -> Figures {
+        self.check_on(&mut client().await, &ledger().await).await
+    }
+
     /// Compares every customer's summary and ledger with the book, once the
     /// balance has settled; panics with the differences.
-    async fn check(&self) -> Figures {
-        let mut grpc = client().await;
-        let ledger = ledger().await;
+    async fn check_on(&self, grpc: &mut tonic_client::Client, ledger: &Ledger) -> Figures {
         let mut figures = Figures::default();
         let customers: std::collections::BTreeSet<&String> = self.accrued.keys().chain(self.redeemed.keys()).collect();
         let none = BTreeMap::new();
@@ -58,7 +63,7 @@ impl Book {
             let redeemed = self.redeemed.get(customer).unwrap_or(&none);
             let lifetime: i64 = accrued.values().sum();
             let balance = lifetime - redeemed.values().sum::<i64>();
-            let s = summary_when(&mut grpc, customer, SETTLE, |s| s.lifetime_points >= lifetime).await;
+            let s = summary_when(grpc, customer, SETTLE, |s| s.lifetime_points >= lifetime).await;
             figures.lost += (lifetime - s.lifetime_points).max(0) + (s.points_balance - balance).max(0);
             figures.duplicated += (s.lifetime_points - lifetime).max(0) + (balance - s.points_balance).max(0);
             assert_eq!((s.points_balance, s.lifetime_points), (balance, lifetime), "{customer}: summary vs book");
@@ -148,6 +153,105 @@ async fn a_hundred_concurrent_redemptions_on_an_account_that_affords_fifty() {
     let figures = book.check().await;
     report("100 concurrent redemptions", 100 + refusals.len(), refusals.len(), &figures);
     assert_eq!(figures, Figures { customers: 1, lost: 0, duplicated: 0 });
+}
+
+/// More than 10,000 accruals to one customer, past Temporal's per-run signal
+/// limit: none refused, none lost (the account continues-as-new on the way).
+#[tokio::test]
+async fn more_accruals_to_one_customer_than_one_run_may_receive() {
+    let total = 10_200 * scale();
+    let mut book = Book::default();
+    let grpc = client().await;
+    let accrue = |mut g: tonic_client::Client, i: usize| async move {
+        let event = format!("mega-{i}");
+        // Retried with the same id until acknowledged, as a checkout service would.
+        for _ in 0..50 {
+            match g.accrue(accrual("mega", &event, 1)).await {
+                Ok(_) => return (event, None),
+                Err(s) if matches!(s.code(), Code::Unavailable | Code::ResourceExhausted) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(s) => return (event, Some(s)),
+            }
+        }
+        panic!("{event}: not acknowledged after 50 attempts");
+    };
+    let results = common::fan_out(&grpc, 32, 0..total, accrue).await;
+    let refused: Vec<_> = results.iter().filter_map(|(_, s)| s.as_ref()).collect();
+    assert!(refused.is_empty(), "refused: {refused:?}");
+    for (event, _) in &results {
+        book.accrued("mega", event, 1);
+    }
+    let figures = book.check().await;
+    report("accruals past the per-run signal limit", total, 0, &figures);
+    assert_eq!(figures, Figures { customers: 1, lost: 0, duplicated: 0 });
+}
+
+/// The API runs while no worker does: Accrue is still accepted (Temporal
+/// queues it), Redeem ends within its deadline with UNAVAILABLE or
+/// DEADLINE_EXCEEDED, GetSummary answers UNAVAILABLE; once a worker starts,
+/// everything acknowledged is applied and the retried redemption goes through.
+#[tokio::test]
+async fn worker_down_then_back() {
+    let mut api = common::settings("worker-down");
+    api.role = Role::Api;
+    api.rpc_timeout = Duration::from_secs(3);
+    let (worker_settings, database_url) = {
+        let mut w = api.clone();
+        w.role = Role::Worker;
+        (w, api.database_url.clone())
+    };
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel();
+    let (addr, api_thread) = common::start_app(api, api_stopped);
+    let mut grpc = tonic_client::Client::new(common::grpc_channel(addr).await);
+    let mut book = Book::default();
+    let mut operations = 0;
+
+    for i in 0..5 {
+        let event = format!("wd-a{i}");
+        grpc.accrue(accrual("wd", &event, 100)).await.expect("accepted without a worker");
+        book.accrued("wd", &event, 100);
+        operations += 1;
+    }
+    let started = std::time::Instant::now();
+    let status = grpc.redeem(redemption("wd", "wd-r1", 50, "mug")).await.unwrap_err();
+    assert!(matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(6), "within the 3 s deadline: {:?}", started.elapsed());
+    let status = grpc.get_summary(loyalty::grpc::pb::GetSummaryRequest { customer_id: "wd".into() }).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(common::retry_hint(&status).is_some(), "{status:?}");
+    operations += 2;
+
+    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel();
+    let (_, worker_thread) = common::start_app(worker_settings, worker_stopped);
+    // The caller retries its redemption with the same event id.
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        operations += 1;
+        match grpc.redeem(redemption("wd", "wd-r1", 50, "mug")).await {
+            Ok(r) => {
+                assert_eq!(r.get_ref().remaining_balance, 450);
+                break;
+            }
+            Err(s) if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded) => {
+                assert!(std::time::Instant::now() < deadline, "no recovery: {s:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(s) => panic!("{s:?}"),
+        }
+    }
+    book.redeemed("wd", "wd-r1", 50);
+    let figures = book.check_on(&mut grpc, &Ledger::connect(&database_url).await.unwrap()).await;
+    report("worker down, then back", operations, 1, &figures);
+    assert_eq!(figures, Figures { customers: 1, lost: 0, duplicated: 0 });
+    let _ = (stop_api.send(()), stop_worker.send(()));
+    api_thread.join().unwrap();
+    worker_thread.join().unwrap();
+}
+
+/// Scale of the scenarios: 1 in CI; `LOYALTY_FAULTS_SCALE=10` for a soak.
+fn scale() -> usize {
+    std::env::var("LOYALTY_FAULTS_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
 }
 
 mod tonic_client {
