@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Db, accrual, client, fan_out, ledger, redemption, shared, summary_when, temporal};
+use common::{accrual, client, end_outage, fail_inserts, fan_out, ledger, redemption, shared, summary_when, temporal};
 use loyalty::domain::EntryKind;
 use loyalty::grpc::pb::{self, loyalty_service_client::LoyaltyServiceClient};
 use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_SIGNALS_PER_RUN};
@@ -15,47 +15,6 @@ use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 const SETTLE: Duration = Duration::from_secs(30);
-
-/// A real ledger outage: a trigger makes the real database refuse matching inserts.
-struct Outage {
-    db: sqlx::AnyPool,
-    end: String,
-}
-
-async fn fail_inserts(trigger: &str, table: &str, when: &str) -> Outage {
-    sqlx::any::install_default_drivers();
-    let db = sqlx::AnyPool::connect(&shared().database_url).await.expect("ledger database opens");
-    let (statements, end) = match common::shared_db() {
-        Db::Sqlite => (
-            vec![format!(
-                "CREATE TRIGGER {trigger} BEFORE INSERT ON {table} WHEN {when}
-                 BEGIN SELECT RAISE(ABORT, 'injected outage'); END"
-            )],
-            format!("DROP TRIGGER {trigger}"),
-        ),
-        Db::Postgres => (
-            vec![
-                format!(
-                    "CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql
-                     AS $$ BEGIN RAISE EXCEPTION 'injected outage'; END $$"
-                ),
-                format!(
-                    "CREATE TRIGGER {trigger} BEFORE INSERT ON {table} FOR EACH ROW WHEN ({when})
-                     EXECUTE FUNCTION {trigger}()"
-                ),
-            ],
-            format!("DROP TRIGGER {trigger} ON {table}"),
-        ),
-    };
-    for sql in statements {
-        sqlx::query(&sql).execute(&db).await.expect("trigger created");
-    }
-    Outage { db, end }
-}
-
-async fn end_outage(outage: &Outage) {
-    sqlx::query(&outage.end).execute(&outage.db).await.expect("trigger dropped");
-}
 
 #[tokio::test]
 async fn accrue_then_summary_and_ledger() {

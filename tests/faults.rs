@@ -249,6 +249,49 @@ async fn worker_down_then_back() {
     worker_thread.join().unwrap();
 }
 
+/// The ledger refuses this account's writes for a while: the account stays
+/// alive and queryable, accruals are still acknowledged, a redemption answers
+/// UNAVAILABLE with a retry hint; once the ledger is back everything
+/// acknowledged is applied and the retried redemption goes through once.
+#[tokio::test]
+async fn ledger_unavailable_for_a_while() {
+    let mut book = Book::default();
+    let mut grpc = client().await;
+    grpc.accrue(accrual("lo", "lo-a0", 100)).await.unwrap();
+    book.accrued("lo", "lo-a0", 100);
+    summary_when(&mut grpc, "lo", SETTLE, |s| s.points_balance == 100).await;
+
+    let outage = common::fail_inserts("outage_lo", "ledger_entries", "NEW.customer_id = 'lo'").await;
+    for i in 1..=5 {
+        let event = format!("lo-a{i}");
+        grpc.accrue(accrual("lo", &event, 10)).await.expect("acknowledged during the outage");
+        book.accrued("lo", &event, 10);
+    }
+    let status = grpc.redeem(redemption("lo", "lo-r1", 50, "mug")).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(common::retry_hint(&status).is_some(), "{status:?}");
+    let s = grpc.get_summary(loyalty::grpc::pb::GetSummaryRequest { customer_id: "lo".into() }).await;
+    assert_eq!(s.expect("queryable during the outage").get_ref().lifetime_points, 100, "nothing applied yet");
+    common::end_outage(&outage).await;
+
+    let mut attempts = 1;
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        attempts += 1;
+        match grpc.redeem(redemption("lo", "lo-r1", 50, "mug")).await {
+            Ok(_) => break,
+            Err(s) if s.code() == Code::Unavailable && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await
+            }
+            Err(s) => panic!("{s:?}"),
+        }
+    }
+    book.redeemed("lo", "lo-r1", 50);
+    let figures = book.check().await;
+    report("ledger unavailable for a while", 7 + attempts, 1, &figures);
+    assert_eq!(figures, Figures { customers: 1, lost: 0, duplicated: 0 });
+}
+
 /// Scale of the scenarios: 1 in CI; `LOYALTY_FAULTS_SCALE=10` for a soak.
 fn scale() -> usize {
     std::env::var("LOYALTY_FAULTS_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)

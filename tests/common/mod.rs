@@ -269,3 +269,44 @@ pub fn retry_hint(status: &tonic::Status) -> Option<Duration> {
     use tonic_types::StatusExt;
     status.get_details_retry_info().and_then(|info| info.retry_delay)
 }
+
+/// A real ledger outage: a trigger makes the real database refuse matching inserts.
+pub struct Outage {
+    db: sqlx::AnyPool,
+    end: String,
+}
+
+pub async fn fail_inserts(trigger: &str, table: &str, when: &str) -> Outage {
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&shared().database_url).await.expect("ledger database opens");
+    let (statements, end) = match shared_db() {
+        Db::Sqlite => (
+            vec![format!(
+                "CREATE TRIGGER {trigger} BEFORE INSERT ON {table} WHEN {when}
+                 BEGIN SELECT RAISE(ABORT, 'injected outage'); END"
+            )],
+            format!("DROP TRIGGER {trigger}"),
+        ),
+        Db::Postgres => (
+            vec![
+                format!(
+                    "CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql
+                     AS $$ BEGIN RAISE EXCEPTION 'injected outage'; END $$"
+                ),
+                format!(
+                    "CREATE TRIGGER {trigger} BEFORE INSERT ON {table} FOR EACH ROW WHEN ({when})
+                     EXECUTE FUNCTION {trigger}()"
+                ),
+            ],
+            format!("DROP TRIGGER {trigger} ON {table}"),
+        ),
+    };
+    for sql in statements {
+        sqlx::query(&sql).execute(&db).await.expect("trigger created");
+    }
+    Outage { db, end }
+}
+
+pub async fn end_outage(outage: &Outage) {
+    sqlx::query(&outage.end).execute(&outage.db).await.expect("trigger dropped");
+}
