@@ -292,6 +292,100 @@ async fn ledger_unavailable_for_a_while() {
     assert_eq!(figures, Figures { customers: 1, lost: 0, duplicated: 0 });
 }
 
+/// `kill -9` of the service at pseudo-random moments under load, restarted
+/// each time, 5 cycles (more with LOYALTY_FAULTS_SCALE): clients keep retrying
+/// with the same event ids until each call has a definite answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_then_restart() {
+    let name = "kill9";
+    let env = [
+        ("LOYALTY_DATABASE_URL", format!("sqlite:{}/ledger.db", common::scratch_dir(name).display())),
+        ("LOYALTY_TASK_QUEUE", "loyalty-test-kill9".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    let mut process = common::serve(name, &env);
+    let addr = process.addr;
+    let grpc = common::lazy_client(addr).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> =
+        (0..6).map(|n| tokio::spawn(kill9_client(grpc.clone(), format!("k9-{n}"), stop.clone()))).collect();
+
+    let cycles = 5 * scale();
+    // A fixed seed: the moments vary between kills, and a failure can be rerun.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..cycles {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        tokio::time::sleep(Duration::from_millis(300 + (seed >> 33) % 1_500)).await;
+        process.child.kill().expect("SIGKILL");
+        process.child.wait().unwrap();
+        process = common::serve_on(addr, name, &env);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut book = Book::default();
+    let mut operations = 0;
+    for client in clients {
+        let outcome = client.await.unwrap();
+        operations += outcome.calls;
+        for (event, points) in outcome.accrued {
+            book.accrued(&outcome.customer, &event, points);
+        }
+        for (event, points) in outcome.redeemed {
+            book.redeemed(&outcome.customer, &event, points);
+        }
+    }
+    let ledger = Ledger::connect(&env[0].1).await.unwrap();
+    let figures = book.check_on(&mut grpc.clone(), &ledger).await;
+    report("kill -9 under load", operations, cycles, &figures);
+    assert_eq!((figures.lost, figures.duplicated), (0, 0));
+    process.child.kill().unwrap();
+    process.child.wait().unwrap();
+}
+
+/// What one load client was told.
+struct Outcome {
+    customer: String,
+    calls: usize,
+    accrued: Vec<(String, i64)>,
+    redeemed: Vec<(String, i64)>,
+}
+
+/// Accrues 10 and, every third call, redeems 5, each retried with its event
+/// id until the answer is definite, until `stop`.
+async fn kill9_client(
+    mut g: tonic_client::Client,
+    customer: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Outcome {
+    let mut outcome = Outcome { customer: customer.clone(), calls: 0, accrued: Vec::new(), redeemed: Vec::new() };
+    let mut i = 0;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        i += 1;
+        let redeem = i % 3 == 0;
+        let event = format!("{customer}-{}{i}", if redeem { "r" } else { "a" });
+        let deadline = std::time::Instant::now() + SETTLE;
+        loop {
+            outcome.calls += 1;
+            let result = if redeem {
+                g.redeem(redemption(&customer, &event, 5, "ticket")).await.map(drop)
+            } else {
+                g.accrue(accrual(&customer, &event, 10)).await.map(drop)
+            };
+            match result {
+                Ok(()) if redeem => break outcome.redeemed.push((event, 5)),
+                Ok(()) => break outcome.accrued.push((event, 10)),
+                Err(s) if redeem && s.code() == Code::FailedPrecondition => break,
+                Err(s) if common::unavailable(&s) || s.code() == Code::DeadlineExceeded => {
+                    assert!(std::time::Instant::now() < deadline, "{event}: no answer since the restart: {s:?}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(s) => panic!("{event}: {s:?}"),
+            }
+        }
+    }
+    outcome
+}
+
 /// Scale of the scenarios: 1 in CI; `LOYALTY_FAULTS_SCALE=10` for a soak.
 fn scale() -> usize {
     std::env::var("LOYALTY_FAULTS_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)

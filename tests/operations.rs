@@ -6,15 +6,11 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{accrual, grpc_channel, settings, start_app, summary_when};
+use common::{accrual, free_port, grpc_channel, lazy_client, serve, settings, start_app, summary_when, unavailable};
 use loyalty::devserver::{DevServer, DevServerOptions};
 use loyalty::grpc::pb::loyalty_service_client::LoyaltyServiceClient;
 use temporalio_client::Url;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
 
 async fn health_of(addr: SocketAddr, service: &str) -> Option<ServingStatus> {
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).ok()?.connect_lazy();
@@ -73,45 +69,6 @@ async fn readiness_follows_temporal_and_recovers_by_itself() {
     let _ = stop.send(());
     app.join().expect("app stops cleanly");
     tokio::task::spawn_blocking(move || temporal.stop()).await.unwrap();
-}
-
-/// A `loyalty serve` process.
-struct Process {
-    child: std::process::Child,
-    addr: SocketAddr,
-}
-
-fn serve(name: &str, env: &[(&str, String)]) -> Process {
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let log = std::fs::File::create(common::scratch_dir(name).join("serve.log")).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_loyalty"))
-        .arg("serve")
-        .env("LOYALTY_GRPC_ADDR", addr.to_string())
-        .env("TEMPORAL_ADDRESS", common::temporal_address())
-        .env_remove("TEMPORAL_CONFIG_FILE")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("loyalty starts");
-    Process { child, addr }
-}
-
-async fn lazy_client(addr: SocketAddr) -> LoyaltyServiceClient<tonic::transport::Channel> {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
-    LoyaltyServiceClient::new(channel)
-}
-
-/// Whether a call failed because its server was out of reach: UNAVAILABLE,
-/// or a status tonic's client made up from a broken connection rather than
-/// one the server sent (it reports a request refused by HTTP/2 GOAWAY as
-/// CANCELLED and a reset connection as UNKNOWN, with the transport error as
-/// the source; other gRPC clients report both as UNAVAILABLE and retry).
-fn unavailable(status: &tonic::Status) -> bool {
-    use std::error::Error;
-    status.code() == tonic::Code::Unavailable
-        || status.source().is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some())
 }
 
 /// Calls `call` on the first server, and on UNAVAILABLE (or no connection)

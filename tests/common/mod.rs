@@ -310,3 +310,50 @@ pub async fn fail_inserts(trigger: &str, table: &str, when: &str) -> Outage {
 pub async fn end_outage(outage: &Outage) {
     sqlx::query(&outage.end).execute(&outage.db).await.expect("trigger dropped");
 }
+
+/// A free port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A `loyalty serve` process.
+pub struct Process {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+pub fn serve(name: &str, env: &[(&str, String)]) -> Process {
+    serve_on(format!("127.0.0.1:{}", free_port()).parse().unwrap(), name, env)
+}
+
+/// `loyalty serve` on `addr` (appending to its log), e.g. again after a kill.
+pub fn serve_on(addr: SocketAddr, name: &str, env: &[(&str, String)]) -> Process {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(scratch_dir(name).join("serve.log")).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_loyalty"))
+        .arg("serve")
+        .env("LOYALTY_GRPC_ADDR", addr.to_string())
+        .env("TEMPORAL_ADDRESS", temporal_address())
+        .env_remove("TEMPORAL_CONFIG_FILE")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("loyalty starts");
+    Process { child, addr }
+}
+
+pub async fn lazy_client(addr: SocketAddr) -> LoyaltyServiceClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+    LoyaltyServiceClient::new(channel)
+}
+
+/// Whether a call failed because its server was out of reach: UNAVAILABLE,
+/// or a status tonic's client made up from a broken connection rather than
+/// one the server sent (it reports a request refused by HTTP/2 GOAWAY as
+/// CANCELLED and a reset connection as UNKNOWN, with the transport error as
+/// the source; other gRPC clients report both as UNAVAILABLE and retry).
+pub fn unavailable(status: &tonic::Status) -> bool {
+    use std::error::Error;
+    status.code() == tonic::Code::Unavailable
+        || status.source().is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some())
+}
