@@ -46,6 +46,17 @@ impl Book {
         self.redeemed.entry(customer.into()).or_default().insert(event.into(), points);
     }
 
+    /// Records what a load client was told; returns the calls it made.
+    fn add(&mut self, outcome: Outcome) -> usize {
+        for (event, points) in outcome.accrued {
+            self.accrued(&outcome.customer, &event, points);
+        }
+        for (event, points) in outcome.redeemed {
+            self.redeemed(&outcome.customer, &event, points);
+        }
+        outcome.calls
+    }
+
     /// [`Book::check_on`] the shared application and its ledger.
     async fn check(&self) -> Figures {
         self.check_on(&mut client().await, &ledger().await).await
@@ -308,7 +319,7 @@ async fn kill_9_under_load_then_restart() {
     let grpc = common::lazy_client(addr).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let clients: Vec<_> =
-        (0..6).map(|n| tokio::spawn(kill9_client(grpc.clone(), format!("k9-{n}"), stop.clone()))).collect();
+        (0..6).map(|n| tokio::spawn(load_client(grpc.clone(), format!("k9-{n}"), stop.clone()))).collect();
 
     let cycles = 5 * scale();
     // A fixed seed: the moments vary between kills, and a failure can be rerun.
@@ -325,14 +336,7 @@ async fn kill_9_under_load_then_restart() {
     let mut book = Book::default();
     let mut operations = 0;
     for client in clients {
-        let outcome = client.await.unwrap();
-        operations += outcome.calls;
-        for (event, points) in outcome.accrued {
-            book.accrued(&outcome.customer, &event, points);
-        }
-        for (event, points) in outcome.redeemed {
-            book.redeemed(&outcome.customer, &event, points);
-        }
+        operations += book.add(client.await.unwrap());
     }
     let ledger = Ledger::connect(&env[0].1).await.unwrap();
     let figures = book.check_on(&mut grpc.clone(), &ledger).await;
@@ -352,7 +356,7 @@ struct Outcome {
 
 /// Accrues 10 and, every third call, redeems 5, each retried with its event
 /// id until the answer is definite, until `stop`.
-async fn kill9_client(
+async fn load_client(
     mut g: tonic_client::Client,
     customer: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -384,6 +388,50 @@ async fn kill9_client(
         }
     }
     outcome
+}
+
+/// The Temporal dev server (file-backed) stopped for a few seconds under
+/// load, then restarted on its data: calls in between fail retryably, and
+/// every acknowledged event is there afterwards, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporal_stopped_and_restarted_under_load() {
+    let port = common::free_port();
+    let db = common::scratch_dir("temporal-restart").join("temporal.db");
+    let dev = |db: std::path::PathBuf| tokio::task::spawn_blocking(move || common::dev_server_on(port, &db));
+    let temporal = dev(db.clone()).await.unwrap();
+    let mut settings = common::settings("temporal-restart");
+    settings.temporal_connection.target = format!("http://127.0.0.1:{port}").parse().unwrap();
+    settings.rpc_timeout = Duration::from_secs(10);
+    let database_url = settings.database_url.clone();
+    let (stop_app, app_stopped) = tokio::sync::oneshot::channel();
+    let (addr, app) = common::start_app(settings, app_stopped);
+    let grpc = common::lazy_client(addr).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> =
+        (0..4).map(|n| tokio::spawn(load_client(grpc.clone(), format!("tr-{n}"), stop.clone()))).collect();
+
+    let mut temporal = Some(temporal);
+    for _ in 0..scale() {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let running = temporal.take().unwrap();
+        tokio::task::spawn_blocking(move || running.stop()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        temporal = Some(dev(db.clone()).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut book = Book::default();
+    let mut operations = 0;
+    for client in clients {
+        operations += book.add(client.await.unwrap());
+    }
+    let figures = book.check_on(&mut grpc.clone(), &Ledger::connect(&database_url).await.unwrap()).await;
+    report("Temporal stopped and restarted", operations, scale(), &figures);
+    assert_eq!((figures.lost, figures.duplicated), (0, 0));
+    let _ = stop_app.send(());
+    app.join().unwrap();
+    let running = temporal.take().unwrap();
+    tokio::task::spawn_blocking(move || running.stop()).await.unwrap();
 }
 
 /// Scale of the scenarios: 1 in CI; `LOYALTY_FAULTS_SCALE=10` for a soak.

@@ -6,8 +6,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{accrual, free_port, grpc_channel, lazy_client, serve, settings, start_app, summary_when, unavailable};
-use loyalty::devserver::{DevServer, DevServerOptions};
+use common::{
+    accrual, dev_server_on, free_port, grpc_channel, lazy_client, serve, settings, start_app, summary_when, unavailable,
+};
 use loyalty::grpc::pb::loyalty_service_client::LoyaltyServiceClient;
 use temporalio_client::Url;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
@@ -31,11 +32,6 @@ async fn wait_health(addr: SocketAddr, want: ServingStatus, timeout: Duration) {
         assert!(Instant::now() < deadline, "health never became {want:?}: \"\" {overall:?}, API {api:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn dev_server_on(port: u16, db: &std::path::Path) -> DevServer {
-    DevServer::start(&DevServerOptions { port, ui_port: None, db_file: Some(db.to_path_buf()) })
-        .expect("dev server starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

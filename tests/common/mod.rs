@@ -357,3 +357,13 @@ pub fn unavailable(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::Unavailable
         || status.source().is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some())
 }
+
+/// A file-backed dev server on `port`, its data in `db` (so it can be stopped and restarted).
+pub fn dev_server_on(port: u16, db: &std::path::Path) -> loyalty::devserver::DevServer {
+    loyalty::devserver::DevServer::start(&loyalty::devserver::DevServerOptions {
+        port,
+        ui_port: None,
+        db_file: Some(db.to_path_buf()),
+    })
+    .expect("dev server starts")
+}
