@@ -18,6 +18,9 @@ if [ -z "${LOYALTY_TEST_POSTGRES_URL:-}" ]; then
   export LOYALTY_TEST_POSTGRES_URL
   echo "test: PostgreSQL at $LOYALTY_TEST_POSTGRES_URL" >&2
 fi
+rm -f target/tmp/faults-figures.txt
 cargo test --locked
+echo "fault suite figures (tests/faults.rs):"
+cat target/tmp/faults-figures.txt
 # The API suite once more with its ledger on PostgreSQL (the ledger suite covers both on its own).
 LOYALTY_TEST_LEDGER=postgres cargo test --locked --test api

@@ -95,12 +95,18 @@ impl Book {
     }
 }
 
-/// Figures of a scenario, printed for the README's reliability section.
+/// Figures of a scenario, for the README's reliability section: printed, and
+/// appended to target/tmp/faults-figures.txt, which scripts/test.sh shows.
 fn report(scenario: &str, operations: usize, faults: usize, figures: &Figures) {
-    println!(
+    use std::io::Write;
+    let line = format!(
         "{scenario}: {operations} operations, {faults} faults injected, {} customers, lost = {}, duplicated = {}",
         figures.customers, figures.lost, figures.duplicated
     );
+    println!("{line}");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults-figures.txt");
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("figures file");
+    writeln!(file, "{line}").expect("figures written");
 }
 
 /// 100 redemptions of 10 points race on an account holding 500: exactly 50
