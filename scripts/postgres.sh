@@ -3,16 +3,25 @@
 # scripts/setup.sh) for the tests, and prints its URL on stdout.
 #   scripts/postgres.sh start <dir>   initdb + start on a free port in <dir>
 #   scripts/postgres.sh stop <dir>    stop it and remove <dir>
+#   scripts/postgres.sh pause <dir>   stop it, keeping its data (an outage)
+#   scripts/postgres.sh resume <dir>  start it again on the same port
 # Data is not fsynced: it is a test server. As root, the server runs as the
 # `postgres` user, because PostgreSQL refuses to run as root.
 set -euo pipefail
 
-action=${1:?usage: postgres.sh start|stop <dir>}
-dir=${2:?usage: postgres.sh start|stop <dir>}
+usage="usage: postgres.sh start|stop|pause|resume <dir>"
+action=${1:?$usage}
+dir=${2:?$usage}
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 
 as_owner() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+run_server() {
+  as_owner "$pg_bin/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w -t 60 \
+    -o "-p $1 -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=300" \
+    start >/dev/null || { cat "$dir/data/server.log" >&2; exit 1; }
 }
 
 case "$action" in
@@ -22,10 +31,15 @@ case "$action" in
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     as_owner "$pg_bin/initdb" -D "$dir/data" -U loyalty --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
-    as_owner "$pg_bin/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w -t 60 \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=300" \
-      start >/dev/null || { cat "$dir/data/server.log" >&2; exit 1; }
+    echo "$port" >"$dir/port"
+    run_server "$port"
     echo "postgres://loyalty@127.0.0.1:$port/postgres"
+    ;;
+  pause)
+    as_owner "$pg_bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+    ;;
+  resume)
+    run_server "$(cat "$dir/port")"
     ;;
   stop)
     if [ -d "$dir/data" ]; then
@@ -34,7 +48,7 @@ case "$action" in
     rm -rf "$dir"
     ;;
   *)
-    echo "usage: postgres.sh start|stop <dir>" >&2
+    echo "$usage" >&2
     exit 2
     ;;
 esac

@@ -440,6 +440,55 @@ async fn temporal_stopped_and_restarted_under_load() {
     tokio::task::spawn_blocking(move || running.stop()).await.unwrap();
 }
 
+/// The ledger's PostgreSQL server stopped for a while under load, then
+/// started again on its data: accounts stay alive and queryable, accruals
+/// are still acknowledged, and everything acknowledged is applied once it is
+/// back (the run loop retries after its backoff).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_database_down_for_a_while() {
+    let dir = common::scratch_dir("pg-down").join("pg");
+    let postgres = |action: &str| {
+        let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres.sh"))
+            .args([action, dir.to_str().unwrap()])
+            .output()
+            .expect("postgres.sh runs");
+        assert!(out.status.success(), "postgres.sh {action}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let database_url = postgres("start");
+    let mut settings = common::settings("pg-down");
+    settings.database_url = database_url.clone();
+    settings.rpc_timeout = Duration::from_secs(10);
+    let (stop_app, app_stopped) = tokio::sync::oneshot::channel();
+    let (addr, app) = common::start_app(settings, app_stopped);
+    let mut grpc = common::lazy_client(addr).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> =
+        (0..3).map(|n| tokio::spawn(load_client(grpc.clone(), format!("pd-{n}"), stop.clone()))).collect();
+
+    for _ in 0..scale() {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        postgres("pause");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let summary = grpc.get_summary(loyalty::grpc::pb::GetSummaryRequest { customer_id: "pd-0".into() }).await;
+        assert!(summary.is_ok(), "queryable while the ledger is down: {summary:?}");
+        postgres("resume");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut book = Book::default();
+    let mut operations = 0;
+    for client in clients {
+        operations += book.add(client.await.unwrap());
+    }
+    let figures = book.check_on(&mut grpc, &Ledger::connect(&database_url).await.unwrap()).await;
+    report("ledger database down for a while", operations, scale(), &figures);
+    assert_eq!((figures.lost, figures.duplicated), (0, 0));
+    let _ = stop_app.send(());
+    app.join().unwrap();
+    postgres("stop");
+}
+
 /// Scale of the scenarios: 1 in CI; `LOYALTY_FAULTS_SCALE=10` for a soak.
 fn scale() -> usize {
     std::env::var("LOYALTY_FAULTS_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
