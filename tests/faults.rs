@@ -46,6 +46,15 @@ impl Book {
         self.redeemed.entry(customer.into()).or_default().insert(event.into(), points);
     }
 
+    /// Opens `customer` with one acknowledged accrual of `points` (event
+    /// `<customer>-a0`) and waits until it is applied.
+    async fn open(&mut self, grpc: &mut tonic_client::Client, customer: &str, points: i64) {
+        let event = format!("{customer}-a0");
+        grpc.accrue(accrual(customer, &event, points)).await.unwrap();
+        self.accrued(customer, &event, points);
+        summary_when(grpc, customer, SETTLE, |s| s.points_balance == points).await;
+    }
+
     /// Records what a load client was told; returns the calls it made.
     fn add(&mut self, outcome: Outcome) -> usize {
         for (event, points) in outcome.accrued {
@@ -118,9 +127,7 @@ fn report(scenario: &str, operations: usize, faults: usize, figures: &Figures) {
 async fn a_hundred_concurrent_redemptions_on_an_account_that_affords_fifty() {
     let mut book = Book::default();
     let mut grpc = client().await;
-    grpc.accrue(accrual("race", "race-a", 500)).await.unwrap();
-    book.accrued("race", "race-a", 500);
-    summary_when(&mut grpc, "race", SETTLE, |s| s.points_balance == 500).await;
+    book.open(&mut grpc, "race", 500).await;
 
     let refusals = Mutex::new(Vec::new());
     let redeem = |mut g: tonic_client::Client, i: usize| {
@@ -274,9 +281,7 @@ async fn worker_down_then_back() {
 async fn ledger_unavailable_for_a_while() {
     let mut book = Book::default();
     let mut grpc = client().await;
-    grpc.accrue(accrual("lo", "lo-a0", 100)).await.unwrap();
-    book.accrued("lo", "lo-a0", 100);
-    summary_when(&mut grpc, "lo", SETTLE, |s| s.points_balance == 100).await;
+    book.open(&mut grpc, "lo", 100).await;
 
     let outage = common::fail_inserts("outage_lo", "ledger_entries", "NEW.customer_id = 'lo'").await;
     for i in 1..=5 {
@@ -323,9 +328,7 @@ async fn kill_9_under_load_then_restart() {
     let mut process = common::serve(name, &env);
     let addr = process.addr;
     let grpc = common::lazy_client(addr).await;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients: Vec<_> =
-        (0..6).map(|n| tokio::spawn(load_client(grpc.clone(), format!("k9-{n}"), stop.clone()))).collect();
+    let load = Load::start(&grpc, "k9", 6);
 
     let cycles = 5 * scale();
     // A fixed seed: the moments vary between kills, and a failure can be rerun.
@@ -338,18 +341,41 @@ async fn kill_9_under_load_then_restart() {
         process = common::serve_on(addr, name, &env);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut book = Book::default();
-    let mut operations = 0;
-    for client in clients {
-        operations += book.add(client.await.unwrap());
-    }
+    let (book, operations) = load.finish().await;
     let ledger = Ledger::connect(&env[0].1).await.unwrap();
     let figures = book.check_on(&mut grpc.clone(), &ledger).await;
     report("kill -9 under load", operations, cycles, &figures);
     assert_eq!((figures.lost, figures.duplicated), (0, 0));
     process.child.kill().unwrap();
     process.child.wait().unwrap();
+}
+
+/// Load clients running until [`Load::finish`].
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<Outcome>>,
+}
+
+impl Load {
+    /// `clients` load clients on customers `<prefix>-0`, `<prefix>-1`, ...
+    fn start(grpc: &tonic_client::Client, prefix: &str, clients: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients = (0..clients)
+            .map(|n| tokio::spawn(load_client(grpc.clone(), format!("{prefix}-{n}"), stop.clone())))
+            .collect();
+        Self { stop, clients }
+    }
+
+    /// Stops the clients; what they were told, and the calls they made.
+    async fn finish(self) -> (Book, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut book = Book::default();
+        let mut operations = 0;
+        for client in self.clients {
+            operations += book.add(client.await.unwrap());
+        }
+        (book, operations)
+    }
 }
 
 /// What one load client was told.
@@ -412,9 +438,7 @@ async fn temporal_stopped_and_restarted_under_load() {
     let (stop_app, app_stopped) = tokio::sync::oneshot::channel();
     let (addr, app) = common::start_app(settings, app_stopped);
     let grpc = common::lazy_client(addr).await;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients: Vec<_> =
-        (0..4).map(|n| tokio::spawn(load_client(grpc.clone(), format!("tr-{n}"), stop.clone()))).collect();
+    let load = Load::start(&grpc, "tr", 4);
 
     let mut temporal = Some(temporal);
     for _ in 0..scale() {
@@ -425,12 +449,7 @@ async fn temporal_stopped_and_restarted_under_load() {
         temporal = Some(dev(db.clone()).await.unwrap());
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut book = Book::default();
-    let mut operations = 0;
-    for client in clients {
-        operations += book.add(client.await.unwrap());
-    }
+    let (book, operations) = load.finish().await;
     let figures = book.check_on(&mut grpc.clone(), &Ledger::connect(&database_url).await.unwrap()).await;
     report("Temporal stopped and restarted", operations, scale(), &figures);
     assert_eq!((figures.lost, figures.duplicated), (0, 0));
@@ -462,9 +481,7 @@ async fn ledger_database_down_for_a_while() {
     let (stop_app, app_stopped) = tokio::sync::oneshot::channel();
     let (addr, app) = common::start_app(settings, app_stopped);
     let mut grpc = common::lazy_client(addr).await;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients: Vec<_> =
-        (0..3).map(|n| tokio::spawn(load_client(grpc.clone(), format!("pd-{n}"), stop.clone()))).collect();
+    let load = Load::start(&grpc, "pd", 3);
 
     for _ in 0..scale() {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -475,12 +492,7 @@ async fn ledger_database_down_for_a_while() {
         postgres("resume");
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut book = Book::default();
-    let mut operations = 0;
-    for client in clients {
-        operations += book.add(client.await.unwrap());
-    }
+    let (book, operations) = load.finish().await;
     let figures = book.check_on(&mut grpc, &Ledger::connect(&database_url).await.unwrap()).await;
     report("ledger database down for a while", operations, scale(), &figures);
     assert_eq!((figures.lost, figures.duplicated), (0, 0));

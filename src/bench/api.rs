@@ -3,10 +3,7 @@
 
 use std::time::Duration;
 
-use temporalio_client::{
-    WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions,
-    WorkflowStartOptions,
-};
+use temporalio_client::{WorkflowExecuteUpdateOptions, WorkflowQueryOptions, WorkflowStartOptions};
 
 use super::Bench;
 use super::load::drive;
@@ -14,7 +11,7 @@ use super::reference::{PerEventAccount, PerEventInput};
 use super::stats::{Samples, Summary};
 use crate::domain::messages::{PointsEvent, RedemptionRequest};
 use crate::grpc::pb;
-use crate::workflow::{LoyaltyEntityWorkflow, WorkflowInput};
+use crate::workflow::LoyaltyEntityWorkflow;
 
 /// Points each benchmark accrual credits.
 const POINTS: i64 = 10;
@@ -82,21 +79,7 @@ impl Bench {
                     reason: "bench".into(),
                     source: "bench".into(),
                 };
-                let options = WorkflowStartOptions::new(self.task_queue.clone(), format!("loyalty-{customer}"))
-                    .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-                    .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
-                    .build();
-                self.temporal
-                    .signal_with_start_workflow(
-                        LoyaltyEntityWorkflow::run,
-                        WorkflowInput::new_account(),
-                        LoyaltyEntityWorkflow::add_points,
-                        event,
-                        options,
-                    )
-                    .await
-                    .map(drop)
-                    .map_err(|e| err(&e))
+                self.signal_account(self.task_queue.clone(), &format!("loyalty-{customer}"), event).await
             }
             Op::ServiceSummary => {
                 let request = pb::GetSummaryRequest { customer_id: self.service_customer(level, i) };

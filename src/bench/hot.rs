@@ -23,7 +23,7 @@ use super::reference::{PerEventAccount, PerEventInput};
 use super::stats::Samples;
 use crate::domain::messages::PointsEvent;
 use crate::grpc::pb;
-use crate::workflow::{LoyaltyEntityWorkflow, WorkflowInput};
+use crate::workflow::LoyaltyEntityWorkflow;
 
 /// How a backlog is processed.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -150,39 +150,21 @@ impl Bench {
     async fn queue(&self, processing: Processing, workflow_id: &str, i: usize) -> Result<(), String> {
         let event =
             PointsEvent { event_id: format!("h{i}"), points: 1, reason: "bench".into(), source: "bench".into() };
+        if let Processing::Batched = processing {
+            return self.signal_account(self.bench_queue(), workflow_id, event).await;
+        }
+        let input = PerEventInput {
+            customer_id: workflow_id.to_owned(),
+            local: matches!(processing, Processing::PerEventLocal),
+        };
         let options = WorkflowStartOptions::new(self.bench_queue(), workflow_id)
             .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
             .build();
-        let started = match processing {
-            Processing::Batched => self
-                .temporal
-                .signal_with_start_workflow(
-                    LoyaltyEntityWorkflow::run,
-                    WorkflowInput::new_account(),
-                    LoyaltyEntityWorkflow::add_points,
-                    event,
-                    options,
-                )
-                .await
-                .map(drop),
-            Processing::PerEventRegular | Processing::PerEventLocal => {
-                let input = PerEventInput {
-                    customer_id: workflow_id.to_owned(),
-                    local: matches!(processing, Processing::PerEventLocal),
-                };
-                self.temporal
-                    .signal_with_start_workflow(
-                        PerEventAccount::run,
-                        input,
-                        PerEventAccount::add_points,
-                        event,
-                        options,
-                    )
-                    .await
-                    .map(drop)
-            }
-        };
-        started.map_err(|e| e.to_string())
+        self.temporal
+            .signal_with_start_workflow(PerEventAccount::run, input, PerEventAccount::add_points, event, options)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     /// Events in the history of every run from `first_run` on, and the runs.

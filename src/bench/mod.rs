@@ -27,7 +27,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use temporalio_client::{Client, WorkflowQueryOptions};
+use temporalio_client::{
+    Client, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
+};
 use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tonic::transport::Channel;
@@ -35,10 +37,11 @@ use tonic::transport::Channel;
 use crate::activities::LoyaltyActivities;
 use crate::app::temporal_client;
 use crate::config::{Overrides, Settings};
+use crate::domain::messages::PointsEvent;
 use crate::grpc::pb::loyalty_service_client::LoyaltyServiceClient;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
-use crate::workflow::LoyaltyEntityWorkflow;
+use crate::workflow::{LoyaltyEntityWorkflow, WorkflowInput};
 use reference::{BenchActivities, PerEventAccount};
 
 /// Options of `loyalty bench`.
@@ -221,6 +224,26 @@ impl Bench {
         let (ran, out) = tokio::join!(worker.run(), body);
         ran.map_err(|e| format!("bench worker: {e}"))?;
         Ok(out)
+    }
+
+    /// Signals accrual `event` to the account workflow `workflow_id` on
+    /// `task_queue`, starting it if needed, as the service's Accrue does.
+    async fn signal_account(&self, task_queue: String, workflow_id: &str, event: PointsEvent) -> Result<(), String> {
+        let options = WorkflowStartOptions::new(task_queue, workflow_id)
+            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+            .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+            .build();
+        self.temporal
+            .signal_with_start_workflow(
+                LoyaltyEntityWorkflow::run,
+                WorkflowInput::new_account(),
+                LoyaltyEntityWorkflow::add_points,
+                event,
+                options,
+            )
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     /// Waits until the account of `workflow_id` has `lifetime` points.
