@@ -19,6 +19,9 @@ use tonic::Code;
 
 const SETTLE: Duration = Duration::from_secs(60);
 
+/// A client of the service's gRPC API.
+type Grpc = loyalty::grpc::pb::loyalty_service_client::LoyaltyServiceClient<tonic::transport::Channel>;
+
 /// What the clients were told, per customer and event id: the points of
 /// every acknowledged accrual and successful redemption.
 #[derive(Default)]
@@ -48,7 +51,7 @@ impl Book {
 
     /// Opens `customer` with one acknowledged accrual of `points` (event
     /// `<customer>-a0`) and waits until it is applied.
-    async fn open(&mut self, grpc: &mut tonic_client::Client, customer: &str, points: i64) {
+    async fn open(&mut self, grpc: &mut Grpc, customer: &str, points: i64) {
         let event = format!("{customer}-a0");
         grpc.accrue(accrual(customer, &event, points)).await.unwrap();
         self.accrued(customer, &event, points);
@@ -73,7 +76,7 @@ impl Book {
 
     /// Compares every customer's summary and ledger with the book, once the
     /// balance has settled; panics with the differences.
-    async fn check_on(&self, grpc: &mut tonic_client::Client, ledger: &Ledger) -> Figures {
+    async fn check_on(&self, grpc: &mut Grpc, ledger: &Ledger) -> Figures {
         let mut figures = Figures::default();
         let customers: std::collections::BTreeSet<&String> = self.accrued.keys().chain(self.redeemed.keys()).collect();
         let none = BTreeMap::new();
@@ -130,7 +133,7 @@ async fn a_hundred_concurrent_redemptions_on_an_account_that_affords_fifty() {
     book.open(&mut grpc, "race", 500).await;
 
     let refusals = Mutex::new(Vec::new());
-    let redeem = |mut g: tonic_client::Client, i: usize| {
+    let redeem = |mut g: Grpc, i: usize| {
         let refusals = &refusals;
         async move {
             let event = format!("race-r{i}");
@@ -186,7 +189,7 @@ async fn more_accruals_to_one_customer_than_one_run_may_receive() {
     let total = 10_200 * scale();
     let mut book = Book::default();
     let grpc = client().await;
-    let accrue = |mut g: tonic_client::Client, i: usize| async move {
+    let accrue = |mut g: Grpc, i: usize| async move {
         let event = format!("mega-{i}");
         // Retried with the same id until acknowledged, as a checkout service would.
         for _ in 0..50 {
@@ -220,14 +223,12 @@ async fn worker_down_then_back() {
     let mut api = common::settings("worker-down");
     api.role = Role::Api;
     api.rpc_timeout = Duration::from_secs(3);
-    let (worker_settings, database_url) = {
-        let mut w = api.clone();
-        w.role = Role::Worker;
-        (w, api.database_url.clone())
-    };
+    let mut worker_settings = api.clone();
+    worker_settings.role = Role::Worker;
+    let database_url = api.database_url.clone();
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel();
     let (addr, api_thread) = common::start_app(api, api_stopped);
-    let mut grpc = tonic_client::Client::new(common::grpc_channel(addr).await);
+    let mut grpc = Grpc::new(common::grpc_channel(addr).await);
     let mut book = Book::default();
     let mut operations = 0;
 
@@ -358,7 +359,7 @@ struct Load {
 
 impl Load {
     /// `clients` load clients on customers `<prefix>-0`, `<prefix>-1`, ...
-    fn start(grpc: &tonic_client::Client, prefix: &str, clients: usize) -> Self {
+    fn start(grpc: &Grpc, prefix: &str, clients: usize) -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let clients = (0..clients)
             .map(|n| tokio::spawn(load_client(grpc.clone(), format!("{prefix}-{n}"), stop.clone())))
@@ -388,11 +389,7 @@ struct Outcome {
 
 /// Accrues 10 and, every third call, redeems 5, each retried with its event
 /// id until the answer is definite, until `stop`.
-async fn load_client(
-    mut g: tonic_client::Client,
-    customer: String,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Outcome {
+async fn load_client(mut g: Grpc, customer: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Outcome {
     let mut outcome = Outcome { customer: customer.clone(), calls: 0, accrued: Vec::new(), redeemed: Vec::new() };
     let mut i = 0;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -504,8 +501,4 @@ async fn ledger_database_down_for_a_while() {
 /// Scale of the scenarios: 1 in CI; `LOYALTY_FAULTS_SCALE=10` for a soak.
 fn scale() -> usize {
     std::env::var("LOYALTY_FAULTS_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
-}
-
-mod tonic_client {
-    pub type Client = loyalty::grpc::pb::loyalty_service_client::LoyaltyServiceClient<tonic::transport::Channel>;
 }

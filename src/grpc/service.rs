@@ -22,6 +22,7 @@ use super::requests::{Accrue, Adjust, History, Redeem, Reverse};
 use crate::domain::{BalanceChange, CustomerId, Movement, Rejection, Tier};
 use crate::ledger::{HistoryEntry, Ledger, LedgerError};
 use crate::otel::Tracing;
+use crate::workflow::{LoyaltyEntityWorkflow, WorkflowInput};
 
 /// How long Accrue and Redeem wait for the ledger's answer before asking the
 /// workflow anyway: a slow or absent ledger must not hold up accepting events.
@@ -31,7 +32,6 @@ const LEDGER_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
 /// its whole deadline; past this (or half the server's RPC deadline, if
 /// shorter) it gets UNAVAILABLE and may retry.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
-use crate::workflow::{LoyaltyEntityWorkflow, WorkflowInput};
 
 /// The gRPC API; cheap to clone.
 #[derive(Clone)]
