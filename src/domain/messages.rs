@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::dedup::RecentIds;
+use super::entry::{ChangeRecord, Entry, LedgerView, Originals};
 use super::movement::{Effect, Movement, Refusal, Totals};
 use super::tier::Tier;
 
@@ -21,6 +22,13 @@ pub struct PointsEvent {
     /// Originating service or channel.
     #[serde(default)]
     pub source: String,
+    /// Set by our gRPC layer when it found the event id absent from the
+    /// ledger just before signalling: the account may decide the accrual at
+    /// once. Signals without it (other clients, or a ledger that did not
+    /// answer) are checked against the ledger first, so an event id is
+    /// never applied twice however old.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ledger_checked: bool,
 }
 
 /// Input of the `redeem_points` update.
@@ -59,6 +67,21 @@ pub struct LoyaltySummary {
     pub tier: Tier,
     /// False once the account is closed.
     pub is_active: bool,
+    /// Acknowledged accruals not applied yet: received without a ledger check
+    /// and waiting for it (zero while the ledger answers).
+    #[serde(default)]
+    pub unapplied_points: i64,
+    /// Sequence number of the account's newest decided entry.
+    #[serde(default)]
+    pub decided_seq: u64,
+    /// Newest entry the ledger holds (entries decided but not written yet are
+    /// `decided_seq - projected_seq`).
+    #[serde(default)]
+    pub projected_seq: u64,
+    /// Why the account stopped writing to the ledger, when the ledger's
+    /// sequence does not match its own (a lost or restored database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_held: Option<String>,
 }
 
 /// A redemption the account remembers, so a retry returns the original
@@ -69,6 +92,10 @@ pub struct RedemptionRecord {
     pub request: RedemptionRequest,
     /// Its result.
     pub result: RedemptionResult,
+    /// The entry that recorded it (0 from the previous version); kept at
+    /// least until the ledger holds that entry.
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// The workflow input after continue-as-new (`null` for a new account).
@@ -105,6 +132,24 @@ pub struct LoyaltyState {
     /// Redemptions whose ledger write has an unknown outcome.
     #[serde(default)]
     pub in_doubt: Vec<InDoubtRedemption>,
+    /// Sequence number of the newest decided entry; the ledger applies
+    /// entries only in this order.
+    #[serde(default)]
+    pub seq: u64,
+    /// Newest entry the ledger confirmed holding.
+    #[serde(default)]
+    pub projected_seq: u64,
+    /// Decided entries the ledger does not hold yet, oldest first
+    /// (`projected_seq + 1 ..= seq`).
+    #[serde(default)]
+    pub unprojected: Vec<Entry>,
+    /// Recent accruals and redemptions a reversal may name.
+    #[serde(default)]
+    pub originals: Originals,
+    /// Recent reversals and adjustments with their results, so a resend is
+    /// answered with the original result.
+    #[serde(default)]
+    pub recent_changes: Vec<ChangeRecord>,
 }
 
 fn active() -> bool {
@@ -162,6 +207,10 @@ pub struct ReversalRequest {
     /// Why (a refund, a cancelled order).
     #[serde(default)]
     pub reason: String,
+    /// The original as the ledger held it when the gRPC layer read it, for
+    /// an original older than the account keeps in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerView>,
 }
 
 /// Input of the `adjust_points` update (ours; not in the reference guide).

@@ -1,21 +1,28 @@
 //! Pure loyalty rules: identifiers, points, tiers, the dedup window, the
-//! account commands and how each ledger entry moves the totals. No Temporal,
+//! account's decisions and the entries they append, and how each ledger
+//! entry moves the totals. No Temporal,
 //! no tonic, no I/O and no clock: the workflow, the ledger and the gRPC layer
 //! all call into this module, so every rule lives once.
 
 pub mod account;
+pub mod decide;
 pub mod dedup;
+pub mod entry;
 pub mod error;
 pub mod ids;
+pub mod legacy;
 pub mod messages;
 pub mod movement;
 pub mod points;
 pub mod text;
 pub mod tier;
 
-pub use account::{AccrualPlan, CommitReport, RedeemDecision, RedeemStep, Rejection};
+pub use account::Rejection;
+pub use decide::{CorrectionPlan, VetReport};
+pub use entry::{Entry, Known, LedgerView, ProjectionBatch, ProjectionReply};
 pub use error::FieldError;
 pub use ids::{CustomerId, EventId};
+pub use legacy::{AccrualPlan, CommitReport, RedeemDecision, RedeemStep};
 pub use messages::{
     AdjustmentRequest, BalanceChange, BatchOutcome, EntryKind, LedgerBatch, LoyaltyState, LoyaltySummary, Outcome,
     PointsEvent, Recorded, RedemptionRequest, RedemptionResult, ReversalRequest, TierChange,

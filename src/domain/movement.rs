@@ -82,7 +82,7 @@ impl Movement {
 }
 
 /// The original entry of a reversal, as the ledger holds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Original {
     /// Its kind.
     pub kind: EntryKind,

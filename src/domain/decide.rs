@@ -1,0 +1,437 @@
+//! One writer, one order: every change of an account is decided here,
+//! synchronously, against the account's own state, in the order the workflow
+//! receives it. A decision appends a numbered [`Entry`]; the ledger receives
+//! the entries later, in order (`entry`). Nothing here waits for anything.
+//!
+//! Exactly once: the gRPC layer looks every event id up in the ledger before
+//! it reaches the account (the lifelong guard); the account's window of
+//! recent ids covers at least every entry the ledger does not hold yet, so a
+//! resend racing its own write is caught here.
+
+use super::account::{Rejection, validate_accrual};
+use super::entry::{ChangeRecord, Entry, Known, LedgerView, ProjectionBatch, RESULTS_WINDOW, reversible};
+use super::ids::EventId;
+use super::messages::{
+    BalanceChange, EntryKind, LoyaltyState, PointsEvent, RedemptionRecord, RedemptionRequest, RedemptionResult,
+    TierChange,
+};
+use super::movement::{Effect, Movement, Original, effect};
+use super::points::Points;
+use super::text::BoundedText;
+use super::tier::Tier;
+
+/// How a correction is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorrectionPlan {
+    /// A resend: the original answer.
+    Replay(BalanceChange),
+    /// New: this effect (and, for a reversal, the original it acts on).
+    Apply(Effect, Option<Original>),
+}
+
+/// What a vetting round did with the accruals received without a check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VetReport {
+    /// Event ids decided now.
+    pub applied: Vec<String>,
+    /// Event ids not applied, with why.
+    pub ignored: Vec<(String, String)>,
+}
+
+impl LoyaltyState {
+    /// Whether the previous version left redemptions to settle with the
+    /// ledger: until they are, the account decides nothing new.
+    pub fn needs_settling(&self) -> bool {
+        !self.in_doubt.is_empty() || !self.pending_voids.is_empty()
+    }
+
+    /// Whether the ledger is behind the account's decisions, or accruals
+    /// wait for their check.
+    pub fn has_projection_work(&self) -> bool {
+        !self.unprojected.is_empty() || !self.pending_events.is_empty() || self.needs_settling()
+    }
+
+    /// Decides an accrual now. `Err` says why it is ignored (an invalid
+    /// signal from another client, or a resend).
+    pub fn accrue(&mut self, event: &PointsEvent) -> Result<u64, String> {
+        let points = validate_accrual(event).map_err(|e| e.to_string())?;
+        if self.processed_event_ids.contains(&event.event_id) {
+            return Err("duplicate event_id".into());
+        }
+        let effect = Effect { requested: points, balance_delta: points, lifetime_delta: points, shortfall: 0 };
+        Ok(self.push_entry(event.movement(), effect))
+    }
+
+    /// Decides a redemption without changing anything: `Some` is the answer
+    /// to a resend, `None` a new redemption the account can afford.
+    pub fn plan_redeem(&self, req: &RedemptionRequest) -> Result<Option<RedemptionResult>, Rejection> {
+        if let Some(done) = self.recent_redemptions.iter().find(|r| r.request.event_id == req.event_id) {
+            return if done.request == *req {
+                Ok(Some(done.result.clone()))
+            } else {
+                Err(Rejection::EventIdReused(req.event_id.clone()))
+            };
+        }
+        self.check_new_id(&req.event_id)?;
+        EventId::parse(&req.event_id)?;
+        let points = Points::parse(req.points)?.get();
+        BoundedText::parse("reward", &req.reward)?;
+        if !self.is_active {
+            return Err(Rejection::Inactive);
+        }
+        if points > self.points_balance {
+            return Err(Rejection::Insufficient { requested: points, available: self.points_balance });
+        }
+        Ok(None)
+    }
+
+    /// Decides and applies a redemption; a resend gets the original answer.
+    pub fn redeem(&mut self, req: &RedemptionRequest) -> Result<RedemptionResult, Rejection> {
+        if let Some(done) = self.plan_redeem(req)? {
+            return Ok(done);
+        }
+        let effect = Effect { requested: req.points, balance_delta: -req.points, lifetime_delta: 0, shortfall: 0 };
+        let seq = self.push_entry(req.movement(), effect);
+        let result = RedemptionResult {
+            redeemed: req.points,
+            remaining_balance: self.points_balance,
+            reward: req.reward.clone(),
+        };
+        self.recent_redemptions.push(RedemptionRecord { request: req.clone(), result: result.clone(), seq });
+        Ok(result)
+    }
+
+    /// Decides a reversal or adjustment without changing anything.
+    /// `view` is the ledger's view of a reversal's original, if the caller
+    /// read it.
+    pub fn plan_correction(&self, m: &Movement, view: Option<&LedgerView>) -> Result<CorrectionPlan, Rejection> {
+        if let Some(done) = self.recent_changes.iter().find(|r| r.movement.event_id == m.event_id) {
+            return if done.movement == *m {
+                Ok(CorrectionPlan::Replay(done.result.clone()))
+            } else {
+                Err(Rejection::EventIdReused(m.event_id.clone()))
+            };
+        }
+        self.check_new_id(&m.event_id)?;
+        if !self.is_active {
+            return Err(Rejection::Inactive);
+        }
+        let original = match &m.reverses {
+            Some(id) => match self.originals.resolve(id, view) {
+                Ok(original) => original,
+                Err(()) => Some(self.correction_in_memory(id).ok_or_else(|| Rejection::OriginalUnknown(id.clone()))?),
+            },
+            None => None,
+        };
+        let e = effect(m, self.totals(), original).map_err(Rejection::Refused)?;
+        Ok(CorrectionPlan::Apply(e, original))
+    }
+
+    /// Decides and applies a reversal or adjustment.
+    pub fn correct(&mut self, m: &Movement, view: Option<&LedgerView>) -> Result<BalanceChange, Rejection> {
+        let (effect, original) = match self.plan_correction(m, view)? {
+            CorrectionPlan::Replay(change) => return Ok(change),
+            CorrectionPlan::Apply(effect, original) => (effect, original),
+        };
+        if let (Some(id), Some(original)) = (&m.reverses, original) {
+            // A reversal of an original read from the ledger is tracked from now on.
+            if self.originals.get(id).is_none() {
+                self.originals.put(id, original, self.seq);
+            }
+        }
+        let seq = self.push_entry(m.clone(), effect);
+        let result = BalanceChange {
+            balance_delta: effect.balance_delta,
+            lifetime_delta: effect.lifetime_delta,
+            shortfall: effect.shortfall,
+            balance_after: self.points_balance,
+            points_balance: self.points_balance,
+            lifetime_points: self.lifetime_points,
+            tier: self.tier,
+        };
+        self.recent_changes.push(ChangeRecord { movement: m.clone(), result: result.clone(), seq });
+        Ok(result)
+    }
+
+    /// The next write to the ledger: at most `max` entries on top of what it
+    /// holds, and at most `max` accruals to check.
+    pub fn projection(&self, max: usize) -> ProjectionBatch {
+        let entries: Vec<Entry> = self.unprojected.iter().take(max).cloned().collect();
+        let totals_before = entries.first().map_or_else(|| self.totals(), Entry::before);
+        ProjectionBatch {
+            customer_id: self.customer_id.clone(),
+            after_seq: self.projected_seq,
+            totals_before,
+            entries,
+            check: self.pending_events.iter().take(max).map(PointsEvent::movement).collect(),
+        }
+    }
+
+    /// The ledger holds `batch`: its entries leave memory (their results stay
+    /// a while for resends), and the checked accruals are decided, in order.
+    pub fn projected(&mut self, batch: &ProjectionBatch, known: &[Known]) -> VetReport {
+        let last = batch.last_seq();
+        self.unprojected.retain(|e| e.seq > last);
+        self.projected_seq = self.projected_seq.max(last);
+        self.trim_results();
+        let mut report = VetReport::default();
+        let checked: Vec<PointsEvent> =
+            self.pending_events.drain(..known.len().min(self.pending_events.len())).collect();
+        for (event, known) in checked.iter().zip(known) {
+            let outcome = match known {
+                Known::New => self.accrue(event).map(|_| ()),
+                Known::Same => Err("already in the ledger; not applied again".into()),
+                Known::Other => Err("event_id reused with other content; ignored".into()),
+            };
+            match outcome {
+                Ok(()) => report.applied.push(event.event_id.clone()),
+                Err(why) => report.ignored.push((event.event_id.clone(), why)),
+            }
+        }
+        report
+    }
+
+    /// A reversal or adjustment the account still holds in memory, as an
+    /// original: a reversal naming it is refused as not reversible without
+    /// asking the ledger.
+    fn correction_in_memory(&self, event_id: &str) -> Option<Original> {
+        let kind =
+            self.recent_changes.iter().find(|r| r.movement.event_id == event_id).map(|r| r.movement.kind).or_else(
+                || self.unprojected.iter().find(|e| e.movement.event_id == event_id).map(|e| e.movement.kind),
+            )?;
+        (!reversible(kind)).then_some(Original { kind, requested: 0, reversed: 0 })
+    }
+
+    /// A resend not answered from the results window: the caller read the
+    /// ledger first (the lifelong guard), so an id still in the window is
+    /// either another kind's (reused) or forgotten by this window only.
+    fn check_new_id(&self, event_id: &str) -> Result<(), Rejection> {
+        if !self.processed_event_ids.contains(event_id) {
+            return Ok(());
+        }
+        if self.unprojected.iter().any(|e| e.movement.event_id == event_id) {
+            return Err(Rejection::EventIdReused(event_id.to_owned()));
+        }
+        Err(Rejection::Forgotten(event_id.to_owned()))
+    }
+
+    /// Appends a decided entry and moves the totals and the tier with it.
+    fn push_entry(&mut self, movement: Movement, effect: Effect) -> u64 {
+        let after = effect.apply(self.totals());
+        self.points_balance = after.balance;
+        self.lifetime_points = after.lifetime;
+        let old_tier = self.tier;
+        self.tier = Tier::for_lifetime(after.lifetime);
+        self.seq += 1;
+        let seq = self.seq;
+        let tier_change = (self.tier != old_tier).then(|| TierChange {
+            customer_id: self.customer_id.clone(),
+            old_tier,
+            new_tier: self.tier,
+            lifetime_points: after.lifetime,
+            caused_by: movement.event_id.clone(),
+        });
+        self.processed_event_ids.remember(movement.event_id.clone());
+        if reversible(movement.kind) {
+            let original = Original { kind: movement.kind, requested: effect.requested, reversed: 0 };
+            self.originals.put(&movement.event_id, original, seq);
+        } else if let (EntryKind::Reversal, Some(id)) = (movement.kind, &movement.reverses) {
+            if let Some(mut original) = self.originals.get(id) {
+                original.reversed += effect.requested;
+                self.originals.put(id, original, seq);
+            }
+        }
+        self.unprojected.push(Entry { seq, movement, effect, after, tier_change });
+        seq
+    }
+
+    /// Keeps every result the ledger does not hold yet and the newest
+    /// [`RESULTS_WINDOW`] of the others.
+    fn trim_results(&mut self) {
+        let projected = self.projected_seq;
+        trim(&mut self.recent_redemptions, |r| r.seq <= projected);
+        trim(&mut self.recent_changes, |r| r.seq <= projected);
+    }
+}
+
+/// Drops the oldest items that `done` holds for beyond the newest [`RESULTS_WINDOW`] of them.
+fn trim<T>(items: &mut Vec<T>, done: impl Fn(&T) -> bool) {
+    let mut excess = items.iter().filter(|x| done(x)).count().saturating_sub(RESULTS_WINDOW);
+    items.retain(|x| {
+        if excess > 0 && done(x) {
+            excess -= 1;
+            false
+        } else {
+            true
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::entry::ORIGINALS_WINDOW;
+    use crate::domain::messages::{AdjustmentRequest, ReversalRequest};
+    use crate::domain::movement::Refusal;
+
+    fn event(id: &str, points: i64) -> PointsEvent {
+        PointsEvent {
+            event_id: id.into(),
+            points,
+            reason: "purchase".into(),
+            source: "web".into(),
+            ledger_checked: true,
+        }
+    }
+
+    fn redeem(id: &str, points: i64) -> RedemptionRequest {
+        RedemptionRequest { event_id: id.into(), points, reward: "coffee".into() }
+    }
+
+    fn reverse(id: &str, original: &str, points: Option<i64>) -> Movement {
+        ReversalRequest {
+            event_id: id.into(),
+            original_event_id: original.into(),
+            points,
+            reason: "refund".into(),
+            ledger: None,
+        }
+        .movement()
+        .unwrap()
+    }
+
+    fn adjust(id: &str, points: i64) -> Movement {
+        AdjustmentRequest { event_id: id.into(), points, reason: "goodwill".into() }.movement().unwrap()
+    }
+
+    /// The ledger takes every entry: what a healthy projection does.
+    fn project_all(s: &mut LoyaltyState) -> VetReport {
+        let batch = s.projection(usize::MAX);
+        let known = vec![Known::New; batch.check.len()];
+        s.projected(&batch, &known)
+    }
+
+    #[test]
+    fn decisions_are_numbered_in_arrival_order_and_move_totals_at_once() {
+        let mut s = LoyaltyState::open("c");
+        assert_eq!(s.accrue(&event("a", 600)), Ok(1));
+        assert_eq!(s.redeem(&redeem("r", 100)).unwrap().remaining_balance, 500);
+        assert_eq!(s.accrue(&event("b", 500)), Ok(3));
+        assert_eq!((s.points_balance, s.lifetime_points, s.tier), (1_000, 1_100, Tier::Silver));
+        let seqs: Vec<_> = s.unprojected.iter().map(|e| (e.seq, e.movement.event_id.as_str())).collect();
+        assert_eq!(seqs, vec![(1, "a"), (2, "r"), (3, "b")]);
+        let tier = s.unprojected[2].tier_change.as_ref().expect("the entry that crossed 1,000 carries the change");
+        assert_eq!((tier.new_tier, tier.caused_by.as_str()), (Tier::Silver, "b"));
+        assert_eq!(s.unprojected[2].before(), crate::domain::Totals { balance: 500, lifetime: 600 });
+    }
+
+    #[test]
+    fn a_resend_is_caught_while_its_entry_waits_for_the_ledger_and_after() {
+        let mut s = LoyaltyState::open("c");
+        s.accrue(&event("a", 10)).unwrap();
+        assert!(s.accrue(&event("a", 10)).is_err());
+        let first = s.redeem(&redeem("r", 4)).unwrap();
+        assert_eq!(s.redeem(&redeem("r", 4)), Ok(first.clone()), "the original answer");
+        assert_eq!(s.redeem(&redeem("r", 5)), Err(Rejection::EventIdReused("r".into())));
+        assert_eq!(s.redeem(&redeem("a", 1)), Err(Rejection::EventIdReused("a".into())), "an accrual's id");
+        project_all(&mut s);
+        assert_eq!(s.redeem(&redeem("r", 4)), Ok(first), "results outlive their projection");
+        assert_eq!(s.redeem(&redeem("a", 1)), Err(Rejection::Forgotten("a".into())), "the ledger knows");
+        assert_eq!(s.points_balance, 6);
+    }
+
+    #[test]
+    fn redemptions_are_checked_before_anything_changes() {
+        let mut s = LoyaltyState::open("c");
+        s.accrue(&event("a", 100)).unwrap();
+        let before = s.clone();
+        assert_eq!(s.redeem(&redeem("r", 101)), Err(Rejection::Insufficient { requested: 101, available: 100 }));
+        assert_eq!(s.redeem(&redeem("r", 0)).unwrap_err().failure_type(), "ValidationError");
+        assert_eq!(s.redeem(&redeem("bad id", 1)).unwrap_err().failure_type(), "ValidationError");
+        assert_eq!(s, before, "a refusal changes nothing");
+        s.close();
+        assert_eq!(s.redeem(&redeem("r", 1)), Err(Rejection::Inactive));
+    }
+
+    #[test]
+    fn reversals_act_on_what_the_original_still_holds() {
+        let mut s = LoyaltyState::open("c");
+        s.accrue(&event("a", 100)).unwrap();
+        s.redeem(&redeem("r", 30)).unwrap();
+        let part = s.correct(&reverse("v1", "a", Some(40)), None).unwrap();
+        assert_eq!((part.balance_delta, part.lifetime_delta, part.points_balance), (-40, -40, 30));
+        let rest = s.correct(&reverse("v2", "a", None), None).unwrap();
+        assert_eq!((rest.balance_delta, rest.shortfall, rest.points_balance), (-30, 30, 0), "floors at zero");
+        assert!(matches!(
+            s.correct(&reverse("v3", "a", None), None),
+            Err(Rejection::Refused(Refusal::ExceedsOriginal { remaining: 0, .. }))
+        ));
+        assert_eq!(s.correct(&reverse("v2", "a", None), None), Ok(rest), "a resend is answered, not applied");
+        let back = s.correct(&reverse("v4", "r", None), None).unwrap();
+        assert_eq!((back.balance_delta, back.lifetime_delta), (30, 0), "a cancelled reward returns its points");
+        assert!(matches!(s.correct(&reverse("v5", "v1", None), None), Err(Rejection::Refused(_))));
+        assert_eq!(s.correct(&adjust("j", -31), None).unwrap_err().failure_type(), "InsufficientPoints");
+        assert_eq!(s.correct(&adjust("j", 5), None).unwrap().points_balance, 35);
+    }
+
+    #[test]
+    fn an_old_original_needs_a_ledger_view_newer_than_what_memory_forgot() {
+        let mut s = LoyaltyState::open("c");
+        s.accrue(&event("old", 50)).unwrap();
+        for i in 0..ORIGINALS_WINDOW {
+            s.accrue(&event(&format!("e{i}"), 1)).unwrap();
+        }
+        let m = reverse("v", "old", None);
+        assert_eq!(s.correct(&m, None), Err(Rejection::OriginalUnknown("old".into())));
+        let held = Original { kind: EntryKind::Accrual, requested: 50, reversed: 10 };
+        let stale = LedgerView { as_of_seq: 0, original: Some(held) };
+        assert_eq!(s.correct(&m, Some(&stale)), Err(Rejection::OriginalUnknown("old".into())));
+        let fresh = LedgerView { as_of_seq: 1, original: Some(held) };
+        assert_eq!(s.correct(&m, Some(&fresh)).unwrap().balance_delta, -40, "what the ledger says remains");
+        let again = reverse("v2", "old", None);
+        assert!(
+            matches!(s.correct(&again, Some(&fresh)), Err(Rejection::Refused(Refusal::ExceedsOriginal { .. }))),
+            "memory now tracks it, whatever the (older) view says"
+        );
+        let none = LedgerView { as_of_seq: s.seq, original: None };
+        assert!(matches!(
+            s.correct(&reverse("v3", "nope", None), Some(&none)),
+            Err(Rejection::Refused(Refusal::OriginalNotFound(_)))
+        ));
+    }
+
+    #[test]
+    fn unchecked_accruals_wait_for_the_ledger_then_apply_in_order() {
+        let mut s = LoyaltyState::open("c");
+        let unchecked = |id: &str, p| PointsEvent { ledger_checked: false, ..event(id, p) };
+        s.pending_events = vec![unchecked("x", 5), unchecked("y", 7), unchecked("z", 9), unchecked("bad", -1)];
+        assert_eq!(s.unapplied_points(), 21);
+        let batch = s.projection(10);
+        assert_eq!(batch.check.len(), 4);
+        let report = s.projected(&batch, &[Known::New, Known::Same, Known::Other, Known::New]);
+        assert_eq!(report.applied, vec!["x".to_string()]);
+        assert_eq!(report.ignored.len(), 3);
+        assert_eq!((s.points_balance, s.unapplied_points()), (5, 0));
+        assert_eq!(s.unprojected.len(), 1, "x waits for the next write");
+    }
+
+    #[test]
+    fn the_ledger_write_starts_where_the_ledger_is_and_results_are_bounded() {
+        let mut s = LoyaltyState::open("c");
+        s.accrue(&event("a", 1_000)).unwrap();
+        project_all(&mut s);
+        for i in 0..RESULTS_WINDOW + 10 {
+            s.redeem(&redeem(&format!("r{i}"), 1)).unwrap();
+        }
+        let batch = s.projection(5);
+        assert_eq!((batch.after_seq, batch.entries.len()), (1, 5));
+        assert_eq!(batch.totals_before, crate::domain::Totals { balance: 1_000, lifetime: 1_000 });
+        assert_eq!(s.recent_redemptions.len(), RESULTS_WINDOW + 10, "unwritten results are all kept");
+        s.projected(&batch, &[]);
+        assert_eq!(s.projected_seq, 6);
+        project_all(&mut s);
+        assert_eq!(s.recent_redemptions.len(), RESULTS_WINDOW);
+        assert_eq!(s.recent_redemptions[0].request.event_id, "r10", "the oldest go first");
+        assert!(s.unprojected.is_empty());
+    }
+}
