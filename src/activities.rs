@@ -1,10 +1,10 @@
 //! Activities: every side effect of the entity workflow (all I/O lives here).
 //! Each one is idempotent, because Temporal may run it more than once.
 //!
-//! The ledger writes answer with the ledger's own view (what each event did,
-//! the account's totals) so the workflow mirrors the durable record. The
-//! activities the previous version had answer [`Nullable`], because its
-//! histories hold empty results for them.
+//! `project_entries` writes what the account decided. The others belong to
+//! the previous version (the ledger decided, the account adopted its
+//! answer) and stay registered so its runs finish; some answer
+//! [`Nullable`], because older histories hold empty results for them.
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::domain::messages::InDoubtRedemption;
-use crate::domain::{BatchOutcome, LedgerBatch, Recorded, TierChange, Totals};
+use crate::domain::{BatchOutcome, LedgerBatch, ProjectionBatch, ProjectionReply, Recorded, TierChange, Totals};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::payload::Nullable;
@@ -66,6 +66,27 @@ impl LoyaltyActivities {
 
 #[activities]
 impl LoyaltyActivities {
+    /// Writes decided entries on top of the sequence the ledger must hold,
+    /// and checks accruals that arrived without a ledger check. A ledger that
+    /// does not match answers `Fenced` (not an error: retrying cannot help).
+    #[activity(name = "project_entries")]
+    pub async fn project_entries(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        batch: ProjectionBatch,
+    ) -> Result<ProjectionReply, ActivityError> {
+        let (reply, recovered) = self.ledger.project(&batch).await?;
+        self.metrics.projection(&batch, &reply, recovered);
+        if let ProjectionReply::Fenced { ledger_seq, ledger_totals } = &reply {
+            tracing::error!(
+                customer = %batch.customer_id, ledger_seq, ?ledger_totals, expected_seq = batch.after_seq,
+                expected_totals = ?batch.totals_before,
+                "ledger does not match the account; nothing written, the account holds its writes"
+            );
+        }
+        Ok(reply)
+    }
+
     /// Records a batch of accruals in one transaction.
     #[activity(name = "record_points_transactions")]
     pub async fn record_points_transactions(

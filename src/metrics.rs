@@ -21,7 +21,7 @@ use temporalio_common::telemetry::{
     HistogramBucketOverrides, PrometheusExporterOptions, start_prometheus_metric_exporter,
 };
 
-use crate::domain::{BatchOutcome, LedgerBatch};
+use crate::domain::{BatchOutcome, LedgerBatch, ProjectionBatch, ProjectionReply};
 
 /// Name of the RPC latency histogram.
 const RPC_DURATION: &str = "loyalty_rpc_duration_seconds";
@@ -33,6 +33,7 @@ pub struct Metrics {
     rpcs: Counter,
     rpc_duration: HistogramDuration,
     ledger_entries: Counter,
+    ledger_fenced: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -84,7 +85,16 @@ impl Metrics {
                 .description("Events the ledger was asked to record, by kind and outcome")
                 .build(),
         );
-        Self { meter, rpcs, rpc_duration, ledger_entries }
+        let ledger_fenced = meter.counter(
+            MetricParameters::builder()
+                .name("loyalty_ledger_fenced_writes")
+                .description(
+                    "Ledger writes refused because the ledger's sequence or totals for the account did not match \
+                     the account's (a lost or restored database, a wrong URL): that account's projection is held",
+                )
+                .build(),
+        );
+        Self { meter, rpcs, rpc_duration, ledger_entries, ledger_fenced }
     }
 
     /// The meter, for the Temporal SDK's own metrics.
@@ -104,6 +114,35 @@ impl Metrics {
         let attributes = self.attributes([("method", method.to_owned()), ("status", status.to_owned())]);
         self.rpcs.add(1, &attributes);
         self.rpc_duration.record(took, &attributes);
+    }
+
+    /// Records a projection write: each entry by kind, with outcome
+    /// `applied`, `recovered` (a retry of a committed write) or `duplicate`
+    /// (an event id the ledger held already, recorded under a suffixed id);
+    /// or a fenced write.
+    pub fn projection(&self, batch: &ProjectionBatch, reply: &ProjectionReply, recovered: bool) {
+        match reply {
+            ProjectionReply::Written { duplicates, .. } => {
+                for entry in &batch.entries {
+                    let outcome = if duplicates.contains(&entry.seq) {
+                        "duplicate"
+                    } else if recovered {
+                        "recovered"
+                    } else {
+                        "applied"
+                    };
+                    let attributes = self.attributes([
+                        ("kind", entry.movement.kind.as_str().to_owned()),
+                        ("outcome", outcome.to_owned()),
+                    ]);
+                    self.ledger_entries.add(1, &attributes);
+                }
+            }
+            ProjectionReply::Fenced { .. } => {
+                let attributes = self.meter.new_attributes(NewAttributes::from(vec![]));
+                self.ledger_fenced.add(1, &attributes);
+            }
+        }
     }
 
     /// Records what the ledger did with each event of a write.

@@ -7,6 +7,7 @@
 //! Every write is idempotent by `(customer_id, event_id)`: Temporal retries
 //! activities, clients resend events for days, and neither may count twice.
 
+mod project;
 mod read;
 mod write;
 

@@ -12,7 +12,7 @@ use super::{Ledger, LedgerError, now_ms};
 use crate::domain::movement::{Original, effect};
 use crate::domain::{BatchOutcome, EntryKind, LedgerBatch, Movement, Outcome, Recorded, TierChange, Totals};
 
-type Tx = Transaction<'static, Any>;
+pub(super) type Tx = Transaction<'static, Any>;
 
 impl Ledger {
     /// Records a batch in order, once per event id for the account's whole
@@ -99,6 +99,16 @@ impl Ledger {
 
     /// Queues a tier-change notification in the outbox, once per change.
     pub async fn record_tier_change(&self, change: &TierChange) -> Result<(), LedgerError> {
+        insert_tier_change(&self.pool, change).await
+    }
+}
+
+/// Queues `change` in the outbox unless it is there already.
+pub(super) async fn insert_tier_change<'e>(
+    executor: impl sqlx::Executor<'e, Database = Any>,
+    change: &TierChange,
+) -> Result<(), LedgerError> {
+    {
         sqlx::query(
             "INSERT INTO tier_notifications (customer_id, old_tier, new_tier, lifetime_points, caused_by)
              VALUES ($1, $2, $3, $4, $5)
@@ -109,7 +119,7 @@ impl Ledger {
         .bind(change.new_tier.as_str())
         .bind(change.lifetime_points)
         .bind(&change.caused_by)
-        .execute(&self.pool)
+        .execute(executor)
         .await?;
         Ok(())
     }
@@ -141,12 +151,12 @@ async fn store_totals(tx: &mut Tx, customer_id: &str, totals: Totals) -> Result<
     Ok(())
 }
 
-async fn find(tx: &mut Tx, customer_id: &str, event_id: &str) -> Result<Option<HistoryEntry>, LedgerError> {
+pub(super) async fn find(tx: &mut Tx, customer_id: &str, event_id: &str) -> Result<Option<HistoryEntry>, LedgerError> {
     find_in(&mut **tx, customer_id, event_id).await
 }
 
 /// The entry a reversal names, with what earlier reversals took from it.
-async fn original(tx: &mut Tx, customer_id: &str, event_id: &str) -> Result<Option<Original>, LedgerError> {
+pub(super) async fn original(tx: &mut Tx, customer_id: &str, event_id: &str) -> Result<Option<Original>, LedgerError> {
     let Some(row) = find(tx, customer_id, event_id).await? else { return Ok(None) };
     let reversed: i64 = sqlx::query_scalar(
         "SELECT CAST(COALESCE(SUM(requested), 0) AS BIGINT) FROM ledger_entries

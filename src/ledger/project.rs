@@ -1,0 +1,165 @@
+//! The fenced projection: entries the account decided, written in its order.
+//!
+//! A write names the entry the ledger must hold last (`after_seq`) and the
+//! totals there; it applies only on top of exactly that. A retry of a write
+//! that committed finds its entries in place and changes nothing. Anything
+//! else (the ledger behind: a lost database or a restored backup; ahead or
+//! elsewhere: a wrong URL, a second writer) applies nothing and answers
+//! `Fenced`, so the account holds its projection instead of guessing.
+
+use super::write::{Tx, find, insert_tier_change, original};
+use super::{Ledger, LedgerError, now_ms};
+use crate::domain::{Entry, Known, LedgerView, ProjectionBatch, ProjectionReply, Totals};
+
+impl Ledger {
+    /// Writes `batch` if the ledger is where it starts, and says what the
+    /// ledger holds of each accrual to check. The flag is true when the
+    /// entries were already there (a retry of a committed write).
+    pub async fn project(&self, batch: &ProjectionBatch) -> Result<(ProjectionReply, bool), LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        let (totals, ledger_seq) = lock_account(&mut tx, &batch.customer_id).await?;
+        let (duplicates, recovered) = if batch.fits(ledger_seq, totals) {
+            (write_entries(&mut tx, batch, now).await?, false)
+        } else {
+            match already_written(&mut tx, batch, ledger_seq).await? {
+                Some(duplicates) => (duplicates, true),
+                None => {
+                    tx.rollback().await?;
+                    return Ok((ProjectionReply::Fenced { ledger_seq, ledger_totals: totals }, false));
+                }
+            }
+        };
+        let mut known = Vec::with_capacity(batch.check.len());
+        for m in &batch.check {
+            known.push(match find(&mut tx, &batch.customer_id, &m.event_id).await? {
+                None => Known::New,
+                Some(row) if m.same_as(&row.request()) => Known::Same,
+                Some(_) => Known::Other,
+            });
+        }
+        tx.commit().await?;
+        Ok((ProjectionReply::Written { duplicates, known }, recovered))
+    }
+
+    /// The ledger's newest entry of the account (0 for none).
+    pub async fn sequence(&self, customer_id: &str) -> Result<u64, LedgerError> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM accounts WHERE customer_id = $1")
+            .bind(customer_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(seq.unwrap_or(0) as u64)
+    }
+
+    /// A reversal's original as the ledger holds it, with the newest entry
+    /// read before it: the view is at least as new as it says.
+    pub async fn original_view(&self, customer_id: &str, event_id: &str) -> Result<LedgerView, LedgerError> {
+        let as_of_seq = self.sequence(customer_id).await?;
+        let mut tx = self.pool.begin().await?;
+        let original = original(&mut tx, customer_id, event_id).await?;
+        tx.commit().await?;
+        Ok(LedgerView { as_of_seq, original })
+    }
+}
+
+/// Locks the account's totals row (creating it) and returns its totals and
+/// newest entry.
+async fn lock_account(tx: &mut Tx, customer_id: &str) -> Result<(Totals, u64), LedgerError> {
+    let (balance, lifetime, last_seq): (i64, i64, i64) = sqlx::query_as(
+        "INSERT INTO accounts (customer_id, balance, lifetime, updated_at_ms, last_seq) VALUES ($1, 0, 0, $2, 0)
+         ON CONFLICT (customer_id) DO UPDATE SET updated_at_ms = excluded.updated_at_ms
+         RETURNING balance, lifetime, last_seq",
+    )
+    .bind(customer_id)
+    .bind(now_ms())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok((Totals { balance, lifetime }, last_seq as u64))
+}
+
+/// Inserts the entries and moves the account's totals and sequence to the
+/// last one. An event id the ledger already holds (the account forgot it)
+/// is stored as `<event_id>#<seq>` and reported, so the unique key stands
+/// and the row is not lost.
+async fn write_entries(tx: &mut Tx, batch: &ProjectionBatch, now: i64) -> Result<Vec<u64>, LedgerError> {
+    let mut duplicates = Vec::new();
+    for entry in &batch.entries {
+        let event_id = if find(tx, &batch.customer_id, &entry.movement.event_id).await?.is_some() {
+            duplicates.push(entry.seq);
+            suffixed(entry)
+        } else {
+            entry.movement.event_id.clone()
+        };
+        insert(tx, &batch.customer_id, &event_id, entry, now).await?;
+        if let Some(change) = &entry.tier_change {
+            insert_tier_change(&mut **tx, change).await?;
+        }
+    }
+    if let Some(last) = batch.entries.last() {
+        sqlx::query("UPDATE accounts SET balance = $1, lifetime = $2, last_seq = $3 WHERE customer_id = $4")
+            .bind(last.after.balance)
+            .bind(last.after.lifetime)
+            .bind(last.seq as i64)
+            .bind(&batch.customer_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(duplicates)
+}
+
+/// Whether every entry of `batch` is in place (a retry of a committed
+/// write): `Some` with the entries stored under a suffixed id, `None` if
+/// the ledger holds anything else at their positions.
+async fn already_written(
+    tx: &mut Tx,
+    batch: &ProjectionBatch,
+    ledger_seq: u64,
+) -> Result<Option<Vec<u64>>, LedgerError> {
+    if batch.entries.is_empty() || ledger_seq < batch.last_seq() {
+        return Ok(None);
+    }
+    let mut duplicates = Vec::new();
+    for entry in &batch.entries {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT event_id FROM ledger_entries WHERE customer_id = $1 AND account_seq = $2")
+                .bind(&batch.customer_id)
+                .bind(entry.seq as i64)
+                .fetch_optional(&mut **tx)
+                .await?;
+        match stored {
+            Some(id) if id == entry.movement.event_id => {}
+            Some(id) if id == suffixed(entry) => duplicates.push(entry.seq),
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(duplicates))
+}
+
+fn suffixed(entry: &Entry) -> String {
+    format!("{}#{}", entry.movement.event_id, entry.seq)
+}
+
+async fn insert(tx: &mut Tx, customer_id: &str, event_id: &str, entry: &Entry, now: i64) -> Result<(), LedgerError> {
+    let m = &entry.movement;
+    sqlx::query(
+        "INSERT INTO ledger_entries (customer_id, event_id, kind, requested, points, lifetime_delta, shortfall,
+             balance_after, reason, source, reverses, write_id, recorded_at_ms, account_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', $12, $13)",
+    )
+    .bind(customer_id)
+    .bind(event_id)
+    .bind(m.kind.as_str())
+    .bind(entry.effect.requested)
+    .bind(entry.effect.balance_delta)
+    .bind(entry.effect.lifetime_delta)
+    .bind(entry.effect.shortfall)
+    .bind(entry.after.balance)
+    .bind(&m.reason)
+    .bind(&m.source)
+    .bind(m.reverses.clone())
+    .bind(now)
+    .bind(entry.seq as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
