@@ -1,18 +1,30 @@
 //! `LoyaltyEntityWorkflow`: one long-lived workflow per customer.
 //!
-//! The handlers are thin: rules live in `domain`, side effects in
-//! `activities`. Names and JSON shapes follow the reference guide's wire
-//! contract so clients and workers from any SDK interoperate.
+//! One writer, one order. Every change of the account is decided by the
+//! domain rules (`domain::decide`) inside the handler that receives it,
+//! synchronously, in arrival order: an accrual in its signal, a redemption or
+//! correction in its update, whose caller gets the answer as soon as the
+//! workflow task that decided it completes. No handler awaits anything, so
+//! none can wait on the run loop, and the run loop never waits on a handler
+//! that is waiting on it.
 //!
 //! Invariants kept here:
-//! - The ledger is the durable record: every write goes through it, and the
-//!   state adopts the totals it answers. Writes of one account are serialized
-//!   by `ledger_busy`, so every row's `balance_after` is exact.
-//! - No activity failure fails the workflow: accrual batches stay pending and
-//!   are retried after a backoff; a redemption whose write has an unknown
-//!   outcome holds its points until the run loop settles it with the ledger.
-//! - Continue-as-new happens only from the run loop, after in-flight handlers
-//!   finished, carrying every unapplied event in the state.
+//! - Temporal's history is the record of decisions; the ledger is their
+//!   projection. The run loop writes decided entries behind, in order, in
+//!   batches, each write fenced by the account's sequence number
+//!   (`domain::entry`). The account never adopts totals it did not decide.
+//! - A ledger outage delays the projection, never a decision: entries wait
+//!   in the state (carried across continue-as-new) and are written when the
+//!   ledger returns. A ledger whose sequence or totals do not match is not
+//!   written at all ("held"), loudly, until an operator puts it right.
+//! - Continue-as-new happens only from the run loop, when the run has used
+//!   its share of signals or updates (or Temporal suggests it), and only when
+//!   the carried state fits [`MAX_CARRY_BYTES`]; every handler has finished
+//!   by then because none awaits.
+//! - Histories recorded before this design (no [`ONE_WRITER`] patch marker)
+//!   run the previous code (`legacy`) to the end of their run.
+
+mod legacy;
 
 use std::time::Duration;
 
@@ -25,58 +37,93 @@ use temporalio_sdk::{
 
 pub use crate::payload::WorkflowInput;
 
-use crate::activities::{LoyaltyActivities, SettleRequest, VoidRequest};
-use crate::domain::account::failure_type::LEDGER_UNAVAILABLE;
+use crate::activities::LoyaltyActivities;
 use crate::domain::ids::customer_of_workflow;
 use crate::domain::messages::{LoyaltyState, LoyaltySummary, PointsEvent, RedemptionRequest, RedemptionResult};
-use crate::domain::{
-    AdjustmentRequest, BalanceChange, LedgerBatch, Movement, RedeemStep, Rejection, ReversalRequest, Tier, TierChange,
-};
+use crate::domain::{AdjustmentRequest, BalanceChange, ProjectionReply, Rejection, ReversalRequest, Tier};
 use crate::payload::Nullable;
-/// Most accruals applied (and written to the ledger) in one batch.
+
+/// Most entries written (and accruals checked) in one ledger write.
 pub const MAX_BATCH: usize = 500;
 /// Signals after which a run continues-as-new, well before Temporal's
 /// 10,000-signals-per-run limit and its history-size suggestion.
 pub const MAX_SIGNALS_PER_RUN: u32 = 2_000;
-/// Past this many signals a run continues-as-new even with a large backlog.
+/// Accepted updates after which a run continues-as-new, well before
+/// Temporal's 2,000 updates per run (`history.maxTotalUpdates`).
+pub const MAX_UPDATES_PER_RUN: u32 = 1_000;
+/// Largest state carried into the next run, in bytes of JSON: half of
+/// Temporal's 2 MB payload limit. A larger one (a long ledger outage under
+/// load) keeps the run going until the ledger takes the backlog.
+pub const MAX_CARRY_BYTES: usize = 1024 * 1024;
+/// Previous version: past this many signals a run continues-as-new even
+/// with a large backlog.
 pub const FORCE_CONTINUE_SIGNALS: u32 = 8_000;
-/// Largest backlog carried into the next run when the ledger is healthy; a
-/// bigger one is drained first to keep the continue-as-new input small.
+/// Previous version: largest backlog carried into the next run when the
+/// ledger is healthy.
 pub const MAX_PENDING_CARRY: usize = 500;
-/// Wait before retrying ledger writes that failed after their retries.
+/// Runs with this marker decide in handlers and project to the ledger;
+/// histories without it run the previous code.
+pub const ONE_WRITER: &str = "one-writer";
+/// Wait before writing again after the ledger failed a write's retries.
+const LEDGER_RETRY: Duration = Duration::from_secs(5);
+/// Wait before trying a held (fenced) ledger again.
+const LEDGER_HOLD_RETRY: Duration = Duration::from_secs(60);
+/// Previous version: wait before retrying ledger writes.
 const LEDGER_BACKOFF: Duration = Duration::from_secs(30);
-/// Runs with this marker let a redemption that the acknowledged, still
-/// pending accruals would cover wait for them instead of failing; histories
-/// recorded before it replay the old way.
-const REDEEM_WAITS_FOR_ACCRUALS: &str = "redeem-waits-for-acknowledged-accruals";
 
 type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Which code this run executes, fixed once per run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Not known yet: no handler or run loop has asked.
+    Unknown,
+    /// A run recorded before the one-writer core.
+    Legacy,
+    /// The one-writer core.
+    OneWriter,
+}
 
 /// The entity workflow of one customer account.
 #[workflow]
 pub struct LoyaltyEntityWorkflow {
     state: LoyaltyState,
-    /// `shutdown` received: drain, then complete.
+    mode: Mode,
+    /// `shutdown` received: write everything, then complete.
     closing: bool,
-    /// A ledger write and its balance change are in progress.
-    ledger_busy: bool,
     /// Signals received by this run (not carried across continue-as-new).
     signals_this_run: u32,
-    /// Accruals this run has taken off the pending queue: a correction waits
-    /// until those pending when it arrived are taken.
+    /// Updates accepted by this run.
+    updates_this_run: u32,
+    /// Why the ledger is not written, while its sequence does not match.
+    held: Option<String>,
+    /// Previous version: a ledger write and its balance change are in progress.
+    ledger_busy: bool,
+    /// Previous version: accruals this run has taken off the pending queue.
     accruals_consumed: u64,
-    /// Id of the accrual batch being written, kept until it commits so a
-    /// retried write after a failure recognises the rows it already left.
+    /// Previous version: id of the accrual batch being written.
     batch_write_id: Option<String>,
 }
 
 impl LoyaltyEntityWorkflow {
-    fn has_ledger_work(&self) -> bool {
-        !self.state.pending_events.is_empty() || !self.state.pending_voids.is_empty() || !self.state.in_doubt.is_empty()
+    fn run_is_full(&self, suggested: bool) -> bool {
+        suggested || self.signals_this_run >= MAX_SIGNALS_PER_RUN || self.updates_this_run >= MAX_UPDATES_PER_RUN
     }
 
-    fn run_is_full(&self, suggested: bool) -> bool {
-        suggested || self.signals_this_run >= MAX_SIGNALS_PER_RUN
+    /// Whether the state fits the next run's input.
+    fn carry_fits(&self) -> bool {
+        serde_json::to_vec(&self.state).is_ok_and(|json| json.len() <= MAX_CARRY_BYTES)
+    }
+
+    /// The mode for a handler that cannot record a marker (a validator).
+    fn one_writer(&self) -> bool {
+        self.mode != Mode::Legacy
+    }
+
+    /// Counts an accepted update; refuses one the account cannot decide yet.
+    fn accept_update(&mut self) -> Result<(), Rejection> {
+        self.updates_this_run += 1;
+        if self.state.needs_settling() { Err(Rejection::Settling) } else { Ok(()) }
     }
 }
 
@@ -88,53 +135,54 @@ impl LoyaltyEntityWorkflow {
         let state = input.0.unwrap_or_else(|| LoyaltyState::open(customer_of_workflow(ctx.workflow_id())));
         Self {
             state,
+            mode: Mode::Unknown,
             closing: false,
-            ledger_busy: false,
             signals_this_run: 0,
+            updates_this_run: 0,
+            held: None,
+            ledger_busy: false,
             accruals_consumed: 0,
             batch_write_id: None,
         }
     }
 
-    /// Applies events until `shutdown`, continuing-as-new as history grows.
+    /// Writes decided entries to the ledger until `shutdown`, continuing-as-new
+    /// as the run fills.
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<LoyaltyState> {
+        if mode_of(ctx) == Mode::Legacy {
+            return legacy::run(ctx).await;
+        }
         loop {
             let c = ctx.clone();
-            ctx.wait_condition(move |s: &Self| s.has_ledger_work() || s.closing || s.run_is_full(should_continue(&c)))
-                .await?;
-            let healthy = drain_once(ctx).await?;
-            if !healthy {
-                ctx.timer(LEDGER_BACKOFF).await;
+            ctx.wait_condition(move |s: &Self| {
+                s.state.has_projection_work() || s.closing || s.run_is_full(should_continue(&c))
+            })
+            .await?;
+            match project_once(ctx).await {
+                Projection::Done => {}
+                Projection::Failed => {
+                    ctx.timer(LEDGER_RETRY).await;
+                }
+                Projection::Held => {
+                    ctx.timer(LEDGER_HOLD_RETRY).await;
+                }
             }
 
-            if ctx.state(|s| s.closing && !s.has_ledger_work()) {
+            if ctx.state(|s| s.closing && !s.state.has_projection_work()) {
                 wait_for_handlers(ctx).await?;
-                // Signals that arrived while handlers finished are applied first.
-                if ctx.state(|s| !s.has_ledger_work()) {
-                    log(
-                        ctx,
-                        |s| tracing::info!(customer = %s.customer_id, balance = s.points_balance, "account closed"),
-                    );
-                    return Ok(ctx.state(|s| s.state.clone()));
-                }
-                continue;
+                log(ctx, |s| tracing::info!(customer = %s.customer_id, balance = s.points_balance, "account closed"));
+                return Ok(ctx.state(|s| s.state.clone()));
             }
 
             let suggested = should_continue(ctx);
-            let carry_ok = ctx.state(|s| {
-                s.state.pending_events.len() <= MAX_PENDING_CARRY
-                    || !healthy
-                    || s.signals_this_run >= FORCE_CONTINUE_SIGNALS
-            });
-            if ctx.state(|s| s.run_is_full(suggested)) && carry_ok {
+            if ctx.state(|s| s.run_is_full(suggested) && s.carry_fits()) {
                 wait_for_handlers(ctx).await?;
-                // Captured after the wait, so no signal received before it is lost.
                 let carried = ctx.state(|s| s.state.clone());
-                log(
-                    ctx,
-                    |s| tracing::info!(customer = %s.customer_id, pending = s.pending_events.len(), "continuing as new"),
-                );
+                log(ctx, |s| {
+                    let behind = s.seq - s.projected_seq;
+                    tracing::info!(customer = %s.customer_id, seq = s.seq, behind, "continuing as new")
+                });
                 // A pinned run moves to the deployment's current version here.
                 let options = ContinueAsNewOptions::builder()
                     .initial_versioning_behavior(ContinueAsNewVersioningBehavior::AutoUpgrade)
@@ -144,75 +192,60 @@ impl LoyaltyEntityWorkflow {
         }
     }
 
-    /// Queues an accrual; the run loop applies it in order.
+    /// Decides an accrual at once when our gRPC layer checked its id against
+    /// the ledger; otherwise queues it for the run loop's check.
     #[signal]
-    pub fn add_points(&mut self, _ctx: &mut SyncWorkflowContext<Self>, event: PointsEvent) {
+    pub fn add_points(&mut self, ctx: &mut SyncWorkflowContext<Self>, event: PointsEvent) {
         self.signals_this_run += 1;
-        self.state.pending_events.push(event);
+        if self.mode == Mode::Unknown {
+            self.mode = if ctx.patched(ONE_WRITER) { Mode::OneWriter } else { Mode::Legacy };
+        }
+        if self.mode == Mode::OneWriter && event.ledger_checked && !self.state.needs_settling() {
+            // An invalid or resent accrual is dropped: its caller was answered already.
+            if let Err(why) = self.state.accrue(&event)
+                && !ctx.is_replaying()
+            {
+                tracing::info!(customer = %self.state.customer_id, event_id = %event.event_id, why, "accrual ignored");
+            }
+        } else {
+            self.state.pending_events.push(event);
+        }
     }
 
-    /// Closes the account: refuse redemptions, drain, complete with the state.
+    /// Closes the account: refuse redemptions, write everything, complete with the state.
     #[signal]
     pub fn shutdown(&mut self, _ctx: &mut SyncWorkflowContext<Self>) {
         self.closing = true;
         self.state.close();
     }
 
-    /// Rejects a redemption before it enters history when it cannot succeed.
+    /// Rejects, before it enters history, a redemption that cannot succeed.
     #[update_validator(redeem_points)]
     pub fn validate_redeem_points(
         &self,
         _ctx: &WorkflowContextView,
         req: &RedemptionRequest,
     ) -> Result<(), HandlerError> {
-        match self.state.decide_redemption(req) {
-            Ok(_) => Ok(()),
-            // Accepted: the handler waits for the accruals that cover it.
-            Err(r) if self.state.waits_for_pending(&r) => Ok(()),
-            Err(r) => Err(rejection(r)),
+        if !self.one_writer() {
+            return legacy::validate_redeem_points(self, req);
         }
+        if self.state.needs_settling() {
+            return Err(rejection(Rejection::Settling));
+        }
+        self.state.plan_redeem(req).map(|_| ()).map_err(rejection)
     }
 
-    /// Spends points synchronously; idempotent by `event_id`.
+    /// Spends points, decided against the account's state in this workflow
+    /// task; idempotent by `event_id`.
     #[update]
     pub async fn redeem_points(
         ctx: &mut WorkflowContext<Self>,
         req: RedemptionRequest,
     ) -> Result<RedemptionResult, HandlerError> {
-        ctx.wait_condition(|s: &Self| !s.ledger_busy).await?;
-        let covered_by_pending =
-            ctx.state(|s| matches!(s.state.decide_redemption(&req), Err(r) if s.state.waits_for_pending(&r)));
-        if covered_by_pending && ctx.patched(REDEEM_WAITS_FOR_ACCRUALS) {
-            let before = ctx.state(|s| s.accruals_consumed + s.state.pending_events.len() as u64);
-            ctx.wait_condition(move |s: &Self| !s.ledger_busy && s.accruals_consumed >= before).await?;
+        if mode_of(ctx) == Mode::Legacy {
+            return legacy::redeem_points(ctx, req).await;
         }
-        // Decided again: other handlers may have run since validation.
-        let step = ctx.state_mut(|s| {
-            let step = s.state.begin_redemption(&req);
-            s.ledger_busy = matches!(step, Ok(RedeemStep::Write(_)));
-            step
-        });
-        let movement = match step.map_err(rejection)? {
-            RedeemStep::Done(done) => return Ok(done),
-            RedeemStep::Write(movement) => movement,
-        };
-        let batch = new_batch(ctx, movement);
-        let write_id = batch.write_id.clone();
-        let written = ctx.execute_activity(LoyaltyActivities::record_redemption, batch, redemption_options()).await;
-        ctx.state_mut(|s| {
-            s.ledger_busy = false;
-            match written {
-                Ok(reply) => s.state.finish_redemption(&req, reply.0.as_ref()).map_err(rejection),
-                Err(e) => {
-                    // The row may have landed: hold the points until the run loop asks the ledger.
-                    s.state.redemption_in_doubt(&req, &write_id);
-                    Err(failure(
-                        LEDGER_UNAVAILABLE,
-                        format!("ledger write failed; retry with the same event_id to learn the outcome: {e}"),
-                    ))
-                }
-            }
-        })
+        ctx.state_mut(|s| s.accept_update().and_then(|()| s.state.redeem(&req))).map_err(rejection)
     }
 
     /// Rejects a malformed reversal, or one the account cannot take now.
@@ -222,19 +255,29 @@ impl LoyaltyEntityWorkflow {
         _ctx: &WorkflowContextView,
         req: &ReversalRequest,
     ) -> Result<(), HandlerError> {
-        req.movement().map_err(|e| rejection(e.into()))?;
-        self.state.check_correction().map_err(rejection)
+        let movement = req.movement().map_err(|e| rejection(e.into()))?;
+        if !self.one_writer() {
+            return self.state.check_correction().map_err(rejection);
+        }
+        if self.state.needs_settling() {
+            return Err(rejection(Rejection::Settling));
+        }
+        self.state.plan_correction(&movement, req.ledger.as_ref()).map(|_| ()).map_err(rejection)
     }
 
     /// Claws back (part of) an accrual or returns (part of) a redemption's
-    /// points; idempotent by `event_id`. The ledger decides against the original.
+    /// points; idempotent by `event_id`.
     #[update]
     pub async fn reverse_points(
         ctx: &mut WorkflowContext<Self>,
         req: ReversalRequest,
     ) -> Result<BalanceChange, HandlerError> {
         let movement = req.movement().map_err(|e| rejection(e.into()))?;
-        correct(ctx, movement).await
+        if mode_of(ctx) == Mode::Legacy {
+            return legacy::correct(ctx, movement).await;
+        }
+        ctx.state_mut(|s| s.accept_update().and_then(|()| s.state.correct(&movement, req.ledger.as_ref())))
+            .map_err(rejection)
     }
 
     /// Rejects a malformed adjustment, or one the account cannot take now.
@@ -244,8 +287,14 @@ impl LoyaltyEntityWorkflow {
         _ctx: &WorkflowContextView,
         req: &AdjustmentRequest,
     ) -> Result<(), HandlerError> {
-        req.movement().map_err(|e| rejection(e.into()))?;
-        self.state.check_correction().map_err(rejection)
+        let movement = req.movement().map_err(|e| rejection(e.into()))?;
+        if !self.one_writer() {
+            return self.state.check_correction().map_err(rejection);
+        }
+        if self.state.needs_settling() {
+            return Err(rejection(Rejection::Settling));
+        }
+        self.state.plan_correction(&movement, None).map(|_| ()).map_err(rejection)
     }
 
     /// A support correction of balance and lifetime points; idempotent by `event_id`.
@@ -255,13 +304,16 @@ impl LoyaltyEntityWorkflow {
         req: AdjustmentRequest,
     ) -> Result<BalanceChange, HandlerError> {
         let movement = req.movement().map_err(|e| rejection(e.into()))?;
-        correct(ctx, movement).await
+        if mode_of(ctx) == Mode::Legacy {
+            return legacy::correct(ctx, movement).await;
+        }
+        ctx.state_mut(|s| s.accept_update().and_then(|()| s.state.correct(&movement, None))).map_err(rejection)
     }
 
     /// The account summary (wire name `get_loyalty_summary`).
     #[query]
     pub fn get_loyalty_summary(&self, _ctx: &WorkflowContextView) -> LoyaltySummary {
-        self.state.summary()
+        LoyaltySummary { ledger_held: self.held.clone(), ..self.state.summary() }
     }
 
     /// The spendable balance.
@@ -278,6 +330,80 @@ impl LoyaltyEntityWorkflow {
 }
 
 type Ctx = WorkflowContext<LoyaltyEntityWorkflow>;
+
+/// The run's mode, recording the patch marker the first time it is asked.
+fn mode_of(ctx: &Ctx) -> Mode {
+    let mode = ctx.state(|s| s.mode);
+    if mode != Mode::Unknown {
+        return mode;
+    }
+    let mode = if ctx.patched(ONE_WRITER) { Mode::OneWriter } else { Mode::Legacy };
+    ctx.state_mut(|s| s.mode = mode);
+    mode
+}
+
+/// How one projection round ended.
+enum Projection {
+    /// Written (or nothing to write).
+    Done,
+    /// The ledger failed after its retries: try again shortly.
+    Failed,
+    /// The ledger's sequence or totals do not match: held.
+    Held,
+}
+
+/// Settles what the previous version left, or writes the next batch of
+/// entries and checks the next accruals that arrived unchecked.
+async fn project_once(ctx: &Ctx) -> Projection {
+    if ctx.state(|s| s.state.needs_settling()) {
+        let settled = legacy::settle_in_doubt(ctx).await && legacy::void_given_back(ctx).await;
+        return if settled { Projection::Done } else { Projection::Failed };
+    }
+    let batch = ctx.state(|s| s.state.projection(MAX_BATCH));
+    if batch.entries.is_empty() && batch.check.is_empty() {
+        return Projection::Done;
+    }
+    let reply = match ctx.execute_activity(LoyaltyActivities::project_entries, batch.clone(), ledger_options()).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            log(ctx, |s| tracing::warn!(customer = %s.customer_id, error = %e, "ledger write failed; entries wait"));
+            return Projection::Failed;
+        }
+    };
+    match reply {
+        ProjectionReply::Written { duplicates, known } => {
+            let report = ctx.state_mut(|s| {
+                s.held = None;
+                s.state.projected(&batch, &known)
+            });
+            log(ctx, |s| {
+                for entry in batch.entries.iter().filter(|e| duplicates.contains(&e.seq)) {
+                    tracing::error!(customer = %s.customer_id, event_id = %entry.movement.event_id, seq = entry.seq,
+                        "event id applied again after the account forgot it; recorded under a suffixed id");
+                }
+                for change in batch.entries.iter().filter_map(|e| e.tier_change.as_ref()) {
+                    tracing::info!(customer = %change.customer_id, from = %change.old_tier, to = %change.new_tier, "tier changed");
+                }
+                for (event_id, why) in &report.ignored {
+                    tracing::info!(customer = %s.customer_id, event_id, why, "accrual ignored");
+                }
+            });
+            Projection::Done
+        }
+        ProjectionReply::Fenced { ledger_seq, ledger_totals } => {
+            let why = format!(
+                "ledger holds entry {ledger_seq} with balance {} and lifetime {}, the account expected entry {} with {:?}",
+                ledger_totals.balance, ledger_totals.lifetime, batch.after_seq, batch.totals_before
+            );
+            log(
+                ctx,
+                |s| tracing::error!(customer = %s.customer_id, %why, "ledger does not match the account; writes held"),
+            );
+            ctx.state_mut(|s| s.held = Some(why));
+            Projection::Held
+        }
+    }
+}
 
 /// Temporal suggests a new run (history size), or, under Worker Versioning,
 /// the deployment's current version moved on: a long-lived account upgrades
@@ -298,168 +424,6 @@ async fn wait_for_handlers(ctx: &Ctx) -> Result<(), WorkflowCancellationError> {
     ctx.wait_condition(move |_| c.all_handlers_finished()).await
 }
 
-/// A one-write batch with a fresh write id.
-fn new_batch(ctx: &Ctx, movement: Movement) -> LedgerBatch {
-    let write_id = ctx.uuid4();
-    ctx.state(|s| LedgerBatch { customer_id: s.state.customer_id.clone(), write_id, movements: vec![movement] })
-}
-
-/// Records a reversal or adjustment under the ledger lock and adopts the
-/// ledger's answer. Accruals acknowledged before it are applied first, so a
-/// refund right after its purchase finds the purchase.
-async fn correct(ctx: &Ctx, movement: Movement) -> Result<BalanceChange, HandlerError> {
-    let before = ctx.state(|s| s.accruals_consumed + s.state.pending_events.len() as u64);
-    ctx.wait_condition(move |s: &LoyaltyEntityWorkflow| !s.ledger_busy && s.accruals_consumed >= before).await?;
-    ctx.state(|s| s.state.check_correction()).map_err(rejection)?;
-    ctx.state_mut(|s| s.ledger_busy = true);
-    let event_id = movement.event_id.clone();
-    let batch = new_batch(ctx, movement);
-    let write_id = batch.write_id.clone();
-    let written = ctx.execute_activity(LoyaltyActivities::record_correction, batch, redemption_options()).await;
-    let (change, tier_change) = ctx.state_mut(|s| {
-        s.ledger_busy = false;
-        match written {
-            Ok(reply) => s.state.finish_correction(&event_id, &reply, &write_id).map_err(rejection),
-            // Nothing is reserved: if the row landed, the next write's totals bring it in.
-            Err(e) => Err(failure(
-                LEDGER_UNAVAILABLE,
-                format!("ledger write failed; retry with the same event_id to learn the outcome: {e}"),
-            )),
-        }
-    })?;
-    if let Some(change) = tier_change {
-        notify(ctx, change).await;
-    }
-    Ok(change)
-}
-
-/// Settles in-doubt redemptions, voids given-back ones (previous version),
-/// then applies one batch of accruals, holding the ledger lock. Returns false
-/// when a ledger call failed after its retries.
-async fn drain_once(ctx: &Ctx) -> Result<bool, WorkflowCancellationError> {
-    ctx.wait_condition(|s: &LoyaltyEntityWorkflow| !s.ledger_busy).await?;
-    ctx.state_mut(|s| s.ledger_busy = true);
-    let healthy = settle_in_doubt(ctx).await && void_given_back(ctx).await && apply_batch(ctx).await;
-    ctx.state_mut(|s| s.ledger_busy = false);
-    Ok(healthy)
-}
-
-async fn settle_in_doubt(ctx: &Ctx) -> bool {
-    let request =
-        ctx.state(|s| SettleRequest { customer_id: s.state.customer_id.clone(), in_doubt: s.state.in_doubt.clone() });
-    if request.in_doubt.is_empty() {
-        return true;
-    }
-    match ctx.execute_activity(LoyaltyActivities::settle_redemptions, request, ledger_options()).await {
-        Ok(settled) => {
-            ctx.state_mut(|s| s.state.settle_in_doubt(&settled.found, settled.totals));
-            true
-        }
-        Err(e) => {
-            log(
-                ctx,
-                |s| tracing::warn!(customer = %s.customer_id, error = %e, "settling redemptions failed; will retry"),
-            );
-            false
-        }
-    }
-}
-
-async fn void_given_back(ctx: &Ctx) -> bool {
-    let request = ctx
-        .state(|s| VoidRequest { customer_id: s.state.customer_id.clone(), event_ids: s.state.pending_voids.clone() });
-    if request.event_ids.is_empty() {
-        return true;
-    }
-    let done = request.event_ids.len();
-    match ctx.execute_activity(LoyaltyActivities::void_redemptions, request, ledger_options()).await {
-        Ok(_) => {
-            ctx.state_mut(|s| {
-                s.state.pending_voids.drain(..done);
-            });
-            true
-        }
-        Err(e) => {
-            log(
-                ctx,
-                |s| tracing::warn!(customer = %s.customer_id, error = %e, "voiding redemptions failed; will retry"),
-            );
-            false
-        }
-    }
-}
-
-async fn apply_batch(ctx: &Ctx) -> bool {
-    let plan = ctx.state(|s| s.state.plan_accruals(MAX_BATCH));
-    if plan.consumed == 0 {
-        return true;
-    }
-    let write_id = match ctx.state(|s| s.batch_write_id.clone()) {
-        Some(id) => id,
-        None => {
-            let id = ctx.uuid4();
-            ctx.state_mut(|s| s.batch_write_id = Some(id.clone()));
-            id
-        }
-    };
-    let mut reply = Nullable(None);
-    if !plan.movements.is_empty() {
-        let batch = ctx.state(|s| LedgerBatch {
-            customer_id: s.state.customer_id.clone(),
-            write_id: write_id.clone(),
-            movements: plan.movements.clone(),
-        });
-        match ctx.execute_activity(LoyaltyActivities::record_points_transactions, batch, ledger_options()).await {
-            Ok(answer) => reply = answer,
-            Err(e) => {
-                log(
-                    ctx,
-                    |s| tracing::warn!(customer = %s.customer_id, error = %e, "ledger write failed; events stay pending"),
-                );
-                return false;
-            }
-        }
-    }
-    let report = ctx.state_mut(|s| {
-        s.batch_write_id = None;
-        s.accruals_consumed += plan.consumed as u64;
-        s.state.commit_accruals(&plan, reply.0.as_ref(), &write_id)
-    });
-    for (event_id, why) in &plan.ignored {
-        log(ctx, |s| tracing::info!(customer = %s.customer_id, event_id, why, "accrual ignored"));
-    }
-    for event_id in &report.duplicates {
-        log(
-            ctx,
-            |s| tracing::info!(customer = %s.customer_id, event_id, "accrual already in the ledger; not applied again"),
-        );
-    }
-    for event_id in &report.conflicts {
-        log(
-            ctx,
-            |s| tracing::warn!(customer = %s.customer_id, event_id, "event_id reused with other content; ignored"),
-        );
-    }
-    if let Some(change) = report.tier_change {
-        notify(ctx, change).await;
-    }
-    true
-}
-
-/// Queues a tier-change notification. Best effort: its failure never holds
-/// back points.
-async fn notify(ctx: &Ctx, change: TierChange) {
-    log(
-        ctx,
-        |_| tracing::info!(customer = %change.customer_id, from = %change.old_tier, to = %change.new_tier, "tier changed"),
-    );
-    if let Err(e) =
-        ctx.execute_activity(LoyaltyActivities::send_tier_change_notification, change, notification_options()).await
-    {
-        log(ctx, |s| tracing::warn!(customer = %s.customer_id, error = %e, "tier notification failed"));
-    }
-}
-
 fn retry(max_attempts: u32, max_interval: Duration) -> RetryPolicy {
     RetryPolicy::builder()
         .initial_interval(Duration::from_millis(200))
@@ -469,23 +433,10 @@ fn retry(max_attempts: u32, max_interval: Duration) -> RetryPolicy {
         .build()
 }
 
-/// Accrual batches and voids: a few retries, then the run loop backs off.
+/// Ledger writes: a few retries, then the run loop waits and writes again.
 fn ledger_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
         .retry_policy(retry(5, Duration::from_secs(5)))
-        .build()
-}
-
-/// A caller is waiting (redemptions, corrections): fail fast.
-fn redemption_options() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(5))
-        .retry_policy(retry(3, Duration::from_secs(1)))
-        .build()
-}
-
-fn notification_options() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
-        .retry_policy(retry(5, Duration::from_secs(10)))
         .build()
 }
 
