@@ -1,9 +1,11 @@
 //! Reconciliation: each account's workflow state against the ledger.
 //!
-//! The workflow adopts the ledger's totals after every write, so the two
-//! agree whenever no write is in flight; a difference means a write whose
-//! outcome the workflow has not learned yet, or a bug. The ledger is also
-//! checked against itself: its rows must add up to its totals.
+//! The workflow decides and the ledger follows, entry by entry: when the
+//! ledger holds every entry the account decided (`projected_seq ==
+//! decided_seq`) their totals must agree; while it is behind, the lag is
+//! reported; an account whose ledger did not match (a lost or restored
+//! database, a wrong URL) reports why its writes are held. The ledger is
+//! also checked against itself: its rows must add up to its totals.
 
 use temporalio_client::errors::WorkflowQueryError;
 use temporalio_client::{Client, WorkflowQueryOptions};
@@ -50,6 +52,26 @@ pub async fn check_account(client: &Client, ledger: &Ledger, customer_id: &str) 
         )),
         (Some(_), None) => {}
         (Some(s), Some(audit)) => {
+            if let Some(why) = &s.ledger_held {
+                differences.push(format!("ledger writes held: {why}"));
+            }
+            let ledger_seq = ledger.sequence(customer_id).await?;
+            if s.projected_seq != ledger_seq && s.decided_seq != 0 {
+                differences.push(format!(
+                    "sequence: the workflow's ledger holds entry {} but the ledger's newest is {ledger_seq}",
+                    s.projected_seq
+                ));
+            }
+            if s.decided_seq > s.projected_seq {
+                // Not a difference yet: entries on their way. Totals compare only once written.
+                differences.push(format!(
+                    "ledger behind: {} decided entries not written yet (seq {}..={})",
+                    s.decided_seq - s.projected_seq,
+                    s.projected_seq + 1,
+                    s.decided_seq
+                ));
+                return Ok(differences);
+            }
             let t = audit.totals;
             if s.points_balance != t.balance {
                 differences.push(format!("balance: workflow {} ledger {}", s.points_balance, t.balance));

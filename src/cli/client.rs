@@ -186,13 +186,19 @@ pub async fn summary(args: SummaryArgs) -> ExitCode {
         args.target.json,
         |s| {
             json!({"customer_id": s.customer_id, "points_balance": s.points_balance, "lifetime_points": s.lifetime_points,
-                   "tier": s.tier, "is_active": s.is_active, "points_to_next_tier": s.points_to_next_tier})
+                   "tier": s.tier, "is_active": s.is_active, "points_to_next_tier": s.points_to_next_tier,
+                   "unapplied_points": s.unapplied_points})
         },
         |s| {
             format!(
-                "customer {}\n  balance   {}\n  lifetime  {}\n  tier      {}{}\n  status    {}",
+                "customer {}\n  balance   {}{}\n  lifetime  {}\n  tier      {}{}\n  status    {}",
                 s.customer_id,
                 s.points_balance,
+                if s.unapplied_points > 0 {
+                    format!(" (+{} acknowledged, waiting for the ledger check)", s.unapplied_points)
+                } else {
+                    String::new()
+                },
                 s.lifetime_points,
                 s.tier,
                 if s.points_to_next_tier > 0 {

@@ -103,6 +103,11 @@ impl ApiError {
             // Temporal's per-workflow limits (updates in flight, ...) and rate limits.
             Code::ResourceExhausted => ApiError::Busy(format!("Temporal busy, retry: {}", status.message())),
             Code::DeadlineExceeded => ApiError::DeadlineExceeded(format!("Temporal: {}", status.message())),
+            // A run's signal or update limit: the account continues-as-new
+            // (or catches up with its ledger) and takes them again.
+            _ if status.message().contains("exceeded workflow execution limit") => {
+                ApiError::Busy(format!("account busy, retry: {}", status.message()))
+            }
             _ => ApiError::Internal(format!("Temporal: {status}")),
         }
     }

@@ -38,6 +38,7 @@ impl TryFrom<pb::AccrueRequest> for Accrue {
                 points: Points::parse(r.points)?.get(),
                 reason: BoundedText::parse("reason", &r.reason)?.into_string(),
                 source: BoundedText::parse("source", &r.source)?.into_string(),
+                ledger_checked: false,
             },
         })
     }
@@ -98,6 +99,7 @@ impl TryFrom<pb::ReverseRequest> for Reverse {
             original_event_id: r.original_event_id,
             points: r.points,
             reason: r.reason,
+            ledger: None,
         };
         request.movement()?;
         Ok(Self { customer, request })

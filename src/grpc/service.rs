@@ -1,10 +1,15 @@
 //! `loyalty.v1.LoyaltyService` on top of the Temporal client and the ledger.
 //!
-//! Accrue and Redeem first look the event id up in the ledger: an event
-//! already applied is answered from its row (a resend costs no workflow
-//! work), and a reused id with other content gets ALREADY_EXISTS, however
-//! long ago the first one was. If the ledger cannot answer, the call goes on
-//! to the workflow, whose writes dedup against the ledger anyway.
+//! Every write first looks its event id up in the ledger, the lifelong guard
+//! of exactly once: an event the ledger holds is answered from its row (a
+//! resend costs no workflow work), and a reused id with other content gets
+//! ALREADY_EXISTS, however long ago the first one was. An accrual the ledger
+//! does not hold is marked checked, so the account decides it at once; if
+//! the ledger cannot answer, the account checks it itself before deciding.
+//! A reversal also carries the ledger's view of its original, for originals
+//! older than the account keeps in memory. Redeem, Reverse and Adjust use an
+//! update id derived from the event id, so a resend joins the first update
+//! within a run instead of queueing another.
 
 use std::time::Duration;
 
@@ -45,8 +50,10 @@ pub struct LoyaltyApi {
 
 /// What the ledger says about an event id before the workflow is asked.
 enum Known {
-    /// Not in the ledger (or the ledger could not tell).
+    /// Not in the ledger.
     New,
+    /// The ledger could not tell.
+    Unknown,
     /// This same event, already applied.
     Applied(HistoryEntry),
 }
@@ -91,7 +98,7 @@ impl LoyaltyApi {
             }
             Err(e) => {
                 tracing::warn!(customer = %customer, error = %e, "ledger lookup failed; asking the workflow");
-                Ok(Known::New)
+                Ok(Known::Unknown)
             }
         }
     }
@@ -101,10 +108,12 @@ impl LoyaltyApi {
         self.client.get_workflow_handle::<LoyaltyEntityWorkflow>(customer.workflow_id())
     }
 
-    async fn accrue(&self, cmd: Accrue) -> Result<pb::AccrueResponse, ApiError> {
+    async fn accrue(&self, mut cmd: Accrue) -> Result<pb::AccrueResponse, ApiError> {
         let workflow_id = cmd.customer.workflow_id();
-        if let Known::Applied(_) = self.known(&cmd.customer, &cmd.event.movement()).await? {
-            return Ok(pb::AccrueResponse { workflow_id });
+        match self.known(&cmd.customer, &cmd.event.movement()).await? {
+            Known::Applied(_) => return Ok(pb::AccrueResponse { workflow_id }),
+            Known::New => cmd.event.ledger_checked = true,
+            Known::Unknown => {}
         }
         // Reuse of a closed account's id is refused, so a late accrual never
         // re-creates it blank.
@@ -135,9 +144,7 @@ impl LoyaltyApi {
             });
         }
         let handle = self.account(&cmd.customer);
-        // No fixed update id: Temporal would replay a failed outcome (such as
-        // UNAVAILABLE) to every retry of the run. The workflow dedups by event_id.
-        let options = WorkflowExecuteUpdateOptions::default();
+        let options = update_options("redeem", &cmd.request.event_id, &cmd.request);
         match handle.execute_update(LoyaltyEntityWorkflow::redeem_points, cmd.request, options).await {
             Ok(r) => Ok(pb::RedeemResponse {
                 redeemed: r.redeemed,
@@ -148,9 +155,18 @@ impl LoyaltyApi {
         }
     }
 
-    async fn reverse(&self, cmd: Reverse) -> Result<pb::ReverseResponse, ApiError> {
+    async fn reverse(&self, mut cmd: Reverse) -> Result<pb::ReverseResponse, ApiError> {
+        let movement = cmd.request.movement()?;
+        if let Some(change) = self.applied_change(&cmd.customer, &movement).await? {
+            return Ok(pb::ReverseResponse { change: Some(change) });
+        }
+        let customer = cmd.customer.as_str();
+        match self.ledger.original_view(customer, &cmd.request.original_event_id).await {
+            Ok(view) => cmd.request.ledger = Some(view),
+            Err(e) => tracing::warn!(customer, error = %e, "ledger lookup failed; the account decides from memory"),
+        }
         let handle = self.account(&cmd.customer);
-        let options = WorkflowExecuteUpdateOptions::default();
+        let options = update_options("reverse", &cmd.request.event_id, &movement);
         match handle.execute_update(LoyaltyEntityWorkflow::reverse_points, cmd.request, options).await {
             Ok(change) => Ok(pb::ReverseResponse { change: Some(balance_change(change)) }),
             Err(e) => Err(self.update_error(&cmd.customer, e).await),
@@ -158,8 +174,11 @@ impl LoyaltyApi {
     }
 
     async fn adjust(&self, cmd: Adjust) -> Result<pb::AdjustResponse, ApiError> {
+        if let Some(change) = self.applied_change(&cmd.customer, &cmd.request.movement()?).await? {
+            return Ok(pb::AdjustResponse { change: Some(change) });
+        }
         let handle = self.account(&cmd.customer);
-        let options = WorkflowExecuteUpdateOptions::default();
+        let options = update_options("adjust", &cmd.request.event_id, &cmd.request);
         match handle.execute_update(LoyaltyEntityWorkflow::adjust_points, cmd.request, options).await {
             Ok(change) => Ok(pb::AdjustResponse { change: Some(balance_change(change)) }),
             Err(e) => Err(self.update_error(&cmd.customer, e).await),
@@ -179,6 +198,25 @@ impl LoyaltyApi {
             _ => String::new(),
         };
         Ok(pb::GetHistoryResponse { entries: rows.into_iter().map(history_entry).collect(), next_page_token })
+    }
+
+    /// A correction the ledger holds already, answered from its row with the
+    /// account's totals as the ledger has them.
+    async fn applied_change(
+        &self,
+        customer: &CustomerId,
+        movement: &Movement,
+    ) -> Result<Option<pb::BalanceChange>, ApiError> {
+        let Known::Applied(row) = self.known(customer, movement).await? else { return Ok(None) };
+        let totals = self.ledger.totals(customer.as_str()).await?.unwrap_or_default();
+        Ok(Some(pb::BalanceChange {
+            points: row.points,
+            lifetime_delta: row.lifetime_delta,
+            shortfall: row.shortfall,
+            points_balance: totals.balance,
+            lifetime_points: totals.lifetime,
+            tier: Tier::for_lifetime(totals.lifetime).as_str().to_owned(),
+        }))
     }
 
     /// Classifies a failed update; a completed workflow is reported as not found.
@@ -204,6 +242,7 @@ impl LoyaltyApi {
             tier: s.tier.as_str().to_owned(),
             is_active: s.is_active,
             points_to_next_tier: Tier::points_to_next(s.lifetime_points),
+            unapplied_points: s.unapplied_points,
         })
     }
 
@@ -222,6 +261,19 @@ impl LoyaltyApi {
             Err(e) => ApiError::from_interaction(&customer, e),
         }
     }
+}
+
+/// Update options whose id is derived from the event id and the request's
+/// content: Temporal then joins a resend to the first update of the run
+/// instead of queueing another handler, while a reused id with other content
+/// reaches the account and gets ALREADY_EXISTS. Refusals happen in the
+/// validator, so they are not remembered under the id and a retry is
+/// decided afresh.
+fn update_options(kind: &str, event_id: &str, content: &impl serde::Serialize) -> WorkflowExecuteUpdateOptions {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(serde_json::to_vec(content).unwrap_or_default());
+    let short: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    WorkflowExecuteUpdateOptions::builder().update_id(format!("{kind}:{event_id}:{short}")).build()
 }
 
 fn balance_change(c: BalanceChange) -> pb::BalanceChange {
