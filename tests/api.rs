@@ -5,11 +5,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{accrual, client, end_outage, fail_inserts, fan_out, ledger, redemption, shared, summary_when, temporal};
+use common::{
+    accrual, client, end_outage, fail_inserts, fan_out, ledger, redemption, rows_when, shared, summary_when, temporal,
+};
 use loyalty::domain::EntryKind;
 use loyalty::grpc::pb::{self, loyalty_service_client::LoyaltyServiceClient};
 use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_SIGNALS_PER_RUN};
 use temporalio_client::{WorkflowDescribeOptions, WorkflowSignalOptions};
+use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
@@ -25,7 +28,7 @@ async fn accrue_then_summary_and_ledger() {
     assert_eq!((s.customer_id.as_str(), s.points_balance, s.tier.as_str()), ("alice", 120, "Bronze"));
     assert!(s.is_active);
     assert_eq!(s.points_to_next_tier, 880);
-    let rows = ledger().await.entries("alice").await.unwrap();
+    let rows = rows_when(&ledger().await, "alice", 1).await;
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].kind.as_str(), rows[0].points, rows[0].balance_after), ("accrual", 120, 120));
     assert_eq!((rows[0].reason.as_str(), rows[0].source.as_str()), ("purchase", "tests"));
@@ -77,7 +80,7 @@ async fn redeem_succeeds_once_and_every_rejection_has_its_status() {
 
     let s = summary_when(&mut grpc, "bob", SETTLE, |_| true).await;
     assert_eq!((s.points_balance, s.lifetime_points), (300, 500), "deducted exactly once");
-    let rows = ledger().await.entries("bob").await.unwrap();
+    let rows = rows_when(&ledger().await, "bob", 2).await;
     let redemptions: Vec<_> = rows.iter().filter(|r| r.kind == EntryKind::Redemption).collect();
     assert_eq!(redemptions.len(), 1);
     assert_eq!((redemptions[0].points, redemptions[0].balance_after), (-200, 300));
@@ -112,7 +115,7 @@ async fn duplicate_event_ids_are_applied_once() {
     grpc.accrue(accrual("dave", "marker", 1)).await.unwrap();
     let s = summary_when(&mut grpc, "dave", SETTLE, |s| s.lifetime_points >= 21).await;
     assert_eq!((s.points_balance, s.lifetime_points), (21, 21));
-    assert_eq!(ledger().await.entries("dave").await.unwrap().len(), 3);
+    assert_eq!(rows_when(&ledger().await, "dave", 3).await.len(), 3);
 }
 
 #[tokio::test]
@@ -145,6 +148,7 @@ async fn control_characters_in_text_are_refused_and_never_stall_an_account() {
         points: 10,
         reason: "a\0b".into(),
         source: "other".into(),
+        ledger_checked: false,
     };
     temporal()
         .await
@@ -170,6 +174,18 @@ async fn a_closed_account_is_never_recreated() {
         .expect("shutdown signal");
     let s = summary_when(&mut grpc, "erin", SETTLE, |s| !s.is_active).await;
     assert_eq!(s.points_balance, 70);
+    // The run writes what it decided, then completes.
+    let handle = temporal().await.get_workflow_handle::<LoyaltyEntityWorkflow>("loyalty-erin");
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let d = handle.describe(WorkflowDescribeOptions::default()).await.expect("describe");
+        let info = d.raw_description.workflow_execution_info.expect("info");
+        if info.status() == WorkflowExecutionStatus::Completed {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the account did not complete: {:?}", info.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let status = grpc.accrue(accrual("erin", "e2", 5)).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
@@ -180,24 +196,28 @@ async fn a_closed_account_is_never_recreated() {
 }
 
 #[tokio::test]
-async fn a_redemption_whose_ledger_write_fails_gives_the_points_back_once_settled() {
+async fn a_redemption_is_decided_while_the_ledger_is_down_and_written_when_it_returns() {
     let mut grpc = client().await;
     grpc.accrue(accrual("frank", "f1", 100)).await.unwrap();
     summary_when(&mut grpc, "frank", SETTLE, |s| s.points_balance == 100).await;
+    rows_when(&ledger().await, "frank", 1).await;
     let db =
         fail_inserts("outage_frank", "ledger_entries", "NEW.customer_id = 'frank' AND NEW.kind = 'redemption'").await;
 
-    let status = grpc.redeem(redemption("frank", "fr1", 60, "hat")).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    // Held while the outcome is unknown, given back once the ledger says the row never landed.
-    let s = summary_when(&mut grpc, "frank", SETTLE, |s| s.points_balance == 100).await;
-    assert_eq!(s.lifetime_points, 100);
+    // Decided by the account, in one workflow task: no ledger on its path.
+    let ok = grpc.redeem(redemption("frank", "fr1", 60, "hat")).await.expect("decided without the ledger");
+    assert_eq!(ok.into_inner().remaining_balance, 40);
+    let again = grpc.redeem(redemption("frank", "fr1", 60, "hat")).await.expect("a resend gets the same answer");
+    assert_eq!(again.into_inner().remaining_balance, 40);
+    let s = summary_when(&mut grpc, "frank", SETTLE, |_| true).await;
+    assert_eq!((s.points_balance, s.lifetime_points), (40, 100));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(ledger().await.entries("frank").await.unwrap().len(), 1, "the row waits for the ledger");
 
     end_outage(&db).await;
-    let ok = grpc.redeem(redemption("frank", "fr1", 60, "hat")).await.expect("retry succeeds").into_inner();
-    assert_eq!(ok.remaining_balance, 40);
-    let rows = ledger().await.entries("frank").await.unwrap();
+    let rows = rows_when(&ledger().await, "frank", 2).await;
     assert_eq!(rows.iter().filter(|r| r.kind == EntryKind::Redemption).count(), 1);
+    assert_eq!(rows.last().map(|r| r.balance_after), Some(40));
 }
 
 #[tokio::test]
@@ -205,17 +225,20 @@ async fn accruals_survive_a_ledger_outage_without_failing_the_account() {
     let mut grpc = client().await;
     grpc.accrue(accrual("gina", "g0", 1)).await.unwrap();
     summary_when(&mut grpc, "gina", SETTLE, |s| s.points_balance == 1).await;
+    rows_when(&ledger().await, "gina", 1).await;
     let db = fail_inserts("outage_gina", "ledger_entries", "NEW.customer_id = 'gina'").await;
     grpc.accrue(accrual("gina", "g1", 10)).await.unwrap();
     grpc.accrue(accrual("gina", "g2", 20)).await.unwrap();
-    // The batch's retries run out (about 3 s); the account must keep serving.
+    // The write's retries run out (about 3 s); the account must keep serving
+    // and counts what it acknowledged.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let s = summary_when(&mut grpc, "gina", SETTLE, |_| true).await;
-    assert_eq!(s.points_balance, 1, "nothing applied while the ledger is down");
+    assert_eq!((s.points_balance, s.lifetime_points), (31, 31), "applied at once, written later");
+    assert_eq!(ledger().await.entries("gina").await.unwrap().len(), 1, "nothing written while the ledger is down");
     end_outage(&db).await;
-    let s = summary_when(&mut grpc, "gina", Duration::from_secs(90), |s| s.points_balance == 31).await;
-    assert_eq!(s.lifetime_points, 31);
-    assert_eq!(ledger().await.entries("gina").await.unwrap().len(), 3);
+    let rows = rows_when(&ledger().await, "gina", 3).await;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.last().map(|r| r.balance_after), Some(31));
 }
 
 #[tokio::test]
@@ -235,7 +258,7 @@ async fn a_burst_across_continue_as_new_loses_and_doubles_nothing() {
     let mut grpc = grpc;
     let s = summary_when(&mut grpc, "hot", Duration::from_secs(120), |s| s.lifetime_points >= expected).await;
     assert_eq!((s.points_balance, s.lifetime_points), (expected, expected));
-    let rows = ledger().await.entries("hot").await.unwrap();
+    let rows = rows_when(&ledger().await, "hot", EVENTS).await;
     assert_eq!(rows.len(), EVENTS, "one ledger row per distinct event");
     assert_eq!(rows.iter().map(|r| r.points).sum::<i64>(), expected);
     assert_eq!(rows.last().map(|r| r.balance_after), Some(expected));
@@ -293,7 +316,7 @@ async fn concurrent_retries_of_one_redemption_deduct_once() {
     let s = summary_when(&mut grpc, "hank", SETTLE, |_| true).await;
     assert_eq!(s.points_balance, 70);
     assert_eq!(
-        ledger().await.entries("hank").await.unwrap().iter().filter(|r| r.kind == EntryKind::Redemption).count(),
+        rows_when(&ledger().await, "hank", 2).await.iter().filter(|r| r.kind == EntryKind::Redemption).count(),
         1
     );
 }
@@ -311,6 +334,10 @@ async fn a_failing_tier_notification_never_holds_back_points() {
     assert_eq!(s.points_balance, 1_510);
     assert!(ledger().await.tier_notifications("ivy").await.unwrap().is_empty());
     end_outage(&db).await;
+    // The change is recorded with the entry that caused it, once, when the ledger takes it.
+    rows_when(&ledger().await, "ivy", 2).await;
+    let notes = ledger().await.tier_notifications("ivy").await.unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
 }
 
 #[tokio::test]
@@ -333,7 +360,8 @@ async fn concurrent_redemptions_past_the_in_flight_update_limit_stay_exact() {
     }
     let s = summary_when(&mut grpc, "jack", SETTLE, |_| true).await;
     assert_eq!(s.points_balance, 1_000 - redeemed, "{results:?}");
-    let rows = ledger().await.entries("jack").await.unwrap();
+    let written = 1 + results.iter().filter(|r| r.is_ok()).count();
+    let rows = rows_when(&ledger().await, "jack", written).await;
     assert_eq!(rows.iter().filter(|r| r.kind == EntryKind::Redemption).map(|r| -r.points).sum::<i64>(), redeemed);
 }
 
@@ -414,32 +442,29 @@ async fn the_cli_accrues_redeems_and_reads() {
 }
 
 #[tokio::test]
-async fn a_reversal_waits_for_the_accruals_acknowledged_before_it() {
+async fn a_refund_right_after_its_purchase_finds_it_even_while_the_ledger_is_down() {
     let mut grpc = client().await;
     grpc.accrue(accrual("quinn", "q0", 1)).await.unwrap();
     summary_when(&mut grpc, "quinn", SETTLE, |s| s.points_balance == 1).await;
+    rows_when(&ledger().await, "quinn", 1).await;
     // The purchase is acknowledged but cannot be written yet.
     let db = fail_inserts("outage_quinn", "ledger_entries", "NEW.customer_id = 'quinn' AND NEW.kind = 'accrual'").await;
     grpc.accrue(accrual("quinn", "q1", 100)).await.unwrap();
-    let refund = {
-        let mut grpc = grpc.clone();
-        tokio::spawn(async move {
-            let request = pb::ReverseRequest {
-                customer_id: "quinn".into(),
-                reverse_event_id: "q1-refund".into(),
-                original_event_id: "q1".into(),
-                points: None,
-                reason: "refund".into(),
-            };
-            grpc.reverse(request).await
-        })
+    let request = pb::ReverseRequest {
+        customer_id: "quinn".into(),
+        reverse_event_id: "q1-refund".into(),
+        original_event_id: "q1".into(),
+        points: None,
+        reason: "refund".into(),
     };
-    // The batch's retries run out while the refund waits; then the ledger returns.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(!refund.is_finished(), "the refund must wait for the purchase, not fail");
-    end_outage(&db).await;
-    let change = refund.await.unwrap().expect("the refund finds its purchase").into_inner().change.unwrap();
+    // Decided in arrival order against the account's own entries: the
+    // purchase before it is there, whether or not the ledger has it yet.
+    let change = grpc.reverse(request).await.expect("the refund finds its purchase").into_inner().change.unwrap();
     assert_eq!((change.points, change.points_balance, change.lifetime_points), (-100, 1, 1));
+    end_outage(&db).await;
+    let rows = rows_when(&ledger().await, "quinn", 3).await;
+    let kinds: Vec<_> = rows.iter().map(|r| (r.event_id.as_str(), r.kind)).collect();
+    assert_eq!(kinds, vec![("q0", EntryKind::Accrual), ("q1", EntryKind::Accrual), ("q1-refund", EntryKind::Reversal)]);
 }
 
 #[tokio::test]

@@ -7,15 +7,17 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::{accrual, client, ledger, redemption, summary_when};
 use loyalty::config::Role;
 use loyalty::domain::{EntryKind, Tier};
+use loyalty::grpc::pb;
 use loyalty::ledger::Ledger;
-use tonic::Code;
+use tonic::{Code, Status};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -23,12 +25,22 @@ const SETTLE: Duration = Duration::from_secs(60);
 type Grpc = loyalty::grpc::pb::loyalty_service_client::LoyaltyServiceClient<tonic::transport::Channel>;
 
 /// What the clients were told, per customer and event id: the points of
-/// every acknowledged accrual and successful redemption.
+/// every acknowledged accrual and successful redemption, and the effect each
+/// successful reversal and adjustment reported.
 #[derive(Default)]
 struct Book {
     accrued: BTreeMap<String, BTreeMap<String, i64>>,
     redeemed: BTreeMap<String, BTreeMap<String, i64>>,
+    reversed: BTreeMap<String, BTreeMap<String, Delta>>,
+    adjusted: BTreeMap<String, BTreeMap<String, Delta>>,
 }
+
+/// How an event moved an account, as (balance delta, lifetime delta). For a
+/// reversal or adjustment, what its response reported
+/// (`BalanceChange.points`, `BalanceChange.lifetime_delta`): the book takes
+/// the service's word for the amounts (a clawback floors at zero) and checks
+/// that the summary and the ledger agree with it exactly.
+type Delta = (i64, i64);
 
 /// The invariant's verdict over every customer of a scenario.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -49,6 +61,32 @@ impl Book {
         self.redeemed.entry(customer.into()).or_default().insert(event.into(), points);
     }
 
+    fn reversed(&mut self, customer: &str, event: &str, delta: Delta) {
+        self.reversed.entry(customer.into()).or_default().insert(event.into(), delta);
+    }
+
+    fn adjusted(&mut self, customer: &str, event: &str, delta: Delta) {
+        self.adjusted.entry(customer.into()).or_default().insert(event.into(), delta);
+    }
+
+    /// The ledger rows of `kind` that `customer` must hold, by event id, with
+    /// their (signed balance change, lifetime change): an accrual of p moves
+    /// (p, p), a redemption (-p, 0), a reversal or adjustment what its
+    /// response reported. No other kind is ever acknowledged, so none may be
+    /// in the ledger.
+    fn rows(&self, customer: &str, kind: EntryKind) -> BTreeMap<String, Delta> {
+        let of = |book: &BTreeMap<String, BTreeMap<String, i64>>, delta: fn(i64) -> Delta| -> BTreeMap<String, Delta> {
+            book.get(customer).into_iter().flatten().map(|(event, points)| (event.clone(), delta(*points))).collect()
+        };
+        match kind {
+            EntryKind::Accrual => of(&self.accrued, |p| (p, p)),
+            EntryKind::Redemption => of(&self.redeemed, |p| (-p, 0)),
+            EntryKind::Reversal => self.reversed.get(customer).cloned().unwrap_or_default(),
+            EntryKind::Adjustment => self.adjusted.get(customer).cloned().unwrap_or_default(),
+            _ => BTreeMap::new(),
+        }
+    }
+
     /// Opens `customer` with one acknowledged accrual of `points` (event
     /// `<customer>-a0`) and waits until it is applied.
     async fn open(&mut self, grpc: &mut Grpc, customer: &str, points: i64) {
@@ -66,6 +104,12 @@ impl Book {
         for (event, points) in outcome.redeemed {
             self.redeemed(&outcome.customer, &event, points);
         }
+        for (event, delta) in outcome.reversed {
+            self.reversed(&outcome.customer, &event, delta);
+        }
+        for (event, delta) in outcome.adjusted {
+            self.adjusted(&outcome.customer, &event, delta);
+        }
         outcome.calls
     }
 
@@ -75,33 +119,51 @@ impl Book {
     }
 
     /// Compares every customer's summary and ledger with the book, once the
-    /// balance has settled; panics with the differences.
+    /// balance has settled and the ledger has caught up; panics with the
+    /// differences. Balance and lifetime are the sums of what the book's
+    /// events moved (accruals - redemptions + corrections; accruals +
+    /// corrections), the tier follows lifetime, and the ledger holds exactly
+    /// one row per acknowledged event of every kind, moving what the book
+    /// says, and nothing else.
     async fn check_on(&self, grpc: &mut Grpc, ledger: &Ledger) -> Figures {
         let mut figures = Figures::default();
-        let customers: std::collections::BTreeSet<&String> = self.accrued.keys().chain(self.redeemed.keys()).collect();
-        let none = BTreeMap::new();
+        let customers: BTreeSet<&String> = self
+            .accrued
+            .keys()
+            .chain(self.redeemed.keys())
+            .chain(self.reversed.keys())
+            .chain(self.adjusted.keys())
+            .collect();
         for customer in customers {
             figures.customers += 1;
-            let accrued = self.accrued.get(customer).unwrap_or(&none);
-            let redeemed = self.redeemed.get(customer).unwrap_or(&none);
-            let lifetime: i64 = accrued.values().sum();
-            let balance = lifetime - redeemed.values().sum::<i64>();
+            let expected: Vec<(EntryKind, BTreeMap<String, Delta>)> =
+                EntryKind::ALL.iter().map(|&kind| (kind, self.rows(customer, kind))).collect();
+            let (balance, lifetime) = expected
+                .iter()
+                .flat_map(|(_, rows)| rows.values())
+                .fold((0, 0), |(balance, lifetime), &(db, dl)| (balance + db, lifetime + dl));
             let s = summary_when(grpc, customer, SETTLE, |s| s.lifetime_points >= lifetime).await;
             figures.lost += (lifetime - s.lifetime_points).max(0) + (s.points_balance - balance).max(0);
             figures.duplicated += (s.lifetime_points - lifetime).max(0) + (balance - s.points_balance).max(0);
             assert_eq!((s.points_balance, s.lifetime_points), (balance, lifetime), "{customer}: summary vs book");
             assert_eq!(s.tier, Tier::for_lifetime(lifetime).as_str(), "{customer}: tier");
 
-            let rows = ledger.entries(customer).await.expect("ledger readable");
-            let in_ledger = |kind: EntryKind| -> BTreeMap<String, i64> {
-                rows.iter().filter(|r| r.kind == kind).map(|r| (r.event_id.clone(), r.points.abs())).collect()
-            };
-            for (kind, book) in [(EntryKind::Accrual, accrued), (EntryKind::Redemption, redeemed)] {
-                let found = in_ledger(kind);
+            let wanted: usize = expected.iter().map(|(_, rows)| rows.len()).sum();
+            let rows = common::rows_when(ledger, customer, wanted).await;
+            let distinct: BTreeSet<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
+            figures.duplicated += (rows.len() - distinct.len()) as i64;
+            for (kind, book) in &expected {
+                let found: BTreeMap<String, Delta> = rows
+                    .iter()
+                    .filter(|r| r.kind == *kind)
+                    .map(|r| (r.event_id.clone(), (r.points, r.lifetime_delta)))
+                    .collect();
                 figures.lost += book.keys().filter(|e| !found.contains_key(*e)).count() as i64;
                 figures.duplicated += found.keys().filter(|e| !book.contains_key(*e)).count() as i64;
                 assert_eq!(&found, book, "{customer}: {kind:?} rows vs book");
             }
+            let newest = rows.last().map(|r| r.balance_after);
+            assert_eq!(newest, Some(balance), "{customer}: the newest row's balance_after vs book");
         }
         figures
     }
@@ -110,11 +172,16 @@ impl Book {
 /// Figures of a scenario, for the README's reliability section: printed, and
 /// appended to target/tmp/faults-figures.txt, which scripts/test.sh shows.
 fn report(scenario: &str, operations: usize, faults: usize, figures: &Figures) {
-    use std::io::Write;
-    let line = format!(
+    publish(&format!(
         "{scenario}: {operations} operations, {faults} faults injected, {} customers, lost = {}, duplicated = {}",
         figures.customers, figures.lost, figures.duplicated
-    );
+    ));
+}
+
+/// Prints one line of a scenario's figures and appends it to
+/// target/tmp/faults-figures.txt, which scripts/test.sh shows.
+fn publish(line: &str) {
+    use std::io::Write;
     println!("{line}");
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults-figures.txt");
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("figures file");
@@ -212,6 +279,477 @@ async fn more_accruals_to_one_customer_than_one_run_may_receive() {
     let figures = book.check().await;
     report("accruals past the per-run signal limit", total, 0, &figures);
     assert_eq!(figures, Figures { customers: 1, lost: 0, duplicated: 0 });
+}
+
+/// One hot account receiving a stream of accruals while redemptions,
+/// reversals, adjustments and summary reads arrive, across several
+/// continue-as-new, with the ledger refusing the account's writes for a
+/// while: every call gets a definite answer well within the liveness bound,
+/// redemptions and corrections keep being decided during the outage (the
+/// workflow decides them; the ledger records them behind it), no run comes
+/// near Temporal's per-run signal and update limits, and the exact
+/// invariant holds for every kind of event. It would have caught the
+/// account that froze for good when Adjust and Redeem arrived amid a stream
+/// of Accrue across continue-as-new.
+#[tokio::test(flavor = "multi_thread")]
+async fn mixed_operations_on_one_hot_account_across_continue_as_new() {
+    const SCENARIO: &str = "mixed operations on one hot account";
+    let customer = "mixhot";
+    let mut book = Book::default();
+    let mut grpc = client().await;
+    book.open(&mut grpc, customer, 100).await;
+
+    let hot = Arc::new(Hot::new(customer, HOT_ACCRUALS * scale()));
+    let accruers: Vec<_> = (0..HOT_ACCRUERS).map(|_| tokio::spawn(accrue_caller(grpc.clone(), hot.clone()))).collect();
+    let others = [
+        (Rpc::Redeem, tokio::spawn(redeem_caller(grpc.clone(), hot.clone()))),
+        (Rpc::Reverse, tokio::spawn(reverse_caller(grpc.clone(), hot.clone()))),
+        (Rpc::Adjust, tokio::spawn(adjust_caller(grpc.clone(), hot.clone()))),
+        (Rpc::GetSummary, tokio::spawn(summary_caller(grpc.clone(), hot.clone()))),
+    ];
+
+    // Outage k starts once (3k + 1) / (3 * outages) of the accruals are
+    // acknowledged: a third of the way at scale 1.
+    let outages = scale();
+    for k in 0..outages {
+        let at = hot.accruals * (3 * k + 1) / (3 * outages);
+        while hot.acknowledged() < at && !accruers.iter().all(|a| a.is_finished()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let when = format!("NEW.customer_id = '{customer}'");
+        let outage = common::fail_inserts(&format!("outage_{customer}_{k}"), "ledger_entries", &when).await;
+        hot.outage.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(HOT_OUTAGE).await;
+        hot.outage.fetch_add(1, Ordering::SeqCst);
+        common::end_outage(&outage).await;
+    }
+
+    let mut tallies: BTreeMap<Rpc, Tally> = BTreeMap::new();
+    for accruer in accruers {
+        let tally = accruer.await.expect("an accrual caller");
+        tallies.entry(Rpc::Accrue).or_insert_with(|| Tally::new(customer)).merge(tally);
+    }
+    hot.done.store(true, Ordering::SeqCst);
+    for (rpc, caller) in others {
+        let tally = caller.await.expect("a caller");
+        tallies.entry(rpc).or_insert_with(|| Tally::new(customer)).merge(tally);
+    }
+
+    // Latency, from the first attempt to the definite answer.
+    report_latencies(SCENARIO, &tallies);
+    for (rpc, tally) in &tallies {
+        let slowest = tally.latencies.iter().max().copied().unwrap_or_default();
+        assert!(slowest < LIVENESS, "{rpc:?}: a call took {slowest:?} to get a definite answer");
+        assert!(
+            tally.longest_attempt < CALL_DEADLINE + Duration::from_secs(2),
+            "{rpc:?}: an attempt went {:?} without an answer, past its {CALL_DEADLINE:?} deadline",
+            tally.longest_attempt
+        );
+        assert!(!tally.latencies.is_empty(), "{rpc:?}: no call made");
+    }
+    let tally = |rpc: Rpc| &tallies[&rpc];
+    assert_eq!(tally(Rpc::Accrue).outcome.accrued.len(), hot.accruals, "every accrual acknowledged");
+    for (rpc, succeeded) in [
+        (Rpc::Redeem, tally(Rpc::Redeem).outcome.redeemed.len()),
+        (Rpc::Reverse, tally(Rpc::Reverse).outcome.reversed.len()),
+        (Rpc::Adjust, tally(Rpc::Adjust).outcome.adjusted.len()),
+    ] {
+        assert!(succeeded > 0, "{rpc:?}: none succeeded; {:?}", tally(rpc).refusal);
+    }
+
+    // Decided while the ledger refused the account's writes.
+    let during = |rpc: Rpc| tally(rpc).during_outage;
+    publish(&format!(
+        "{SCENARIO}: answered OK while the ledger refused the account's writes ({outages} x {HOT_OUTAGE:?}): \
+         Redeem {}, Reverse {}, Adjust {}, GetSummary {}",
+        during(Rpc::Redeem),
+        during(Rpc::Reverse),
+        during(Rpc::Adjust),
+        during(Rpc::GetSummary)
+    ));
+    assert!(
+        during(Rpc::Redeem) + during(Rpc::Adjust) > 0,
+        "no redemption or adjustment was decided during the ledger outage"
+    );
+
+    // The invariant, once the ledger has caught up.
+    let mut operations = 0;
+    for tally in tallies.into_values() {
+        operations += book.add(tally.outcome);
+    }
+    let figures = book.check().await;
+
+    // Continue-as-new, and what each run received.
+    let runs = common::workflow_runs(&format!("loyalty-{customer}")).await;
+    let continued = runs.len() - 1;
+    let most_signals = runs.iter().map(|r| r.signals).max().unwrap_or_default();
+    let most_updates = runs.iter().map(|r| r.updates).max().unwrap_or_default();
+    publish(&format!(
+        "{SCENARIO}: {} runs ({continued} continue-as-new), at most {most_signals} signals and {most_updates} \
+         accepted updates in one run",
+        runs.len()
+    ));
+    assert!(continued >= 3 * scale(), "only {continued} continue-as-new: {runs:?}");
+    assert!(most_signals < 10_000, "a run received {most_signals} signals: {runs:?}");
+    assert!(most_updates < 2_000, "a run accepted {most_updates} updates: {runs:?}");
+
+    report(SCENARIO, operations, outages, &figures);
+    assert_eq!(figures, Figures { customers: 1, lost: 0, duplicated: 0 });
+}
+
+/// Accrual callers of the hot-account scenario.
+const HOT_ACCRUERS: usize = 6;
+/// Accruals they send in all (times `scale()`): the workflow continues-as-new
+/// every 2,000 signals, so at least three times, with room to spare.
+const HOT_ACCRUALS: usize = 8_000;
+/// How long the ledger refuses the hot account's writes, per outage.
+const HOT_OUTAGE: Duration = Duration::from_secs(4);
+/// Each attempt's deadline (`grpc-timeout`).
+const CALL_DEADLINE: Duration = Duration::from_secs(10);
+/// The longest any call may take from its first attempt to a definite
+/// answer. A liveness bound, not a speed target: a frozen account shows as
+/// minutes.
+const LIVENESS: Duration = Duration::from_secs(30);
+/// When a caller stops retrying and fails the test, so that a frozen account
+/// fails it rather than hanging it.
+const GIVE_UP: Duration = Duration::from_secs(120);
+/// A reversal names an accrual at least this many acknowledgements old, so
+/// the account has most likely applied it, yet recent enough for the
+/// workflow to remember it.
+const REVERSE_LAG: usize = 100;
+
+/// The RPCs of the hot-account scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Rpc {
+    Accrue,
+    Redeem,
+    Reverse,
+    Adjust,
+    GetSummary,
+}
+
+/// What the callers of the hot-account scenario share.
+struct Hot {
+    customer: String,
+    /// Accruals to send in all.
+    accruals: usize,
+    /// Number of the next accrual to send, from 1 (`<customer>-a0` opened
+    /// the account).
+    next: AtomicUsize,
+    /// Acknowledged accruals, (event id, points) in the order they were
+    /// acknowledged, for the reversals to name.
+    acknowledged: Mutex<Vec<(String, i64)>>,
+    /// Set once every accrual is acknowledged: the other callers stop.
+    done: AtomicBool,
+    /// Odd while the ledger refuses the account's writes: bumped once the
+    /// refusal is in place and again before it is lifted.
+    outage: AtomicU64,
+}
+
+impl Hot {
+    fn new(customer: &str, accruals: usize) -> Self {
+        Self {
+            customer: customer.to_owned(),
+            accruals,
+            next: AtomicUsize::new(1),
+            acknowledged: Mutex::new(Vec::new()),
+            done: AtomicBool::new(false),
+            outage: AtomicU64::new(0),
+        }
+    }
+
+    fn acknowledged(&self) -> usize {
+        self.acknowledged.lock().unwrap().len()
+    }
+
+    fn done(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
+    }
+}
+
+/// What the callers of one RPC were told, and how long their calls took.
+struct Tally {
+    /// What they were told, for the book; `calls` counts attempts.
+    outcome: Outcome,
+    /// Every call's time from its first attempt to its definite answer.
+    latencies: Vec<Duration>,
+    /// The longest single attempt.
+    longest_attempt: Duration,
+    /// Calls answered with a definite refusal (FAILED_PRECONDITION, ...).
+    refused: usize,
+    /// The first refusal, to show when nothing succeeded.
+    refusal: Option<String>,
+    /// Successful calls sent and answered within one ledger outage.
+    during_outage: usize,
+}
+
+impl Tally {
+    fn new(customer: &str) -> Self {
+        Self {
+            outcome: Outcome { customer: customer.to_owned(), ..Outcome::default() },
+            latencies: Vec::new(),
+            longest_attempt: Duration::ZERO,
+            refused: 0,
+            refusal: None,
+            during_outage: 0,
+        }
+    }
+
+    /// Adds what `other` (of the same RPC and customer) was told.
+    fn merge(&mut self, other: Tally) {
+        let (mine, theirs) = (&mut self.outcome, other.outcome);
+        mine.calls += theirs.calls;
+        mine.accrued.extend(theirs.accrued);
+        mine.redeemed.extend(theirs.redeemed);
+        mine.reversed.extend(theirs.reversed);
+        mine.adjusted.extend(theirs.adjusted);
+        self.latencies.extend(other.latencies);
+        self.longest_attempt = self.longest_attempt.max(other.longest_attempt);
+        self.refused += other.refused;
+        self.refusal = self.refusal.take().or(other.refusal);
+        self.during_outage += other.during_outage;
+    }
+
+    /// Sends a call (`send` makes each attempt, always with the same request,
+    /// so the same event id) until its answer is definite: anything but a
+    /// [`retryable`] status, which waits for the status's retry hint (or
+    /// 100 ms) and tries again. Records the call's latency, and whether it
+    /// succeeded within one ledger outage. Panics after [`GIVE_UP`].
+    async fn call<T, Fut>(&mut self, hot: &Hot, what: &str, mut send: impl FnMut() -> Fut) -> Result<T, Status>
+    where
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let outage = hot.outage.load(Ordering::SeqCst);
+        let started = Instant::now();
+        let answer = loop {
+            self.outcome.calls += 1;
+            let attempt = Instant::now();
+            let result = send().await;
+            self.longest_attempt = self.longest_attempt.max(attempt.elapsed());
+            match result {
+                Ok(response) => break Ok(response.into_inner()),
+                Err(s) if retryable(&s) => {
+                    assert!(started.elapsed() < GIVE_UP, "{what}: no definite answer within {GIVE_UP:?}; last {s:?}");
+                    tokio::time::sleep(common::retry_hint(&s).unwrap_or(Duration::from_millis(100))).await;
+                }
+                Err(s) => break Err(s),
+            }
+        };
+        self.latencies.push(started.elapsed());
+        let within_outage = outage % 2 == 1 && hot.outage.load(Ordering::SeqCst) == outage;
+        if answer.is_ok() && within_outage {
+            self.during_outage += 1;
+        }
+        answer
+    }
+
+    /// A definite refusal (nothing applied, so nothing for the book).
+    fn refuse(&mut self, status: Status) {
+        self.refused += 1;
+        self.refusal.get_or_insert_with(|| format!("{:?}: {}", status.code(), status.message()));
+    }
+}
+
+/// Whether a status leaves the call's outcome open, so that the caller
+/// retries it with the same event id: the service out of reach (including
+/// the statuses tonic's client makes up from a broken connection, see
+/// [`common::unavailable`]), busy, or past a deadline. CANCELLED counts too:
+/// the service never answers it and the callers never cancel, but tonic's
+/// client reports its own `grpc-timeout` passing as CANCELLED ("Timeout
+/// expired"). Anything else (OK, FAILED_PRECONDITION, ...) is definite, and
+/// INTERNAL fails the test.
+fn retryable(status: &Status) -> bool {
+    common::unavailable(status)
+        || matches!(status.code(), Code::ResourceExhausted | Code::DeadlineExceeded | Code::Aborted | Code::Cancelled)
+}
+
+/// `message` as a request with the per-attempt deadline [`CALL_DEADLINE`].
+fn with_deadline<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(CALL_DEADLINE);
+    request
+}
+
+/// Sends the hot account's accruals, sharing the numbering with the other
+/// accrual callers, 1 to 20 points each, until all are acknowledged.
+async fn accrue_caller(grpc: Grpc, hot: Arc<Hot>) -> Tally {
+    let mut tally = Tally::new(&hot.customer);
+    loop {
+        let i = hot.next.fetch_add(1, Ordering::SeqCst);
+        if i > hot.accruals {
+            return tally;
+        }
+        let event = format!("{}-a{i}", hot.customer);
+        let points = 1 + (i * 7 % 20) as i64;
+        let request = accrual(&hot.customer, &event, points);
+        let send = || {
+            let (mut grpc, request) = (grpc.clone(), with_deadline(request.clone()));
+            async move { grpc.accrue(request).await }
+        };
+        match tally.call(&hot, &event, send).await {
+            Ok(_) => {
+                hot.acknowledged.lock().unwrap().push((event.clone(), points));
+                tally.outcome.accrued.push((event, points));
+            }
+            Err(s) => panic!("{event}: accrual refused: {s:?}"),
+        }
+    }
+}
+
+/// Redeems 5 to 30 points at a time, one redemption after another, until
+/// the accruals are done. Insufficient points is a definite refusal.
+async fn redeem_caller(grpc: Grpc, hot: Arc<Hot>) -> Tally {
+    let mut tally = Tally::new(&hot.customer);
+    let mut n = 0;
+    while !hot.done() {
+        n += 1;
+        let event = format!("{}-r{n}", hot.customer);
+        let points = 5 + (n * 13 % 26) as i64;
+        let request = redemption(&hot.customer, &event, points, "ticket");
+        let send = || {
+            let (mut grpc, request) = (grpc.clone(), with_deadline(request.clone()));
+            async move { grpc.redeem(request).await }
+        };
+        match tally.call(&hot, &event, send).await {
+            Ok(r) => {
+                assert_eq!(r.redeemed, points, "{event}: {r:?}");
+                assert!(r.remaining_balance >= 0, "{event}: {r:?}");
+                tally.outcome.redeemed.push((event, points));
+            }
+            Err(s) if s.code() == Code::FailedPrecondition => tally.refuse(s),
+            Err(s) => panic!("{event}: {s:?}"),
+        }
+    }
+    tally
+}
+
+/// Reverses acknowledged accruals, one reversal after another, until the
+/// accruals are done: of every three accruals it picks, all of the first,
+/// half of the second, and half of the third followed by all that remains
+/// of it. Each names the newest accrual at least [`REVERSE_LAG`]
+/// acknowledgements old that it has not named yet. A definite refusal:
+/// FAILED_PRECONDITION (nothing left to reverse), or NOT_FOUND (the account
+/// does not know the accrual yet).
+async fn reverse_caller(grpc: Grpc, hot: Arc<Hot>) -> Tally {
+    let mut tally = Tally::new(&hot.customer);
+    let (mut picked, mut unpicked, mut n) = (0, 0, 0);
+    while !hot.done() {
+        let original = {
+            let acknowledged = hot.acknowledged.lock().unwrap();
+            let newest_old_enough = acknowledged.len().checked_sub(REVERSE_LAG + 1);
+            newest_old_enough.filter(|i| *i >= unpicked).map(|i| (i, acknowledged[i].clone()))
+        };
+        let Some((index, (original, points))) = original else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        unpicked = index + 1;
+        // `None` reverses all that the accrual still holds.
+        let first = if picked % 3 == 0 { None } else { Some((points / 2).max(1)) };
+        let then_the_rest = (picked % 3 == 2).then_some(None);
+        picked += 1;
+        for amount in std::iter::once(first).chain(then_the_rest) {
+            n += 1;
+            let event = format!("{}-v{n}", hot.customer);
+            let request = pb::ReverseRequest {
+                customer_id: hot.customer.clone(),
+                reverse_event_id: event.clone(),
+                original_event_id: original.clone(),
+                points: amount,
+                reason: "refund".into(),
+            };
+            let send = || {
+                let (mut grpc, request) = (grpc.clone(), with_deadline(request.clone()));
+                async move { grpc.reverse(request).await }
+            };
+            match tally.call(&hot, &event, send).await {
+                Ok(r) => {
+                    let change = r.change.unwrap_or_else(|| panic!("{event}: a reversal reports its change"));
+                    tally.outcome.reversed.push((event, (change.points, change.lifetime_delta)));
+                }
+                Err(s) if matches!(s.code(), Code::FailedPrecondition | Code::NotFound) => tally.refuse(s),
+                Err(s) => panic!("{event} of {original}: {s:?}"),
+            }
+        }
+    }
+    tally
+}
+
+/// Adjusts the balance by +1..25 and -1..25 in turn, one adjustment after
+/// another, until the accruals are done. A deduction the balance cannot
+/// cover is a definite refusal.
+async fn adjust_caller(grpc: Grpc, hot: Arc<Hot>) -> Tally {
+    let mut tally = Tally::new(&hot.customer);
+    let mut n = 0;
+    while !hot.done() {
+        n += 1;
+        let event = format!("{}-j{n}", hot.customer);
+        let magnitude = 1 + (n * 7 % 25) as i64;
+        let points = if n % 2 == 0 { -magnitude } else { magnitude };
+        let request = pb::AdjustRequest {
+            customer_id: hot.customer.clone(),
+            event_id: event.clone(),
+            points,
+            reason: "support correction".into(),
+        };
+        let send = || {
+            let (mut grpc, request) = (grpc.clone(), with_deadline(request.clone()));
+            async move { grpc.adjust(request).await }
+        };
+        match tally.call(&hot, &event, send).await {
+            Ok(r) => {
+                let change = r.change.unwrap_or_else(|| panic!("{event}: an adjustment reports its change"));
+                assert_eq!(change.points, points, "{event}: the balance moves by the adjustment: {change:?}");
+                tally.outcome.adjusted.push((event, (change.points, change.lifetime_delta)));
+            }
+            Err(s) if s.code() == Code::FailedPrecondition => tally.refuse(s),
+            Err(s) => panic!("{event}: {s:?}"),
+        }
+    }
+    tally
+}
+
+/// Reads the hot account's summary every 50 ms until the accruals are done:
+/// never a negative balance, and the tier always the one lifetime gives.
+async fn summary_caller(grpc: Grpc, hot: Arc<Hot>) -> Tally {
+    let mut tally = Tally::new(&hot.customer);
+    let request = pb::GetSummaryRequest { customer_id: hot.customer.clone() };
+    while !hot.done() {
+        let send = || {
+            let (mut grpc, request) = (grpc.clone(), with_deadline(request.clone()));
+            async move { grpc.get_summary(request).await }
+        };
+        match tally.call(&hot, "GetSummary", send).await {
+            Ok(s) => {
+                assert!(s.points_balance >= 0, "{s:?}");
+                assert_eq!(s.tier, Tier::for_lifetime(s.lifetime_points).as_str(), "{s:?}");
+            }
+            Err(s) => panic!("GetSummary: {s:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tally
+}
+
+/// Prints and publishes, per RPC, the calls made and the p50, p99 and
+/// maximum of their latencies (first attempt to definite answer, retries
+/// included), and how many were refused.
+fn report_latencies(scenario: &str, tallies: &BTreeMap<Rpc, Tally>) {
+    use loyalty::bench::stats::percentile;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for (rpc, tally) in tallies {
+        let mut sorted = tally.latencies.clone();
+        sorted.sort_unstable();
+        publish(&format!(
+            "{scenario}: {rpc:?} {} calls ({} attempts), latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} refused",
+            sorted.len(),
+            tally.outcome.calls,
+            ms(percentile(&sorted, 0.50)),
+            ms(percentile(&sorted, 0.99)),
+            ms(sorted.last().copied().unwrap_or_default()),
+            tally.refused
+        ));
+    }
 }
 
 /// The API runs while no worker does: Accrue is still accepted (Temporal
@@ -380,17 +918,20 @@ impl Load {
 }
 
 /// What one load client was told.
+#[derive(Default)]
 struct Outcome {
     customer: String,
     calls: usize,
     accrued: Vec<(String, i64)>,
     redeemed: Vec<(String, i64)>,
+    reversed: Vec<(String, Delta)>,
+    adjusted: Vec<(String, Delta)>,
 }
 
 /// Accrues 10 and, every third call, redeems 5, each retried with its event
 /// id until the answer is definite, until `stop`.
 async fn load_client(mut g: Grpc, customer: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Outcome {
-    let mut outcome = Outcome { customer: customer.clone(), calls: 0, accrued: Vec::new(), redeemed: Vec::new() };
+    let mut outcome = Outcome { customer: customer.clone(), ..Outcome::default() };
     let mut i = 0;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         i += 1;

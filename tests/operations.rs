@@ -737,9 +737,10 @@ async fn a_callers_trace_is_carried_into_the_workflow_and_its_activities() {
     receiver.abort();
 }
 
-/// `loyalty bench` runs every phase against a real service and dev server and
-/// writes complete results. A smoke run with tiny numbers: it checks that the
-/// benchmark works and that batching shows in history, not how fast anything is.
+/// `loyalty bench` runs every phase (mixed included) against a real service
+/// and dev server and writes complete results. A smoke run with tiny numbers:
+/// it checks that the benchmark works, that batching shows in history and
+/// that the mixed load's balance adds up, not how fast anything is.
 #[test]
 fn the_benchmark_runs_every_phase_and_writes_its_results() {
     let shared = common::shared();
@@ -750,6 +751,7 @@ fn the_benchmark_runs_every_phase_and_writes_its_results() {
         .args(["--temporal-address", &common::temporal_address(), "--task-queue", &shared.task_queue])
         .args(["--concurrency", "1,4", "--customers", "3", "--accruals", "2", "--summaries", "2", "--redeems", "1"])
         .args(["--backlog", "60", "--reference-backlog", "10", "--stream-seconds", "2", "--memory-accounts", "20"])
+        .args(["--mixed-seconds", "2", "--mixed-accrue-callers", "2"])
         // The application runs inside this test process.
         .args(["--service-pid", &std::process::id().to_string()])
         .args(["--bench-database-url", &format!("sqlite:{}/bench.db", out.display())])
@@ -776,8 +778,18 @@ fn the_benchmark_runs_every_phase_and_writes_its_results() {
     assert!(events("batched") < 2.0, "{backlogs:?}");
     assert!(events("per_event_regular") > 6.0, "{backlogs:?}");
     assert!(results["hot"]["stream"]["accepted"].as_u64() > Some(0));
+    // Accrue, Redeem and Adjust to one customer at once: each got through,
+    // nothing failed for good, and the balance adds up to what callers were told.
+    let mixed = &results["mixed"];
+    let kinds: Vec<_> = mixed["calls"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["accrue", "redeem", "adjust"], "{mixed}");
+    assert!(
+        mixed["calls"].as_array().unwrap().iter().all(|c| c["ok"].as_u64() > Some(0) && c["errors"] == 0),
+        "{mixed}"
+    );
+    assert_eq!(mixed["balance_drift"], 0, "{mixed}");
     assert_eq!(results["memory"]["accounts"], 20);
-    assert_eq!(results["targets"].as_array().unwrap().len(), 12, "every target judged");
+    assert_eq!(results["targets"].as_array().unwrap().len(), 13, "every target judged");
     let chart = std::fs::read_to_string(out.join("chart.svg")).unwrap();
-    assert!(chart.contains("Hot customer") && chart.contains("4 in flight"));
+    assert!(chart.contains("Hot customer") && chart.contains("4 in flight") && chart.contains("Mixed load"));
 }

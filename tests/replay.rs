@@ -2,16 +2,25 @@
 //! workflow code. A change that alters the command sequence fails here
 //! before it can break long-lived accounts in production.
 //!
-//! Regenerate the histories (after an intended, versioned change) with
-//! `cargo test --test replay -- --ignored capture_histories`.
+//! `legacy_*.json` were recorded by the version before the one-writer core
+//! (the ledger decided, the account adopted its answer) and replay through
+//! the `legacy` code behind the `one-writer` patch marker; `one_writer_*.json`
+//! by the current one. Record the current version's anew (after an intended,
+//! versioned change) with
+//! `cargo test --test replay -- --ignored capture_histories`; keep every
+//! older version's files, so open runs of every version keep replaying.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{accrual, client, fan_out, redemption, summary_when, temporal};
-use loyalty::workflow::LoyaltyEntityWorkflow;
+use common::{
+    accrual, client, end_outage, fail_inserts, fan_out, ledger, redemption, rows_when, summary_when, temporal,
+};
+use loyalty::domain::{LoyaltyState, PointsEvent};
+use loyalty::grpc::pb;
+use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_SIGNALS_PER_RUN};
 use temporalio_client::{WorkflowDescribeOptions, WorkflowExecutionInfo, WorkflowHistory, WorkflowSignalOptions};
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
@@ -30,68 +39,183 @@ fn committed_histories() -> Vec<(PathBuf, Vec<u8>)> {
     files.into_iter().map(|p| (p.clone(), std::fs::read(&p).expect("readable"))).collect()
 }
 
+/// What a set of histories covers, counted from their events.
+#[derive(Debug, Default)]
+struct Coverage {
+    continued: usize,
+    continued_with_unwritten_entries: usize,
+    updates: std::collections::BTreeMap<String, usize>,
+    activities: std::collections::BTreeMap<String, usize>,
+    timers: usize,
+    completed: usize,
+}
+
+impl Coverage {
+    fn count(&mut self, events: &[temporalio_common::protos::temporal::api::history::v1::HistoryEvent]) {
+        for attributes in events.iter().filter_map(|e| e.attributes.as_ref()) {
+            match attributes {
+                Attributes::WorkflowExecutionContinuedAsNewEventAttributes(a) => {
+                    self.continued += 1;
+                    let carried: Option<LoyaltyState> = a
+                        .input
+                        .as_ref()
+                        .and_then(|p| p.payloads.first())
+                        .and_then(|p| serde_json::from_slice(&p.data).ok());
+                    if carried.is_some_and(|s| !s.unprojected.is_empty()) {
+                        self.continued_with_unwritten_entries += 1;
+                    }
+                }
+                Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(a) => {
+                    let name = a.accepted_request.as_ref().and_then(|r| r.input.as_ref()).map(|i| i.name.clone());
+                    *self.updates.entry(name.unwrap_or_default()).or_default() += 1;
+                }
+                Attributes::WorkflowExecutionCompletedEventAttributes(_) => self.completed += 1,
+                Attributes::TimerStartedEventAttributes(_) => self.timers += 1,
+                Attributes::ActivityTaskScheduledEventAttributes(a) => {
+                    let name = a.activity_type.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+                    *self.activities.entry(name).or_default() += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn committed_histories_replay_deterministically() {
     let histories = committed_histories();
-    assert!(histories.len() >= 2, "expected the captured histories in {}", histories_dir().display());
     let replayer = WorkflowReplayer::new(
         WorkflowReplayerOptions::new().register_workflow::<LoyaltyEntityWorkflow>().expect("registers").build(),
     )
     .expect("replayer");
 
-    let (mut continued, mut updates, mut notifications, mut completed) = (0, 0, 0, 0);
+    let (mut legacy, mut current) = (Coverage::default(), Coverage::default());
     for (path, json) in &histories {
         let events = WorkflowHistory::from_json(json).expect("history JSON").into_events().await.expect("events");
-        for attributes in events.iter().filter_map(|e| e.attributes.as_ref()) {
-            match attributes {
-                Attributes::WorkflowExecutionContinuedAsNewEventAttributes(_) => continued += 1,
-                Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(_) => updates += 1,
-                Attributes::WorkflowExecutionCompletedEventAttributes(_) => completed += 1,
-                Attributes::ActivityTaskScheduledEventAttributes(a)
-                    if a.activity_type.as_ref().is_some_and(|t| t.name == "send_tier_change_notification") =>
-                {
-                    notifications += 1
-                }
-                _ => {}
-            }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with("legacy_") {
+            legacy.count(&events)
+        } else {
+            current.count(&events)
         }
         let history = WorkflowHistory::from_json(json).expect("history JSON");
         if let Err(e) = replayer.replay_workflow(history).await {
             panic!("{} no longer replays: {e}", path.display());
         }
     }
-    assert!(continued >= 1, "the histories must cover a continue-as-new");
-    assert!(updates >= 2, "the histories must cover redemptions");
-    assert!(notifications >= 1, "the histories must cover a tier change");
-    assert!(completed >= 1, "the histories must cover a closed account");
+    // The previous version's runs: batches, redemptions, a tier change, continue-as-new, close.
+    assert!(legacy.continued >= 1, "legacy: a continue-as-new {legacy:?}");
+    assert!(legacy.updates.get("redeem_points").copied().unwrap_or(0) >= 2, "legacy: redemptions {legacy:?}");
+    assert!(legacy.activities.contains_key("send_tier_change_notification"), "legacy: a tier change {legacy:?}");
+    assert!(legacy.completed >= 1, "legacy: a closed account {legacy:?}");
+    // The one-writer runs: every kind of decision, projection, an outage and
+    // its recovery, continue-as-new carrying unwritten entries, close.
+    for update in ["redeem_points", "reverse_points", "adjust_points"] {
+        assert!(current.updates.contains_key(update), "one-writer: {update} {current:?}");
+    }
+    assert!(current.activities.get("project_entries").copied().unwrap_or(0) >= 3, "one-writer: writes {current:?}");
+    assert!(current.timers >= 1, "one-writer: a wait after a failed write {current:?}");
+    assert!(current.continued >= 1, "one-writer: a continue-as-new {current:?}");
+    assert!(current.continued_with_unwritten_entries >= 1, "one-writer: entries carried unwritten {current:?}");
+    assert!(current.completed >= 1, "one-writer: a closed account {current:?}");
 }
 
+/// Records the current version's histories: every kind of decision, an
+/// accrual signalled straight to the workflow (checked by the run loop), a
+/// ledger outage across a continue-as-new, recovery, and close.
 #[tokio::test]
 #[ignore = "writes tests/histories from a real run"]
 async fn capture_histories() {
-    const CUSTOMER: &str = "replay-1";
+    const CUSTOMER: &str = "replay-2";
     let mut grpc = client().await;
     let settle = Duration::from_secs(60);
     grpc.accrue(accrual(CUSTOMER, "a1", 600)).await.unwrap();
-    summary_when(&mut grpc, CUSTOMER, settle, |s| s.lifetime_points == 600).await;
     grpc.accrue(accrual(CUSTOMER, "a2", 500)).await.unwrap();
     summary_when(&mut grpc, CUSTOMER, settle, |s| s.tier == "Silver").await;
     grpc.redeem(redemption(CUSTOMER, "r1", 100, "mug")).await.unwrap();
     grpc.redeem(redemption(CUSTOMER, "r1", 100, "mug")).await.unwrap();
     grpc.redeem(redemption(CUSTOMER, "r2", 99_999, "tv")).await.unwrap_err();
-
-    let burst = (0..2_000).map(|i| accrual(CUSTOMER, &format!("b{i}"), 1));
-    for sent in fan_out(&grpc, 16, burst, |mut g, r| async move { g.accrue(r).await }).await {
-        sent.unwrap();
-    }
-    summary_when(&mut grpc, CUSTOMER, settle, |s| s.lifetime_points == 3_100).await;
-    grpc.redeem(redemption(CUSTOMER, "r3", 50, "cap")).await.unwrap();
+    let reverse = |id: &str, original: &str, points| pb::ReverseRequest {
+        customer_id: CUSTOMER.into(),
+        reverse_event_id: id.into(),
+        original_event_id: original.into(),
+        points,
+        reason: "refund".into(),
+    };
+    let adjust = |id: &str, points| pb::AdjustRequest {
+        customer_id: CUSTOMER.into(),
+        event_id: id.into(),
+        points,
+        reason: "goodwill".into(),
+    };
+    grpc.reverse(reverse("v1", "a1", Some(50))).await.unwrap();
+    grpc.adjust(adjust("j1", 25)).await.unwrap();
+    grpc.adjust(adjust("j2", -10)).await.unwrap();
 
     let temporal = temporal().await;
     let handle = temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(format!("loyalty-{CUSTOMER}"));
+    let direct = PointsEvent {
+        event_id: "d1".into(),
+        points: 7,
+        reason: "guide".into(),
+        source: String::new(),
+        ledger_checked: false,
+    };
+    handle.signal(LoyaltyEntityWorkflow::add_points, direct, WorkflowSignalOptions::default()).await.unwrap();
+    summary_when(&mut grpc, CUSTOMER, settle, |s| s.lifetime_points == 1_072 && s.unapplied_points == 0).await;
+    rows_when(&ledger().await, CUSTOMER, 7).await;
+
+    // The ledger refuses this account's writes across a continue-as-new.
+    let outage = fail_inserts("outage_replay", "ledger_entries", &format!("NEW.customer_id = '{CUSTOMER}'")).await;
+    grpc.redeem(redemption(CUSTOMER, "r3", 50, "cap")).await.unwrap();
+    grpc.reverse(reverse("v2", "r1", None)).await.unwrap();
+    let burst = (0..MAX_SIGNALS_PER_RUN + 10).map(|i| accrual(CUSTOMER, &format!("b{i}"), 1));
+    for sent in fan_out(&grpc, 16, burst, |mut g, r| async move { g.accrue(r).await }).await {
+        sent.unwrap();
+    }
+    let first_run = describe_runs(&handle).await.0;
+    let deadline = std::time::Instant::now() + settle;
+    while describe_runs(&handle).await.1 == first_run {
+        assert!(std::time::Instant::now() < deadline, "the burst must continue-as-new");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    end_outage(&outage).await;
+    rows_when(&ledger().await, CUSTOMER, 7 + 2 + MAX_SIGNALS_PER_RUN as usize + 10).await;
+
     handle.signal(LoyaltyEntityWorkflow::shutdown, (), WorkflowSignalOptions::default()).await.unwrap();
     summary_when(&mut grpc, CUSTOMER, settle, |s| !s.is_active).await;
+    tokio::time::timeout(settle, handle.get_result(Default::default()))
+        .await
+        .expect("the account must close")
+        .expect("it completes");
 
+    let (first, last) = describe_runs(&handle).await;
+    std::fs::create_dir_all(histories_dir()).unwrap();
+    let mut run_id = Some(first);
+    let mut n = 1;
+    while let Some(id) = run_id.take() {
+        let run = WorkflowExecutionInfo::builder()
+            .namespace("default")
+            .workflow_id(format!("loyalty-{CUSTOMER}"))
+            .run_id(id.clone())
+            .build()
+            .bind_untyped(temporal.clone());
+        let json = run.fetch_history(Default::default()).to_json().await.unwrap();
+        let events = WorkflowHistory::from_json(&json).unwrap().into_events().await.unwrap();
+        run_id = events.iter().find_map(|e| match &e.attributes {
+            Some(Attributes::WorkflowExecutionContinuedAsNewEventAttributes(a)) => Some(a.new_execution_run_id.clone()),
+            _ => None,
+        });
+        std::fs::write(histories_dir().join(format!("one_writer_run{n}.json")), json).unwrap();
+        assert!(run_id.is_some() || id == last, "the chain ends at the last run");
+        n += 1;
+    }
+}
+
+/// The account's first and current run ids.
+async fn describe_runs(
+    handle: &temporalio_client::WorkflowHandle<temporalio_client::Client, LoyaltyEntityWorkflow>,
+) -> (String, String) {
     let info = handle
         .describe(WorkflowDescribeOptions::default())
         .await
@@ -99,17 +223,5 @@ async fn capture_histories() {
         .raw_description
         .workflow_execution_info
         .unwrap();
-    let last = info.execution.as_ref().unwrap().run_id.clone();
-    assert_ne!(info.first_run_id, last, "the burst must continue-as-new");
-    std::fs::create_dir_all(histories_dir()).unwrap();
-    for (name, run_id) in [("first_run", info.first_run_id.clone()), ("last_run", last)] {
-        let run = WorkflowExecutionInfo::builder()
-            .namespace("default")
-            .workflow_id(format!("loyalty-{CUSTOMER}"))
-            .run_id(run_id)
-            .build()
-            .bind_untyped(temporal.clone());
-        let json = run.fetch_history(Default::default()).to_json().await.unwrap();
-        std::fs::write(histories_dir().join(format!("{name}.json")), json).unwrap();
-    }
+    (info.first_run_id.clone(), info.execution.map(|e| e.run_id).unwrap_or_default())
 }

@@ -367,3 +367,73 @@ pub fn dev_server_on(port: u16, db: &std::path::Path) -> loyalty::devserver::Dev
     })
     .expect("dev server starts")
 }
+
+/// What one run of a workflow received.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    /// Signals (`WorkflowExecutionSignaled` events).
+    pub signals: usize,
+    /// Accepted updates (`WorkflowExecutionUpdateAccepted` events).
+    pub updates: usize,
+}
+
+/// Every run of `workflow_id` so far, first to last, following
+/// continue-as-new from the first run, with what each run received: to check
+/// that a long-lived account continues-as-new, and that no run comes near
+/// Temporal's per-run limits (10,000 signals, 2,000 updates).
+pub async fn workflow_runs(workflow_id: &str) -> Vec<RunCounts> {
+    use temporalio_client::{WorkflowDescribeOptions, WorkflowExecutionInfo};
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+
+    let temporal = temporal().await;
+    let info = temporal
+        .get_workflow_handle::<loyalty::workflow::LoyaltyEntityWorkflow>(workflow_id)
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .expect("workflow described")
+        .raw_description
+        .workflow_execution_info
+        .expect("execution info");
+    let mut runs = Vec::new();
+    let mut next = Some(info.first_run_id);
+    while let Some(run_id) = next.take() {
+        let events = WorkflowExecutionInfo::builder()
+            .namespace("default")
+            .workflow_id(workflow_id)
+            .run_id(run_id)
+            .build()
+            .bind_untyped(temporal.clone())
+            .fetch_history(Default::default())
+            .into_events()
+            .await
+            .expect("history readable");
+        let mut counts = RunCounts::default();
+        for attributes in events.iter().filter_map(|e| e.attributes.as_ref()) {
+            match attributes {
+                Attributes::WorkflowExecutionSignaledEventAttributes(_) => counts.signals += 1,
+                Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(_) => counts.updates += 1,
+                Attributes::WorkflowExecutionContinuedAsNewEventAttributes(a) => {
+                    next = Some(a.new_execution_run_id.clone())
+                }
+                _ => {}
+            }
+        }
+        runs.push(counts);
+    }
+    runs
+}
+
+/// The ledger rows of `customer`, oldest first, once it holds at least
+/// `wanted` of them or 60 s have passed. The ledger records the account's
+/// decisions a moment behind them, so it may lag the summary; the caller
+/// then compares the rows exactly.
+pub async fn rows_when(ledger: &Ledger, customer: &str, wanted: usize) -> Vec<loyalty::ledger::HistoryEntry> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = ledger.entries(customer).await.expect("ledger readable");
+        if rows.len() >= wanted || std::time::Instant::now() > deadline {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
