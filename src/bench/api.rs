@@ -78,6 +78,7 @@ impl Bench {
                     points: POINTS,
                     reason: "bench".into(),
                     source: "bench".into(),
+                    ledger_checked: false,
                 };
                 self.signal_account(self.task_queue.clone(), &format!("loyalty-{customer}"), event).await
             }

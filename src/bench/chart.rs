@@ -1,6 +1,7 @@
-//! An SVG chart of a report: latencies side by side, and the hot-customer
-//! rates. Plain SVG text, so it needs no plotting library and renders in any
-//! browser or on GitHub.
+//! An SVG chart of a report: latencies side by side, the hot-customer
+//! rates, and the latencies of the mixed load on one customer. Plain SVG
+//! text, so it needs no plotting library and renders in any browser or on
+//! GitHub.
 
 use std::fmt::Write;
 
@@ -84,6 +85,20 @@ pub fn render(report: &Report) -> String {
             .collect();
         let title = "Hot customer: backlog applied per second (longer is better)".to_owned();
         panels.push(Panel { title, rows, colors: &["#d62728", "#ff9896", "#ffbb78"] });
+    }
+    if let Some(mixed) = &report.mixed {
+        let rows = mixed
+            .calls
+            .iter()
+            .flat_map(|c| {
+                [
+                    (format!("{:?} p50", c.kind), c.p50_ms, format!("{:.2} ms, {:.0}/s", c.p50_ms, c.per_second)),
+                    (format!("{:?} p99", c.kind), c.p99_ms, format!("{:.2} ms", c.p99_ms)),
+                ]
+            })
+            .collect();
+        let title = "Mixed load on one customer: Accrue, Redeem, Adjust at once (ms; shorter is better)".to_owned();
+        panels.push(Panel { title, rows, colors: &["#9467bd", "#c5b0d5"] });
     }
     let height: f64 = panels.iter().map(Panel::height).sum::<f64>() + 40.0;
     let mut svg = format!(

@@ -148,8 +148,13 @@ impl Bench {
 
     /// Signals accrual `i` (1 point), starting the account if needed.
     async fn queue(&self, processing: Processing, workflow_id: &str, i: usize) -> Result<(), String> {
-        let event =
-            PointsEvent { event_id: format!("h{i}"), points: 1, reason: "bench".into(), source: "bench".into() };
+        let event = PointsEvent {
+            event_id: format!("h{i}"),
+            points: 1,
+            reason: "bench".into(),
+            source: "bench".into(),
+            ledger_checked: false,
+        };
         if let Processing::Batched = processing {
             return self.signal_account(self.bench_queue(), workflow_id, event).await;
         }

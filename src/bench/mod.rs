@@ -9,6 +9,9 @@
 //! - `hot`: a backlog queued at one customer while no worker runs, drained by
 //!   the real workflow (batched) and by the per-event baselines, then a steady
 //!   stream to one customer through the service;
+//! - `mixed`: one customer taking a steady Accrue stream while Redeem and
+//!   Adjust calls go to the same account, all through the service: latency
+//!   per kind, retries and errors, and how far the applied balance lags;
 //! - `memory`: resident memory of the service process per cached account.
 //!
 //! Results go to `--out` as `results.json` and `chart.svg`.
@@ -19,6 +22,7 @@ mod cpu;
 mod hot;
 mod load;
 mod memory;
+mod mixed;
 pub mod reference;
 mod report;
 pub mod stats;
@@ -63,8 +67,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     redeems: usize,
     /// Calls in flight at once, for both sides; the api phase runs once per
-    /// level (latency is best read at 1, throughput at the highest), the
-    /// other phases at the highest.
+    /// level (latency is best read at 1, throughput at the highest), the hot
+    /// and memory phases at the highest (the mixed phase has its own callers).
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     concurrency: Vec<usize>,
     /// Rounds per RPC; the side that goes first alternates.
@@ -79,6 +83,12 @@ pub struct BenchArgs {
     /// How long the steady stream to one customer lasts.
     #[arg(long, default_value_t = 20)]
     stream_seconds: u64,
+    /// How long the mixed phase sends Accrue, Redeem and Adjust to one customer.
+    #[arg(long, default_value_t = 20)]
+    mixed_seconds: u64,
+    /// Callers sending Accrue in the mixed phase (one more sends Redeem, one Adjust).
+    #[arg(long, default_value_t = 4)]
+    mixed_accrue_callers: usize,
     /// Accounts opened for the memory phase (the service needs
     /// LOYALTY_MAX_CACHED_ACCOUNTS at least this large).
     #[arg(long, default_value_t = 10_000)]
@@ -93,7 +103,7 @@ pub struct BenchArgs {
     #[arg(long)]
     bench_database_url: Option<String>,
     /// Which phases to run.
-    #[arg(long, value_delimiter = ',', default_value = "api,hot,memory")]
+    #[arg(long, value_delimiter = ',', default_value = "api,hot,mixed,memory")]
     phases: Vec<String>,
     /// Written into the results: how the dev server stores its data.
     #[arg(long, default_value = "file-backed (SQLite)")]
@@ -169,6 +179,9 @@ async fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     if phase("hot") {
         report.hot = Some(hot::run(&bench).await?);
+    }
+    if phase("mixed") {
+        report.mixed = Some(mixed::run(&bench).await?);
     }
     if phase("memory") {
         match bench.args.service_pid {
