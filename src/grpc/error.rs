@@ -108,6 +108,12 @@ impl ApiError {
             _ if status.message().contains("exceeded workflow execution limit") => {
                 ApiError::Busy(format!("account busy, retry: {}", status.message()))
             }
+            // The workflow task that held the update did not complete (the
+            // worker lost it, or a continue-as-new raced new signals): the
+            // update was not applied and a retry is decided afresh.
+            Code::FailedPrecondition if status.message().contains("unexpected workflow task failure") => {
+                ApiError::Unavailable(format!("account busy, retry: {}", status.message()))
+            }
             _ => ApiError::Internal(format!("Temporal: {status}")),
         }
     }
@@ -205,7 +211,16 @@ mod tests {
         let customer = CustomerId::parse("c").unwrap();
         let limit = Status::resource_exhausted("limit on number of concurrent in-flight updates has been reached");
         let down = Status::unavailable("connection refused");
-        for (from_temporal, code) in [(limit, Code::ResourceExhausted), (down, Code::Unavailable)] {
+        let run_limit = Status::invalid_argument("exceeded workflow execution limit for signal events");
+        let task_failed = Status::failed_precondition(
+            "Unable to perform workflow execution update due to unexpected workflow task failure.",
+        );
+        for (from_temporal, code) in [
+            (limit, Code::ResourceExhausted),
+            (down, Code::Unavailable),
+            (run_limit, Code::ResourceExhausted),
+            (task_failed, Code::Unavailable),
+        ] {
             let status = Status::from(ApiError::from_rpc(&customer, &from_temporal));
             assert_eq!(status.code(), code, "{status:?}");
             let hint = status.get_details_retry_info().and_then(|r| r.retry_delay);

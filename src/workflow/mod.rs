@@ -19,8 +19,9 @@
 //!   written at all ("held"), loudly, until an operator puts it right.
 //! - Continue-as-new happens only from the run loop, when the run has used
 //!   its share of signals or updates (or Temporal suggests it), and only when
-//!   the carried state fits [`MAX_CARRY_BYTES`]; every handler has finished
-//!   by then because none awaits.
+//!   the carried state is small ([`EASY_CARRY_BYTES`], or up to
+//!   [`MAX_CARRY_BYTES`] once the run nears Temporal's limits); every handler
+//!   has finished by then because none awaits.
 //! - Histories recorded before this design (no [`ONE_WRITER`] patch marker)
 //!   run the previous code (`legacy`) to the end of their run.
 
@@ -55,6 +56,17 @@ pub const MAX_UPDATES_PER_RUN: u32 = 1_000;
 /// Temporal's 2 MB payload limit. A larger one (a long ledger outage under
 /// load) keeps the run going until the ledger takes the backlog.
 pub const MAX_CARRY_BYTES: usize = 1024 * 1024;
+/// A run continues-as-new early only with a small state: Temporal refuses a
+/// continue-as-new while signals arrive during its workflow task, so under a
+/// stream of Accrue it succeeds only when the task is short, and a large
+/// input makes it long. While the ledger is behind, the run keeps going
+/// (it has room: Temporal allows 10,000 signals and 2,000 updates) until
+/// the backlog is written or the run nears those limits.
+pub const EASY_CARRY_BYTES: usize = 256 * 1024;
+/// Past these, a run continues-as-new with any state up to [`MAX_CARRY_BYTES`].
+pub const FORCE_SIGNALS_PER_RUN: u32 = 8_000;
+/// See [`FORCE_SIGNALS_PER_RUN`].
+pub const FORCE_UPDATES_PER_RUN: u32 = 1_600;
 /// Previous version: past this many signals a run continues-as-new even
 /// with a large backlog.
 pub const FORCE_CONTINUE_SIGNALS: u32 = 8_000;
@@ -110,9 +122,22 @@ impl LoyaltyEntityWorkflow {
         suggested || self.signals_this_run >= MAX_SIGNALS_PER_RUN || self.updates_this_run >= MAX_UPDATES_PER_RUN
     }
 
-    /// Whether the state fits the next run's input.
-    fn carry_fits(&self) -> bool {
-        serde_json::to_vec(&self.state).is_ok_and(|json| json.len() <= MAX_CARRY_BYTES)
+    /// Whether to continue-as-new now: the run is full and the state fits
+    /// the next run's input (an easy fit, or any fit once the run nears
+    /// Temporal's limits). The backlog is checked before the state is
+    /// serialized, so a run waiting for its ledger does not serialize a large
+    /// state on every turn.
+    fn should_carry_over(&self, suggested: bool) -> bool {
+        if !self.run_is_full(suggested) {
+            return false;
+        }
+        let forced = self.signals_this_run >= FORCE_SIGNALS_PER_RUN || self.updates_this_run >= FORCE_UPDATES_PER_RUN;
+        let backlog = self.state.unprojected.len() + self.state.pending_events.len();
+        if !forced && backlog > MAX_BATCH {
+            return false;
+        }
+        let limit = if forced { MAX_CARRY_BYTES } else { EASY_CARRY_BYTES };
+        serde_json::to_vec(&self.state).is_ok_and(|json| json.len() <= limit)
     }
 
     /// The mode for a handler that cannot record a marker (a validator).
@@ -176,7 +201,7 @@ impl LoyaltyEntityWorkflow {
             }
 
             let suggested = should_continue(ctx);
-            if ctx.state(|s| s.run_is_full(suggested) && s.carry_fits()) {
+            if ctx.state(|s| s.should_carry_over(suggested)) {
                 wait_for_handlers(ctx).await?;
                 let carried = ctx.state(|s| s.state.clone());
                 log(ctx, |s| {

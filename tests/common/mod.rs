@@ -90,6 +90,11 @@ pub fn shared_db() -> Db {
 pub fn shared() -> &'static Shared {
     static APP: OnceLock<(Shared, tokio::sync::oneshot::Sender<()>)> = OnceLock::new();
     &APP.get_or_init(|| {
+        // LOYALTY_TEST_LOG=warn (any tracing filter) shows the application's
+        // and the worker's logs, which the tests otherwise leave off.
+        if let Ok(filter) = std::env::var("LOYALTY_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        }
         let mut settings = settings("shared");
         if shared_db() == Db::Postgres {
             settings.database_url = fresh_database_url(Db::Postgres, "shared");
