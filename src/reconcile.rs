@@ -56,10 +56,13 @@ pub async fn check_account(client: &Client, ledger: &Ledger, customer_id: &str) 
                 differences.push(format!("ledger writes held: {why}"));
             }
             let ledger_seq = ledger.sequence(customer_id).await?;
-            if s.projected_seq != ledger_seq && s.decided_seq != 0 {
+            // A write may be committed before the workflow hears of it: the
+            // ledger is then ahead of `projected_seq`, never of `decided_seq`.
+            if s.decided_seq != 0 && (ledger_seq < s.projected_seq || ledger_seq > s.decided_seq) {
                 differences.push(format!(
-                    "sequence: the workflow's ledger holds entry {} but the ledger's newest is {ledger_seq}",
-                    s.projected_seq
+                    "sequence: the workflow wrote up to entry {} and decided up to {} but the ledger's newest is \
+                     {ledger_seq}",
+                    s.projected_seq, s.decided_seq
                 ));
             }
             if s.decided_seq > s.projected_seq {

@@ -8,7 +8,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{Db, accrual, app_on, fan_out, fresh_database_url, grpc_channel, redemption, settings_on, start_app};
-use loyalty::domain::{BatchOutcome, EntryKind, LedgerBatch, Movement, Outcome, PointsEvent, Totals};
+use loyalty::domain::{
+    BatchOutcome, EntryKind, Known, LedgerBatch, LoyaltyState, Movement, Outcome, PointsEvent, ProjectionBatch,
+    ProjectionReply, Totals,
+};
 use loyalty::grpc::pb::{self, loyalty_service_client::LoyaltyServiceClient};
 use loyalty::ledger::Ledger;
 use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_SIGNALS_PER_RUN};
@@ -39,6 +42,7 @@ on_both_ledgers!(
     reversals_and_adjustments_follow_the_documented_policy,
     an_activity_retry_is_told_from_a_true_duplicate,
     reconcile_finds_no_difference_and_reports_a_tampered_ledger,
+    the_projection_applies_only_on_top_of_the_sequence_it_expects,
 );
 
 async fn client(db: Db) -> LoyaltyServiceClient<Channel> {
@@ -503,4 +507,73 @@ async fn the_cli_prints_history_and_applies_corrections() {
     assert_eq!(code, Some(Code::NotFound as i32), "{err}");
     let (code, _, err) = cli(&["adjust", "--event", "ad2", "--points", "5", "--reason", ""]);
     assert_eq!(code, Some(Code::InvalidArgument as i32), "{err}");
+}
+
+/// The fenced projection against the real database: a write applies only on
+/// top of the sequence and totals it expects; a retry of a committed write
+/// (alone or with more entries decided since) is recognised and completed;
+/// a ledger behind, ahead or diverged is refused and nothing is written.
+async fn the_projection_applies_only_on_top_of_the_sequence_it_expects(db: Db) {
+    let ledger = ledger(db).await;
+    let c = customer(db, "fenced");
+    let mut account = LoyaltyState::open(&c);
+    let event = |id: &str, points| PointsEvent {
+        event_id: id.into(),
+        points,
+        reason: "purchase".into(),
+        source: "pos".into(),
+        ledger_checked: true,
+    };
+    account.accrue(&event("f1", 1_200)).unwrap();
+    account.accrue(&event("f2", 30)).unwrap();
+    let first = account.projection(2, usize::MAX);
+    let written = |reply: &ProjectionReply| matches!(reply, ProjectionReply::Written { .. });
+
+    let (reply, recovered) = ledger.project(&first).await.unwrap();
+    assert!(written(&reply) && !recovered, "{reply:?}");
+    assert_eq!(ledger.sequence(&c).await.unwrap(), 2);
+    assert_eq!(ledger.totals(&c).await.unwrap(), Some(Totals { balance: 1_230, lifetime: 1_230 }));
+    assert_eq!(ledger.tier_notifications(&c).await.unwrap().len(), 1, "the tier change rode with its entry");
+
+    // The answer was lost: the same write again changes nothing.
+    let (reply, recovered) = ledger.project(&first).await.unwrap();
+    assert!(written(&reply) && recovered, "{reply:?}");
+    // ... and with an entry decided since, only that one is added.
+    account
+        .redeem(&loyalty::domain::RedemptionRequest { event_id: "f3".into(), points: 5, reward: "pen".into() })
+        .unwrap();
+    let longer = account.projection(10, usize::MAX);
+    assert_eq!((longer.after_seq, longer.entries.len()), (0, 3));
+    let (reply, recovered) = ledger.project(&longer).await.unwrap();
+    assert!(written(&reply) && recovered, "{reply:?}");
+    assert_eq!(ledger.sequence(&c).await.unwrap(), 3);
+    assert_eq!(ledger.entries(&c).await.unwrap().len(), 3);
+    account.projected(&longer, &[]);
+
+    // Behind (a lost database or an old backup): the account is at 3, this ledger at 0.
+    account.accrue(&event("f4", 1)).unwrap();
+    let next = account.projection(10, usize::MAX);
+    let lost = customer(db, "fenced-lost");
+    let (reply, _) = ledger.project(&ProjectionBatch { customer_id: lost.clone(), ..next.clone() }).await.unwrap();
+    assert!(matches!(reply, ProjectionReply::Fenced { ledger_seq: 0, .. }), "{reply:?}");
+    assert!(ledger.entries(&lost).await.unwrap().is_empty(), "nothing written");
+    // Diverged: the right sequence but other totals.
+    let diverged = ProjectionBatch { totals_before: Totals { balance: 1, lifetime: 1 }, ..next.clone() };
+    assert!(matches!(ledger.project(&diverged).await.unwrap().0, ProjectionReply::Fenced { ledger_seq: 3, .. }));
+    // Ahead: a write that starts before the ledger's newest with other events there.
+    let mut stale = next.clone();
+    stale.after_seq = 2;
+    stale.entries[0].seq = 3;
+    assert!(matches!(ledger.project(&stale).await.unwrap().0, ProjectionReply::Fenced { .. }));
+    assert_eq!(ledger.sequence(&c).await.unwrap(), 3, "nothing written by refused writes");
+
+    // An id the ledger holds already is recorded under a suffixed id and reported.
+    let mut again = next.clone();
+    again.entries[0].movement.event_id = "f1".into();
+    again.check = vec![event("f2", 30).movement(), event("f9", 1).movement(), event("f2", 31).movement()];
+    let (reply, _) = ledger.project(&again).await.unwrap();
+    let ProjectionReply::Written { duplicates, known } = reply else { panic!("{reply:?}") };
+    assert_eq!(duplicates, vec![4]);
+    assert_eq!(known, vec![Known::Same, Known::New, Known::Other]);
+    assert!(ledger.entries(&c).await.unwrap().iter().any(|r| r.event_id == "f1#4"));
 }

@@ -165,22 +165,27 @@ async fn capture_histories() {
     summary_when(&mut grpc, CUSTOMER, settle, |s| s.lifetime_points == 1_072 && s.unapplied_points == 0).await;
     rows_when(&ledger().await, CUSTOMER, 7).await;
 
-    // The ledger refuses this account's writes across a continue-as-new.
+    // Nearly a full run while the ledger writes; then the ledger refuses this
+    // account's writes and the run continues-as-new with entries unwritten.
+    let burst = (0..MAX_SIGNALS_PER_RUN - 20).map(|i| accrual(CUSTOMER, &format!("b{i}"), 1));
+    for sent in fan_out(&grpc, 16, burst, |mut g, r| async move { g.accrue(r).await }).await {
+        sent.unwrap();
+    }
+    rows_when(&ledger().await, CUSTOMER, 7 + MAX_SIGNALS_PER_RUN as usize - 20).await;
     let outage = fail_inserts("outage_replay", "ledger_entries", &format!("NEW.customer_id = '{CUSTOMER}'")).await;
     grpc.redeem(redemption(CUSTOMER, "r3", 50, "cap")).await.unwrap();
     grpc.reverse(reverse("v2", "r1", None)).await.unwrap();
-    let burst = (0..MAX_SIGNALS_PER_RUN + 10).map(|i| accrual(CUSTOMER, &format!("b{i}"), 1));
-    for sent in fan_out(&grpc, 16, burst, |mut g, r| async move { g.accrue(r).await }).await {
-        sent.unwrap();
+    for i in 0..40 {
+        grpc.accrue(accrual(CUSTOMER, &format!("c{i}"), 1)).await.unwrap();
     }
     let first_run = describe_runs(&handle).await.0;
     let deadline = std::time::Instant::now() + settle;
     while describe_runs(&handle).await.1 == first_run {
-        assert!(std::time::Instant::now() < deadline, "the burst must continue-as-new");
+        assert!(std::time::Instant::now() < deadline, "the run must continue-as-new");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     end_outage(&outage).await;
-    rows_when(&ledger().await, CUSTOMER, 7 + 2 + MAX_SIGNALS_PER_RUN as usize + 10).await;
+    rows_when(&ledger().await, CUSTOMER, 7 + 2 + MAX_SIGNALS_PER_RUN as usize + 20).await;
 
     handle.signal(LoyaltyEntityWorkflow::shutdown, (), WorkflowSignalOptions::default()).await.unwrap();
     summary_when(&mut grpc, CUSTOMER, settle, |s| !s.is_active).await;

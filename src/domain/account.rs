@@ -200,6 +200,7 @@ impl LoyaltyState {
             unprojected: Vec::new(),
             originals: Originals::default(),
             recent_changes: Vec::new(),
+            handed_over: true,
         }
     }
 

@@ -9,6 +9,7 @@
 //! resend racing its own write is caught here.
 
 use super::account::{Rejection, validate_accrual};
+use super::dedup::DEDUP_WINDOW;
 use super::entry::{ChangeRecord, Entry, Known, LedgerView, ProjectionBatch, RESULTS_WINDOW, reversible};
 use super::ids::EventId;
 use super::messages::{
@@ -39,10 +40,11 @@ pub struct VetReport {
 }
 
 impl LoyaltyState {
-    /// Whether the previous version left redemptions to settle with the
-    /// ledger: until they are, the account decides nothing new.
+    /// Whether the account still has to take over from the previous version
+    /// (its redemptions in doubt, voids, and the ledger's totals): until it
+    /// has, it decides nothing new.
     pub fn needs_settling(&self) -> bool {
-        !self.in_doubt.is_empty() || !self.pending_voids.is_empty()
+        !self.handed_over || !self.in_doubt.is_empty() || !self.pending_voids.is_empty()
     }
 
     /// Whether the ledger is behind the account's decisions, or accruals
@@ -60,6 +62,15 @@ impl LoyaltyState {
         }
         let effect = Effect { requested: points, balance_delta: points, lifetime_delta: points, shortfall: 0 };
         Ok(self.push_entry(event.movement(), effect))
+    }
+
+    /// Queues an accrual that arrived without a ledger check, for the run
+    /// loop to check and decide; an invalid one is refused here, so nothing
+    /// malformed or oversized is carried or sent to the ledger.
+    pub fn queue_unchecked(&mut self, event: PointsEvent) -> Result<(), String> {
+        validate_accrual(&event).map_err(|e| e.to_string())?;
+        self.pending_events.push(event);
+        Ok(())
     }
 
     /// Decides a redemption without changing anything: `Some` is the answer
@@ -154,16 +165,26 @@ impl LoyaltyState {
     }
 
     /// The next write to the ledger: at most `max` entries on top of what it
-    /// holds, and at most `max` accruals to check.
-    pub fn projection(&self, max: usize) -> ProjectionBatch {
-        let entries: Vec<Entry> = self.unprojected.iter().take(max).cloned().collect();
+    /// holds, and at most `max` accruals to check, within `max_bytes` of
+    /// text (the activity's input must stay well below Temporal's 2 MB).
+    pub fn projection(&self, max: usize, max_bytes: usize) -> ProjectionBatch {
+        let mut budget = max_bytes;
+        let mut fits = |m: &Movement| {
+            let size = m.approximate_size();
+            let ok = size <= budget;
+            budget = budget.saturating_sub(size);
+            ok
+        };
+        let entries: Vec<Entry> =
+            self.unprojected.iter().take(max).take_while(|e| fits(&e.movement)).cloned().collect();
+        let check = self.pending_events.iter().take(max).map(PointsEvent::movement).take_while(|m| fits(m)).collect();
         let totals_before = entries.first().map_or_else(|| self.totals(), Entry::before);
         ProjectionBatch {
             customer_id: self.customer_id.clone(),
             after_seq: self.projected_seq,
             totals_before,
             entries,
-            check: self.pending_events.iter().take(max).map(PointsEvent::movement).collect(),
+            check,
         }
     }
 
@@ -231,10 +252,12 @@ impl LoyaltyState {
             lifetime_points: after.lifetime,
             caused_by: movement.event_id.clone(),
         });
-        self.processed_event_ids.remember(movement.event_id.clone());
+        // Every unwritten entry (this one included) stays in the window on top of it.
+        let capacity = DEDUP_WINDOW + self.unprojected.len() + 1;
+        self.processed_event_ids.remember_within(movement.event_id.clone(), capacity);
         if reversible(movement.kind) {
             let original = Original { kind: movement.kind, requested: effect.requested, reversed: 0 };
-            self.originals.put(&movement.event_id, original, seq);
+            self.originals.put_new(&movement.event_id, original, seq);
         } else if let (EntryKind::Reversal, Some(id)) = (movement.kind, &movement.reverses) {
             if let Some(mut original) = self.originals.get(id) {
                 original.reversed += effect.requested;
@@ -306,7 +329,7 @@ mod tests {
 
     /// The ledger takes every entry: what a healthy projection does.
     fn project_all(s: &mut LoyaltyState) -> VetReport {
-        let batch = s.projection(usize::MAX);
+        let batch = s.projection(usize::MAX, usize::MAX);
         let known = vec![Known::New; batch.check.len()];
         s.projected(&batch, &known)
     }
@@ -406,13 +429,42 @@ mod tests {
         let unchecked = |id: &str, p| PointsEvent { ledger_checked: false, ..event(id, p) };
         s.pending_events = vec![unchecked("x", 5), unchecked("y", 7), unchecked("z", 9), unchecked("bad", -1)];
         assert_eq!(s.unapplied_points(), 21);
-        let batch = s.projection(10);
+        let batch = s.projection(10, usize::MAX);
         assert_eq!(batch.check.len(), 4);
         let report = s.projected(&batch, &[Known::New, Known::Same, Known::Other, Known::New]);
         assert_eq!(report.applied, vec!["x".to_string()]);
         assert_eq!(report.ignored.len(), 3);
         assert_eq!((s.points_balance, s.unapplied_points()), (5, 0));
         assert_eq!(s.unprojected.len(), 1, "x waits for the next write");
+    }
+
+    #[test]
+    fn a_write_is_bounded_in_bytes_but_always_takes_something() {
+        let mut s = LoyaltyState::open("c");
+        let long = "\u{1F600}".repeat(256);
+        for i in 0..10 {
+            s.accrue(&PointsEvent { reason: long.clone(), source: long.clone(), ..event(&format!("e{i}"), 1) })
+                .unwrap();
+        }
+        let one = s.unprojected[0].movement.approximate_size();
+        assert!(one > 2_000, "two 256-character 4-byte texts: {one}");
+        assert_eq!(s.projection(100, 3 * one).entries.len(), 3);
+        assert_eq!(s.projection(100, 0).entries.len(), 0, "a zero budget takes nothing");
+    }
+
+    #[test]
+    fn every_unwritten_entry_stays_in_the_window() {
+        let mut s = LoyaltyState::open("c");
+        for i in 0..DEDUP_WINDOW + 50 {
+            s.accrue(&event(&format!("e{i}"), 1)).unwrap();
+        }
+        assert!(s.accrue(&event("e0", 1)).is_err(), "e0 is not written yet: still known");
+        project_all(&mut s);
+        s.accrue(&event("next", 1)).unwrap();
+        assert!(
+            s.accrue(&event("e0", 1)).is_ok(),
+            "written and out of the window: the gRPC layer's ledger check guards it"
+        );
     }
 
     #[test]
@@ -423,7 +475,7 @@ mod tests {
         for i in 0..RESULTS_WINDOW + 10 {
             s.redeem(&redeem(&format!("r{i}"), 1)).unwrap();
         }
-        let batch = s.projection(5);
+        let batch = s.projection(5, usize::MAX);
         assert_eq!((batch.after_seq, batch.entries.len()), (1, 5));
         assert_eq!(batch.totals_before, crate::domain::Totals { balance: 1_000, lifetime: 1_000 });
         assert_eq!(s.recent_redemptions.len(), RESULTS_WINDOW + 10, "unwritten results are all kept");

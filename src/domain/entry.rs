@@ -88,6 +88,11 @@ impl Originals {
     /// Remembers (or updates) `event_id`, forgetting the oldest beyond the window.
     pub fn put(&mut self, event_id: &str, original: Original, seq: u64) {
         self.records.retain(|r| r.event_id != event_id);
+        self.put_new(event_id, original, seq);
+    }
+
+    /// Remembers an original decided just now (its id is new to the account).
+    pub fn put_new(&mut self, event_id: &str, original: Original, seq: u64) {
         self.records.push_back(OriginalRecord { event_id: event_id.to_owned(), original, touched_seq: seq });
         while self.records.len() > ORIGINALS_WINDOW {
             if let Some(old) = self.records.pop_front() {

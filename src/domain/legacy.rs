@@ -242,14 +242,14 @@ impl LoyaltyState {
     /// Settles every in-doubt redemption with what the ledger holds: `found[i]`
     /// is the row the i-th one's write left, if any. Found ones are confirmed,
     /// the others released; the ledger's totals replace the reservations.
-    pub fn settle_in_doubt(&mut self, found: &[Option<Recorded>], totals: Totals) {
+    pub fn settle_in_doubt(&mut self, found: &[Option<Recorded>], totals: Totals) -> Option<TierChange> {
         let settled: Vec<_> = self.in_doubt.drain(..found.len().min(self.in_doubt.len())).collect();
         for (doubt, row) in settled.iter().zip(found) {
             if let Some(r) = row {
                 self.remember_redemption(&doubt.request, redemption_result(&doubt.request, r));
             }
         }
-        self.adopt(totals, "");
+        self.adopt(totals, "")
     }
 
     /// Checks that the account takes corrections now.

@@ -150,6 +150,11 @@ pub struct LoyaltyState {
     /// answered with the original result.
     #[serde(default)]
     pub recent_changes: Vec<ChangeRecord>,
+    /// The one-writer core runs this account: false in a state the previous
+    /// version carried over, until the account takes the ledger's totals
+    /// once (that version's ledger decided them).
+    #[serde(default)]
+    pub handed_over: bool,
 }
 
 fn active() -> bool {

@@ -65,6 +65,17 @@ pub struct StoredRequest {
 }
 
 impl Movement {
+    /// About how many bytes this movement takes in JSON (its texts and a
+    /// fixed allowance for the numbers and names): what bounds a write.
+    pub fn approximate_size(&self) -> usize {
+        const FIELDS: usize = 200;
+        FIELDS
+            + self.event_id.len()
+            + self.reason.len()
+            + self.source.len()
+            + self.reverses.as_ref().map_or(0, String::len)
+    }
+
     /// Whether a stored entry is this same event (a resend), rather than
     /// another event that reused the id. A reversal that asked for "all that
     /// remains" matches whatever amount that resolved to.

@@ -50,6 +50,10 @@ pub enum ApiError {
     /// Anything else; the details are logged, not returned.
     #[error("{0}")]
     Internal(String),
+    /// A status already decided for another call that shared this one's
+    /// work (accruals sent in one signal).
+    #[error("{0}")]
+    Relayed(Status),
 }
 
 impl From<ApiError> for Status {
@@ -80,6 +84,7 @@ impl From<ApiError> for Status {
                 tracing::error!(error = %m, "internal error");
                 Status::internal("internal error")
             }
+            ApiError::Relayed(status) => status,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The tonic service: request -> domain command -> Temporal call -> response.
 
 pub mod auth;
+pub mod batcher;
 pub mod deadline;
 pub mod error;
 #[cfg(test)]

@@ -14,12 +14,12 @@
 use std::time::Duration;
 
 use temporalio_client::{
-    Client, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowHandle, WorkflowIdConflictPolicy,
-    WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
+    Client, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowHandle, WorkflowQueryOptions,
 };
 use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
 use tonic::{Request, Response, Status};
 
+use super::batcher::Batcher;
 use super::deadline::within;
 use super::error::ApiError;
 use super::pb::{self, loyalty_service_server::LoyaltyService};
@@ -27,7 +27,7 @@ use super::requests::{Accrue, Adjust, History, Redeem, Reverse};
 use crate::domain::{BalanceChange, CustomerId, Movement, Rejection, Tier};
 use crate::ledger::{HistoryEntry, Ledger, LedgerError};
 use crate::otel::Tracing;
-use crate::workflow::{LoyaltyEntityWorkflow, WorkflowInput};
+use crate::workflow::LoyaltyEntityWorkflow;
 
 /// How long Accrue and Redeem wait for the ledger's answer before asking the
 /// workflow anyway: a slow or absent ledger must not hold up accepting events.
@@ -42,7 +42,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct LoyaltyApi {
     client: Client,
-    task_queue: String,
+    batcher: Batcher,
     ledger: Ledger,
     rpc_timeout: Duration,
     tracing: Option<Tracing>,
@@ -68,7 +68,8 @@ impl LoyaltyApi {
         rpc_timeout: Duration,
         tracing: Option<Tracing>,
     ) -> Self {
-        Self { client, task_queue, ledger, rpc_timeout, tracing }
+        let batcher = Batcher::new(client.clone(), task_queue);
+        Self { client, batcher, ledger, rpc_timeout, tracing }
     }
 
     /// Runs an RPC within its deadline, in a server span when tracing is on.
@@ -115,22 +116,7 @@ impl LoyaltyApi {
             Known::New => cmd.event.ledger_checked = true,
             Known::Unknown => {}
         }
-        // Reuse of a closed account's id is refused, so a late accrual never
-        // re-creates it blank.
-        let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id.clone())
-            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-            .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
-            .build();
-        self.client
-            .signal_with_start_workflow(
-                LoyaltyEntityWorkflow::run,
-                WorkflowInput::new_account(),
-                LoyaltyEntityWorkflow::add_points,
-                cmd.event,
-                options,
-            )
-            .await
-            .map_err(|e| ApiError::from_start(&cmd.customer, e))?;
+        self.batcher.accrue(&cmd.customer, cmd.event).await?;
         Ok(pb::AccrueResponse { workflow_id })
     }
 

@@ -20,10 +20,16 @@ impl Ledger {
         let now = now_ms();
         let (totals, ledger_seq) = lock_account(&mut tx, &batch.customer_id).await?;
         let (duplicates, recovered) = if batch.fits(ledger_seq, totals) {
-            (write_entries(&mut tx, batch, now).await?, false)
+            (write_entries(&mut tx, batch, &batch.entries, now).await?, false)
         } else {
-            match already_written(&mut tx, batch, ledger_seq).await? {
-                Some(duplicates) => (duplicates, true),
+            match already_written(&mut tx, batch, ledger_seq, totals).await? {
+                Some(mut duplicates) => {
+                    // A committed write whose answer was lost, maybe with more
+                    // entries decided since: the rest goes on top of it.
+                    let rest: Vec<Entry> = batch.entries.iter().filter(|e| e.seq > ledger_seq).cloned().collect();
+                    duplicates.extend(write_entries(&mut tx, batch, &rest, now).await?);
+                    (duplicates, true)
+                }
                 None => {
                     tx.rollback().await?;
                     return Ok((ProjectionReply::Fenced { ledger_seq, ledger_totals: totals }, false));
@@ -81,9 +87,14 @@ async fn lock_account(tx: &mut Tx, customer_id: &str) -> Result<(Totals, u64), L
 /// last one. An event id the ledger already holds (the account forgot it)
 /// is stored as `<event_id>#<seq>` and reported, so the unique key stands
 /// and the row is not lost.
-async fn write_entries(tx: &mut Tx, batch: &ProjectionBatch, now: i64) -> Result<Vec<u64>, LedgerError> {
+async fn write_entries(
+    tx: &mut Tx,
+    batch: &ProjectionBatch,
+    entries: &[Entry],
+    now: i64,
+) -> Result<Vec<u64>, LedgerError> {
     let mut duplicates = Vec::new();
-    for entry in &batch.entries {
+    for entry in entries {
         let event_id = if find(tx, &batch.customer_id, &entry.movement.event_id).await?.is_some() {
             duplicates.push(entry.seq);
             suffixed(entry)
@@ -95,7 +106,7 @@ async fn write_entries(tx: &mut Tx, batch: &ProjectionBatch, now: i64) -> Result
             insert_tier_change(&mut **tx, change).await?;
         }
     }
-    if let Some(last) = batch.entries.last() {
+    if let Some(last) = entries.last() {
         sqlx::query("UPDATE accounts SET balance = $1, lifetime = $2, last_seq = $3 WHERE customer_id = $4")
             .bind(last.after.balance)
             .bind(last.after.lifetime)
@@ -107,19 +118,28 @@ async fn write_entries(tx: &mut Tx, batch: &ProjectionBatch, now: i64) -> Result
     Ok(duplicates)
 }
 
-/// Whether every entry of `batch` is in place (a retry of a committed
-/// write): `Some` with the entries stored under a suffixed id, `None` if
-/// the ledger holds anything else at their positions.
+/// Whether the ledger already holds this write's entries up to its newest
+/// (`ledger_seq`), each the same event at the same position (a retry of a
+/// committed write, maybe with more entries decided since): `Some` with
+/// those stored under a suffixed id, `None` if the ledger holds anything
+/// else. When the ledger's newest is inside the write, its totals must be
+/// the ones that entry left.
 async fn already_written(
     tx: &mut Tx,
     batch: &ProjectionBatch,
     ledger_seq: u64,
+    totals: Totals,
 ) -> Result<Option<Vec<u64>>, LedgerError> {
-    if batch.entries.is_empty() || ledger_seq < batch.last_seq() {
+    if ledger_seq <= batch.after_seq || batch.entries.is_empty() {
+        return Ok(None);
+    }
+    if let Some(newest) = batch.entries.iter().find(|e| e.seq == ledger_seq)
+        && newest.after != totals
+    {
         return Ok(None);
     }
     let mut duplicates = Vec::new();
-    for entry in &batch.entries {
+    for entry in batch.entries.iter().filter(|e| e.seq <= ledger_seq) {
         let stored: Option<String> =
             sqlx::query_scalar("SELECT event_id FROM ledger_entries WHERE customer_id = $1 AND account_seq = $2")
                 .bind(&batch.customer_id)

@@ -278,7 +278,7 @@ async fn apply_batch(ctx: &Ctx) -> bool {
 
 /// Queues a tier-change notification. Best effort: its failure never holds
 /// back points.
-async fn notify(ctx: &Ctx, change: TierChange) {
+pub(super) async fn notify(ctx: &Ctx, change: TierChange) {
     log(
         ctx,
         |_| tracing::info!(customer = %change.customer_id, from = %change.old_tier, to = %change.new_tier, "tier changed"),

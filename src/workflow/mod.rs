@@ -38,7 +38,7 @@ use temporalio_sdk::{
 
 pub use crate::payload::WorkflowInput;
 
-use crate::activities::LoyaltyActivities;
+use crate::activities::{LoyaltyActivities, SettleRequest};
 use crate::domain::ids::customer_of_workflow;
 use crate::domain::messages::{LoyaltyState, LoyaltySummary, PointsEvent, RedemptionRequest, RedemptionResult};
 use crate::domain::{AdjustmentRequest, BalanceChange, ProjectionReply, Rejection, ReversalRequest, Tier};
@@ -49,6 +49,9 @@ pub const MAX_BATCH: usize = 500;
 /// Signals after which a run continues-as-new, well before Temporal's
 /// 10,000-signals-per-run limit and its history-size suggestion.
 pub const MAX_SIGNALS_PER_RUN: u32 = 2_000;
+/// Accruals after which a run continues-as-new (batch signals carry many,
+/// and each adds to the history's size).
+pub const MAX_ACCRUALS_PER_RUN: u32 = 5_000;
 /// Accepted updates after which a run continues-as-new, well before
 /// Temporal's 2,000 updates per run (`history.maxTotalUpdates`).
 pub const MAX_UPDATES_PER_RUN: u32 = 1_000;
@@ -76,8 +79,16 @@ pub const MAX_PENDING_CARRY: usize = 500;
 /// Runs with this marker decide in handlers and project to the ledger;
 /// histories without it run the previous code.
 pub const ONE_WRITER: &str = "one-writer";
-/// Wait before writing again after the ledger failed a write's retries.
+/// Most bytes of text one ledger write carries (the activity's input stays
+/// far below Temporal's 2 MB, and so does each history event).
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// First wait before writing again after the ledger failed a write's
+/// retries; it doubles with every failure in a row up to
+/// [`LEDGER_RETRY_MAX`], and while it fails each try carries one entry, so a
+/// long outage adds little to the run's history.
 const LEDGER_RETRY: Duration = Duration::from_secs(5);
+/// Longest wait between tries of a failing ledger.
+const LEDGER_RETRY_MAX: Duration = Duration::from_secs(300);
 /// Wait before trying a held (fenced) ledger again.
 const LEDGER_HOLD_RETRY: Duration = Duration::from_secs(60);
 /// Previous version: wait before retrying ledger writes.
@@ -105,10 +116,17 @@ pub struct LoyaltyEntityWorkflow {
     closing: bool,
     /// Signals received by this run (not carried across continue-as-new).
     signals_this_run: u32,
+    /// Accruals received by this run (a batch signal carries many).
+    accruals_this_run: u32,
     /// Updates accepted by this run.
     updates_this_run: u32,
     /// Why the ledger is not written, while its sequence does not match.
     held: Option<String>,
+    /// Ledger writes failed in a row (0 when it answers).
+    failures: u32,
+    /// The decided sequence at which the run last found itself full but its
+    /// state too large to carry: it does not look again until that changes.
+    carry_refused_at: Option<u64>,
     /// Previous version: a ledger write and its balance change are in progress.
     ledger_busy: bool,
     /// Previous version: accruals this run has taken off the pending queue.
@@ -119,7 +137,18 @@ pub struct LoyaltyEntityWorkflow {
 
 impl LoyaltyEntityWorkflow {
     fn run_is_full(&self, suggested: bool) -> bool {
-        suggested || self.signals_this_run >= MAX_SIGNALS_PER_RUN || self.updates_this_run >= MAX_UPDATES_PER_RUN
+        suggested
+            || self.signals_this_run >= MAX_SIGNALS_PER_RUN
+            || self.accruals_this_run >= MAX_ACCRUALS_PER_RUN
+            || self.updates_this_run >= MAX_UPDATES_PER_RUN
+    }
+
+    /// Whether the run loop has something to do: entries to write, a close,
+    /// or a full run whose state it has not yet found too large as it is.
+    fn has_work(&self, suggested: bool) -> bool {
+        self.state.has_projection_work()
+            || self.closing
+            || (self.run_is_full(suggested) && self.carry_refused_at != Some(self.state.seq))
     }
 
     /// Whether to continue-as-new now: the run is full and the state fits
@@ -127,8 +156,12 @@ impl LoyaltyEntityWorkflow {
     /// Temporal's limits). The backlog is checked before the state is
     /// serialized, so a run waiting for its ledger does not serialize a large
     /// state on every turn.
+    ///
+    /// The size decides what goes into history: a later version that
+    /// changes what the state serializes to must keep this decision for
+    /// replayed runs (a patch marker).
     fn should_carry_over(&self, suggested: bool) -> bool {
-        if !self.run_is_full(suggested) {
+        if self.closing || !self.run_is_full(suggested) {
             return false;
         }
         let forced = self.signals_this_run >= FORCE_SIGNALS_PER_RUN || self.updates_this_run >= FORCE_UPDATES_PER_RUN;
@@ -143,6 +176,30 @@ impl LoyaltyEntityWorkflow {
     /// The mode for a handler that cannot record a marker (a validator).
     fn one_writer(&self) -> bool {
         self.mode != Mode::Legacy
+    }
+
+    /// Takes one accrual: decided at once when our gRPC layer checked its id
+    /// against the ledger, otherwise queued for the run loop's check.
+    fn receive(&mut self, ctx: &SyncWorkflowContext<Self>, event: PointsEvent) {
+        self.accruals_this_run += 1;
+        if self.mode == Mode::Unknown {
+            self.mode = if ctx.patched(ONE_WRITER) { Mode::OneWriter } else { Mode::Legacy };
+        }
+        if self.mode == Mode::Legacy {
+            self.state.pending_events.push(event);
+            return;
+        }
+        // An invalid or resent accrual is dropped: its caller was answered already.
+        let ignored = if event.ledger_checked && !self.state.needs_settling() {
+            self.state.accrue(&event).err()
+        } else {
+            self.state.queue_unchecked(event.clone()).err()
+        };
+        if let Some(why) = ignored
+            && !ctx.is_replaying()
+        {
+            tracing::info!(customer = %self.state.customer_id, event_id = %event.event_id, why, "accrual ignored");
+        }
     }
 
     /// Counts an accepted update; refuses one the account cannot decide yet.
@@ -163,8 +220,11 @@ impl LoyaltyEntityWorkflow {
             mode: Mode::Unknown,
             closing: false,
             signals_this_run: 0,
+            accruals_this_run: 0,
             updates_this_run: 0,
             held: None,
+            failures: 0,
+            carry_refused_at: None,
             ledger_busy: false,
             accruals_consumed: 0,
             batch_write_id: None,
@@ -180,14 +240,13 @@ impl LoyaltyEntityWorkflow {
         }
         loop {
             let c = ctx.clone();
-            ctx.wait_condition(move |s: &Self| {
-                s.state.has_projection_work() || s.closing || s.run_is_full(should_continue(&c))
-            })
-            .await?;
+            ctx.wait_condition(move |s: &Self| s.has_work(should_continue(&c))).await?;
             match project_once(ctx).await {
                 Projection::Done => {}
                 Projection::Failed => {
-                    ctx.timer(LEDGER_RETRY).await;
+                    let failures = ctx.state(|s| s.failures);
+                    let wait = LEDGER_RETRY.saturating_mul(1 << failures.min(8).saturating_sub(1));
+                    ctx.timer(wait.min(LEDGER_RETRY_MAX)).await;
                 }
                 Projection::Held => {
                     ctx.timer(LEDGER_HOLD_RETRY).await;
@@ -201,7 +260,12 @@ impl LoyaltyEntityWorkflow {
             }
 
             let suggested = should_continue(ctx);
-            if ctx.state(|s| s.should_carry_over(suggested)) {
+            let carry = ctx.state_mut(|s| {
+                let carry = s.should_carry_over(suggested);
+                s.carry_refused_at = (!carry && s.run_is_full(suggested)).then_some(s.state.seq);
+                carry
+            });
+            if carry {
                 wait_for_handlers(ctx).await?;
                 let carried = ctx.state(|s| s.state.clone());
                 log(ctx, |s| {
@@ -222,18 +286,17 @@ impl LoyaltyEntityWorkflow {
     #[signal]
     pub fn add_points(&mut self, ctx: &mut SyncWorkflowContext<Self>, event: PointsEvent) {
         self.signals_this_run += 1;
-        if self.mode == Mode::Unknown {
-            self.mode = if ctx.patched(ONE_WRITER) { Mode::OneWriter } else { Mode::Legacy };
-        }
-        if self.mode == Mode::OneWriter && event.ledger_checked && !self.state.needs_settling() {
-            // An invalid or resent accrual is dropped: its caller was answered already.
-            if let Err(why) = self.state.accrue(&event)
-                && !ctx.is_replaying()
-            {
-                tracing::info!(customer = %self.state.customer_id, event_id = %event.event_id, why, "accrual ignored");
-            }
-        } else {
-            self.state.pending_events.push(event);
+        self.receive(ctx, event);
+    }
+
+    /// Accruals our gRPC layer sent together (ours; the reference guide
+    /// sends one `add_points` each): each is taken as `add_points` takes it,
+    /// in order.
+    #[signal]
+    pub fn add_points_batch(&mut self, ctx: &mut SyncWorkflowContext<Self>, events: Vec<PointsEvent>) {
+        self.signals_this_run += 1;
+        for event in events {
+            self.receive(ctx, event);
         }
     }
 
@@ -381,10 +444,11 @@ enum Projection {
 /// entries and checks the next accruals that arrived unchecked.
 async fn project_once(ctx: &Ctx) -> Projection {
     if ctx.state(|s| s.state.needs_settling()) {
-        let settled = legacy::settle_in_doubt(ctx).await && legacy::void_given_back(ctx).await;
-        return if settled { Projection::Done } else { Projection::Failed };
+        return if hand_over(ctx).await { Projection::Done } else { failed(ctx) };
     }
-    let batch = ctx.state(|s| s.state.projection(MAX_BATCH));
+    // While the ledger fails, each try carries one entry.
+    let max = if ctx.state(|s| s.failures) > 0 { 1 } else { MAX_BATCH };
+    let batch = ctx.state(|s| s.state.projection(max, MAX_BATCH_BYTES));
     if batch.entries.is_empty() && batch.check.is_empty() {
         return Projection::Done;
     }
@@ -392,13 +456,14 @@ async fn project_once(ctx: &Ctx) -> Projection {
         Ok(reply) => reply,
         Err(e) => {
             log(ctx, |s| tracing::warn!(customer = %s.customer_id, error = %e, "ledger write failed; entries wait"));
-            return Projection::Failed;
+            return failed(ctx);
         }
     };
     match reply {
         ProjectionReply::Written { duplicates, known } => {
             let report = ctx.state_mut(|s| {
                 s.held = None;
+                s.failures = 0;
                 s.state.projected(&batch, &known)
             });
             log(ctx, |s| {
@@ -428,6 +493,45 @@ async fn project_once(ctx: &Ctx) -> Projection {
             Projection::Held
         }
     }
+}
+
+/// Counts a failed write; the run loop waits longer after each.
+fn failed(ctx: &Ctx) -> Projection {
+    ctx.state_mut(|s| s.failures = s.failures.saturating_add(1));
+    Projection::Failed
+}
+
+/// Takes over an account the previous version carried over: voids the
+/// redemptions it gave back, settles those whose write it never learned,
+/// and takes the ledger's totals once, since that version's ledger decided
+/// them (a write whose answer it lost may be in them). A tier change this
+/// reveals is announced the previous version's way.
+async fn hand_over(ctx: &Ctx) -> bool {
+    if !legacy::void_given_back(ctx).await {
+        return false;
+    }
+    let request =
+        ctx.state(|s| SettleRequest { customer_id: s.state.customer_id.clone(), in_doubt: s.state.in_doubt.clone() });
+    let settled = match ctx.execute_activity(LoyaltyActivities::settle_redemptions, request, ledger_options()).await {
+        Ok(settled) => settled,
+        Err(e) => {
+            log(ctx, |s| tracing::warn!(customer = %s.customer_id, error = %e, "taking over from the ledger failed"));
+            return false;
+        }
+    };
+    let change = ctx.state_mut(|s| {
+        let change = s.state.settle_in_doubt(&settled.found, settled.totals);
+        s.state.handed_over = true;
+        change
+    });
+    log(
+        ctx,
+        |s| tracing::info!(customer = %s.customer_id, balance = s.points_balance, "taken over from the previous version"),
+    );
+    if let Some(change) = change {
+        legacy::notify(ctx, change).await;
+    }
+    true
 }
 
 /// Temporal suggests a new run (history size), or, under Worker Versioning,
