@@ -10,7 +10,7 @@ use common::{
 };
 use loyalty::domain::EntryKind;
 use loyalty::grpc::pb::{self, loyalty_service_client::LoyaltyServiceClient};
-use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_SIGNALS_PER_RUN};
+use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_ACCRUALS_PER_RUN};
 use temporalio_client::{WorkflowDescribeOptions, WorkflowSignalOptions};
 use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
 use tonic::Code;
@@ -244,7 +244,7 @@ async fn accruals_survive_a_ledger_outage_without_failing_the_account() {
 #[tokio::test]
 async fn a_burst_across_continue_as_new_loses_and_doubles_nothing() {
     const EVENTS: usize = 2_400;
-    assert!(EVENTS as u32 > MAX_SIGNALS_PER_RUN, "the burst must force a continue-as-new");
+    assert!(EVENTS as u32 > MAX_ACCRUALS_PER_RUN, "the burst must force a continue-as-new");
     let grpc = client().await;
     // Every tenth event is sent twice, so duplicates cross batches and runs.
     let sends = (0..EVENTS).flat_map(|i| {

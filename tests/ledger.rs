@@ -14,7 +14,7 @@ use loyalty::domain::{
 };
 use loyalty::grpc::pb::{self, loyalty_service_client::LoyaltyServiceClient};
 use loyalty::ledger::Ledger;
-use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_SIGNALS_PER_RUN};
+use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_ACCRUALS_PER_RUN};
 use temporalio_client::Client;
 use temporalio_client::{WorkflowDescribeOptions, WorkflowSignalOptions};
 use tonic::Code;
@@ -91,7 +91,7 @@ async fn a_resend_after_1500_events_and_a_continue_as_new_is_applied_once(db: Db
     let first_run = first_run_id(&temporal, &c).await;
 
     // Past the 1,000-id window and past the signals that force continue-as-new.
-    let others = MAX_SIGNALS_PER_RUN as i64 + 100;
+    let others = MAX_ACCRUALS_PER_RUN as i64 + 100;
     let results = fan_out(&grpc, 32, 0..others, |mut g, i| {
         let c = c.clone();
         async move { g.accrue(accrual(&c, &format!("o-{i}"), 1)).await.map(|_| ()) }

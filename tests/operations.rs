@@ -641,7 +641,7 @@ async fn pinned_accounts_move_to_the_new_build_at_continue_as_new() {
     set_current_version(&deployment, "v2").await;
     // Enough events to make the v1 run continue as new (servers that tell a run its
     // target version changed make it continue sooner); the new run starts on v2.
-    let more = loyalty::workflow::MAX_SIGNALS_PER_RUN as i64 + 1;
+    let more = loyalty::workflow::MAX_ACCRUALS_PER_RUN as i64 + 1;
     let sent = common::fan_out(&grpc, 32, 0..more, |mut g, i| async move {
         g.accrue(accrual("ver-1", &format!("more-{i}"), 1)).await.map(|_| ())
     })

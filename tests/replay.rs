@@ -20,7 +20,7 @@ use common::{
 };
 use loyalty::domain::{LoyaltyState, PointsEvent};
 use loyalty::grpc::pb;
-use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_SIGNALS_PER_RUN};
+use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_ACCRUALS_PER_RUN};
 use temporalio_client::{WorkflowDescribeOptions, WorkflowExecutionInfo, WorkflowHistory, WorkflowSignalOptions};
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
@@ -118,6 +118,7 @@ async fn committed_histories_replay_deterministically() {
     assert!(current.continued >= 1, "one-writer: a continue-as-new {current:?}");
     assert!(current.continued_with_unwritten_entries >= 1, "one-writer: entries carried unwritten {current:?}");
     assert!(current.completed >= 1, "one-writer: a closed account {current:?}");
+    assert!(current.activities.contains_key("settle_redemptions"), "one-writer: taking over an account {current:?}");
 }
 
 /// Records the current version's histories: every kind of decision, an
@@ -167,11 +168,11 @@ async fn capture_histories() {
 
     // Nearly a full run while the ledger writes; then the ledger refuses this
     // account's writes and the run continues-as-new with entries unwritten.
-    let burst = (0..MAX_SIGNALS_PER_RUN - 20).map(|i| accrual(CUSTOMER, &format!("b{i}"), 1));
+    let burst = (0..MAX_ACCRUALS_PER_RUN - 20).map(|i| accrual(CUSTOMER, &format!("b{i}"), 1));
     for sent in fan_out(&grpc, 16, burst, |mut g, r| async move { g.accrue(r).await }).await {
         sent.unwrap();
     }
-    rows_when(&ledger().await, CUSTOMER, 7 + MAX_SIGNALS_PER_RUN as usize - 20).await;
+    rows_when(&ledger().await, CUSTOMER, 7 + MAX_ACCRUALS_PER_RUN as usize - 20).await;
     let outage = fail_inserts("outage_replay", "ledger_entries", &format!("NEW.customer_id = '{CUSTOMER}'")).await;
     grpc.redeem(redemption(CUSTOMER, "r3", 50, "cap")).await.unwrap();
     grpc.reverse(reverse("v2", "r1", None)).await.unwrap();
@@ -185,7 +186,7 @@ async fn capture_histories() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     end_outage(&outage).await;
-    rows_when(&ledger().await, CUSTOMER, 7 + 2 + MAX_SIGNALS_PER_RUN as usize + 20).await;
+    rows_when(&ledger().await, CUSTOMER, 7 + 2 + MAX_ACCRUALS_PER_RUN as usize + 20).await;
 
     handle.signal(LoyaltyEntityWorkflow::shutdown, (), WorkflowSignalOptions::default()).await.unwrap();
     summary_when(&mut grpc, CUSTOMER, settle, |s| !s.is_active).await;
@@ -215,6 +216,40 @@ async fn capture_histories() {
         assert!(run_id.is_some() || id == last, "the chain ends at the last run");
         n += 1;
     }
+}
+
+/// Records an account that the previous version carried over (its state
+/// without `handed_over`, an accrual still pending): the one-writer run takes
+/// the ledger's totals once, then decides.
+#[tokio::test]
+#[ignore = "writes tests/histories from a real run"]
+async fn capture_handover_history() {
+    const CUSTOMER: &str = "replay-3";
+    let carried: LoyaltyState = serde_json::from_value(serde_json::json!({
+        "customer_id": CUSTOMER, "points_balance": 0, "lifetime_points": 0, "tier": "Bronze", "is_active": true,
+        "processed_event_ids": [], "pending_events": [{"event_id": "p1", "points": 5, "reason": "guide"}]
+    }))
+    .unwrap();
+    let temporal = temporal().await;
+    let options = temporalio_client::WorkflowStartOptions::new(
+        common::shared().task_queue.clone(),
+        format!("loyalty-{CUSTOMER}"),
+    )
+    .build();
+    let handle = temporal
+        .start_workflow(LoyaltyEntityWorkflow::run, loyalty::payload::Nullable(Some(carried)), options)
+        .await
+        .unwrap();
+    let mut grpc = client().await;
+    grpc.accrue(accrual(CUSTOMER, "p2", 10)).await.unwrap();
+    let settle = Duration::from_secs(60);
+    summary_when(&mut grpc, CUSTOMER, settle, |s| s.points_balance == 15).await;
+    grpc.redeem(redemption(CUSTOMER, "p3", 4, "pin")).await.unwrap();
+    rows_when(&ledger().await, CUSTOMER, 3).await;
+    handle.signal(LoyaltyEntityWorkflow::shutdown, (), WorkflowSignalOptions::default()).await.unwrap();
+    tokio::time::timeout(settle, handle.get_result(Default::default())).await.unwrap().unwrap();
+    let json = handle.fetch_history(Default::default()).to_json().await.unwrap();
+    std::fs::write(histories_dir().join("one_writer_handover.json"), json).unwrap();
 }
 
 /// The account's first and current run ids.

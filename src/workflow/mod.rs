@@ -51,7 +51,7 @@ pub const MAX_BATCH: usize = 500;
 pub const MAX_SIGNALS_PER_RUN: u32 = 2_000;
 /// Accruals after which a run continues-as-new (batch signals carry many,
 /// and each adds to the history's size).
-pub const MAX_ACCRUALS_PER_RUN: u32 = 5_000;
+pub const MAX_ACCRUALS_PER_RUN: u32 = 2_000;
 /// Accepted updates after which a run continues-as-new, well before
 /// Temporal's 2,000 updates per run (`history.maxTotalUpdates`).
 pub const MAX_UPDATES_PER_RUN: u32 = 1_000;
