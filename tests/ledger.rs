@@ -495,6 +495,8 @@ async fn the_cli_prints_history_and_applies_corrections() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("balance -50") && out.contains("now 250 points"), "{out}");
 
+    // History reads the ledger, which records the decisions a moment after their answers.
+    settled(&mut grpc, &c, 250).await;
     let (code, out, err) = cli(&["history", "--page-size", "2", "--all"]);
     assert_eq!(code, Some(0), "{err}");
     let lines: Vec<&str> = out.lines().collect();

@@ -280,7 +280,7 @@ impl Bench {
                 let request = pb::AdjustRequest {
                     customer_id,
                     event_id: format!("mj{i}"),
-                    points: if i % 2 == 0 { size } else { -size },
+                    points: if i.is_multiple_of(2) { size } else { -size },
                     reason: "bench: support correction under load".into(),
                 };
                 let adjusted = retrying(tally, || {

@@ -129,8 +129,8 @@ impl LoyaltyState {
         }
         let original = match &m.reverses {
             Some(id) => match self.originals.resolve(id, view) {
-                Ok(original) => original,
-                Err(()) => Some(self.correction_in_memory(id).ok_or_else(|| Rejection::OriginalUnknown(id.clone()))?),
+                Some(original) => original,
+                None => Some(self.correction_in_memory(id).ok_or_else(|| Rejection::OriginalUnknown(id.clone()))?),
             },
             None => None,
         };
@@ -258,11 +258,11 @@ impl LoyaltyState {
         if reversible(movement.kind) {
             let original = Original { kind: movement.kind, requested: effect.requested, reversed: 0 };
             self.originals.put_new(&movement.event_id, original, seq);
-        } else if let (EntryKind::Reversal, Some(id)) = (movement.kind, &movement.reverses) {
-            if let Some(mut original) = self.originals.get(id) {
-                original.reversed += effect.requested;
-                self.originals.put(id, original, seq);
-            }
+        } else if let (EntryKind::Reversal, Some(id)) = (movement.kind, &movement.reverses)
+            && let Some(mut original) = self.originals.get(id)
+        {
+            original.reversed += effect.requested;
+            self.originals.put(id, original, seq);
         }
         self.unprojected.push(Entry { seq, movement, effect, after, tier_change });
         seq
@@ -485,5 +485,43 @@ mod tests {
         assert_eq!(s.recent_redemptions.len(), RESULTS_WINDOW);
         assert_eq!(s.recent_redemptions[0].request.event_id, "r10", "the oldest go first");
         assert!(s.unprojected.is_empty());
+    }
+
+    /// The longest id (128 characters, all the alphabet allows) and the
+    /// longest text (256 characters of 4 bytes each) in every field.
+    fn longest(i: usize) -> (String, String) {
+        let id = format!("{i:0>128}");
+        (id, "\u{1F600}".repeat(256))
+    }
+
+    #[test]
+    fn a_full_account_carries_a_bounded_state() {
+        let mut s = LoyaltyState::open("c");
+        for i in 0..2 * DEDUP_WINDOW {
+            let (id, text) = longest(i);
+            s.accrue(&PointsEvent { reason: text.clone(), source: text, ..event(&id, 1_000) }).unwrap();
+            project_all(&mut s);
+        }
+        for i in 0..2 * RESULTS_WINDOW {
+            let (id, text) = longest(100_000 + i);
+            s.redeem(&RedemptionRequest { event_id: id.clone(), points: 1, reward: text.clone() }).unwrap();
+            let (adjustment_id, _) = longest(300_000 + i);
+            let m = AdjustmentRequest { event_id: adjustment_id, points: 1, reason: text }.movement().unwrap();
+            s.correct(&m, None).unwrap();
+            project_all(&mut s);
+        }
+        let windows = serde_json::to_vec(&s).unwrap().len();
+        // Ids (1,000) and originals (500) of 128 characters, 64 redemption
+        // and 64 correction results with 1 KiB texts: about 0.5 MB.
+        assert!(windows < 600 * 1024, "windows {windows} bytes");
+
+        // A ledger outage: 500 entries of the longest texts wait unwritten.
+        for i in 0..500 {
+            let (id, text) = longest(200_000 + i);
+            s.accrue(&PointsEvent { reason: text.clone(), source: text, ..event(&id, 1) }).unwrap();
+        }
+        let with_backlog = serde_json::to_vec(&s).unwrap().len();
+        println!("carried state, longest values: windows {windows} bytes, with 500 entries unwritten {with_backlog}");
+        assert!(with_backlog > 1024 * 1024, "the continue-as-new rule, not luck, bounds this: {with_backlog}");
     }
 }

@@ -102,14 +102,15 @@ impl Originals {
     }
 
     /// The original of a reversal: from memory, else from a ledger view taken
-    /// after everything this window forgot. `Err(())` when neither can tell.
-    pub fn resolve(&self, event_id: &str, view: Option<&LedgerView>) -> Result<Option<Original>, ()> {
+    /// after everything this window forgot (`Some(None)`: there is none).
+    /// `None` when neither can tell.
+    pub fn resolve(&self, event_id: &str, view: Option<&LedgerView>) -> Option<Option<Original>> {
         if let Some(original) = self.get(event_id) {
-            return Ok(Some(original));
+            return Some(Some(original));
         }
         match view {
-            Some(v) if v.as_of_seq >= self.floor => Ok(v.original),
-            _ => Err(()),
+            Some(v) if v.as_of_seq >= self.floor => Some(v.original),
+            _ => None,
         }
     }
 }
@@ -212,13 +213,13 @@ mod tests {
         }
         assert_eq!(o.records.len(), ORIGINALS_WINDOW);
         assert_eq!(o.floor, 1, "a0 (touched at seq 1) was forgotten");
-        assert_eq!(o.resolve("a1", None), Ok(Some(accrual(10))), "in memory");
+        assert_eq!(o.resolve("a1", None), Some(Some(accrual(10))), "in memory");
         let stale = LedgerView { as_of_seq: 0, original: Some(accrual(10)) };
-        assert_eq!(o.resolve("a0", Some(&stale)), Err(()), "the view may miss a reversal");
+        assert_eq!(o.resolve("a0", Some(&stale)), None, "the view may miss a reversal");
         let fresh = LedgerView { as_of_seq: 1, original: Some(accrual(10)) };
-        assert_eq!(o.resolve("a0", Some(&fresh)), Ok(Some(accrual(10))));
-        assert_eq!(o.resolve("zz", Some(&LedgerView { as_of_seq: 9, original: None })), Ok(None));
-        assert_eq!(o.resolve("zz", None), Err(()), "no view: cannot tell");
+        assert_eq!(o.resolve("a0", Some(&fresh)), Some(Some(accrual(10))));
+        assert_eq!(o.resolve("zz", Some(&LedgerView { as_of_seq: 9, original: None })), Some(None));
+        assert_eq!(o.resolve("zz", None), None, "no view: cannot tell");
     }
 
     #[test]

@@ -27,13 +27,15 @@ pub const SPACING: Duration = Duration::from_millis(25);
 pub const MAX_EVENTS_PER_SIGNAL: usize = 200;
 
 type Waiter = oneshot::Sender<Result<(), Status>>;
+/// Accruals waiting for their signal, each with its caller.
+type Queue = Vec<(PointsEvent, Waiter)>;
 
 /// Per-customer queues of accruals waiting for their signal; cheap to clone.
 #[derive(Clone)]
 pub struct Batcher {
     client: Client,
     task_queue: String,
-    queues: Arc<Mutex<HashMap<String, Vec<(PointsEvent, Waiter)>>>>,
+    queues: Arc<Mutex<HashMap<String, Queue>>>,
 }
 
 impl Batcher {
@@ -73,7 +75,7 @@ impl Batcher {
     /// Sends the customer's queue, batch after batch, until it stays empty.
     async fn send_all(self, customer: CustomerId) {
         loop {
-            let batch: Vec<(PointsEvent, Waiter)> = {
+            let batch: Queue = {
                 let mut queues = self.queues.lock().expect("batcher lock");
                 let Some(queue) = queues.get_mut(customer.as_str()) else { return };
                 if queue.is_empty() {

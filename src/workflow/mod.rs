@@ -580,3 +580,76 @@ fn failure(type_name: &str, message: String) -> HandlerError {
     let typed = ApplicationFailure::builder(message).type_name(type_name.to_owned()).non_retryable(true).build();
     Box::new(ApplicationFailure::new(typed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(state: LoyaltyState) -> LoyaltyEntityWorkflow {
+        LoyaltyEntityWorkflow {
+            state,
+            mode: Mode::OneWriter,
+            closing: false,
+            signals_this_run: 0,
+            accruals_this_run: 0,
+            updates_this_run: 0,
+            held: None,
+            failures: 0,
+            carry_refused_at: None,
+            ledger_busy: false,
+            accruals_consumed: 0,
+            batch_write_id: None,
+        }
+    }
+
+    fn accrual(i: usize, text: &str) -> PointsEvent {
+        PointsEvent {
+            event_id: format!("{i:0>128}"),
+            points: 1,
+            reason: text.into(),
+            source: text.into(),
+            ledger_checked: true,
+        }
+    }
+
+    #[test]
+    fn a_run_carries_over_only_a_state_that_fits() {
+        let mut wf = account(LoyaltyState::open("c"));
+        assert!(!wf.should_carry_over(false), "not full");
+        assert!(wf.should_carry_over(true), "full and small");
+        wf.closing = true;
+        assert!(!wf.should_carry_over(true), "a closing account completes instead");
+        wf.closing = false;
+
+        // A ledger outage: more than one write's worth waits, the longest texts.
+        let text = "\u{1F600}".repeat(256);
+        for i in 0..MAX_BATCH + 1 {
+            wf.state.accrue(&accrual(i, &text)).unwrap();
+        }
+        assert!(!wf.should_carry_over(true), "waits for the ledger while the run has room");
+        wf.signals_this_run = FORCE_SIGNALS_PER_RUN;
+        let size = serde_json::to_vec(&wf.state).unwrap().len();
+        assert!(size > MAX_CARRY_BYTES, "{size}");
+        assert!(!wf.should_carry_over(true), "never more than MAX_CARRY_BYTES, however full");
+
+        // Nearing Temporal's limits, a backlog that fits goes along.
+        let mut wf = account(LoyaltyState::open("c"));
+        for i in 0..MAX_BATCH + 1 {
+            wf.state.accrue(&accrual(i, "short")).unwrap();
+        }
+        assert!(!wf.should_carry_over(true));
+        wf.updates_this_run = FORCE_UPDATES_PER_RUN;
+        assert!(wf.should_carry_over(true), "forced: carried with its backlog");
+    }
+
+    #[test]
+    fn a_run_that_cannot_carry_over_waits_for_a_change_instead_of_spinning() {
+        let mut wf = account(LoyaltyState::open("c"));
+        wf.signals_this_run = MAX_SIGNALS_PER_RUN;
+        assert!(wf.has_work(false), "full: look");
+        wf.carry_refused_at = Some(wf.state.seq);
+        assert!(!wf.has_work(false), "looked at this state already");
+        wf.state.accrue(&accrual(1, "x")).unwrap();
+        assert!(wf.has_work(false), "something changed");
+    }
+}
