@@ -22,6 +22,7 @@ use crate::activities::LoyaltyActivities;
 use crate::config::{Role, Settings, TlsFiles};
 use crate::grpc::LoyaltyApi;
 use crate::grpc::auth::AuthLayer;
+use crate::grpc::batcher::Batcher;
 use crate::grpc::limit::ConcurrencyLimitLayer;
 use crate::grpc::pb::{self, loyalty_service_server::LoyaltyServiceServer};
 use crate::ledger::{Ledger, LedgerError};
@@ -183,8 +184,7 @@ impl Application {
         let reflection_err = |e: tonic_reflection::server::Error| AppError::Server(e.to_string());
         let api = (settings.role != Role::Worker).then(|| {
             LoyaltyServiceServer::new(LoyaltyApi::new(
-                client.clone(),
-                settings.task_queue.clone(),
+                Batcher::new(client.clone(), settings.task_queue.clone(), settings.accrual_batching),
                 ledger,
                 settings.rpc_timeout,
                 tracing.clone(),

@@ -160,7 +160,9 @@ async fn the_api_role_works_against_the_reference_guides_worker() {
         .spawn()
         .expect("python3 runs the guide's worker");
     let (stop, stopped) = tokio::sync::oneshot::channel();
-    let (addr, app) = start_app(api_role("guide-api", queue), stopped);
+    let mut settings = api_role("guide-api", queue);
+    settings.accrual_batching = false; // the guide's worker knows only add_points
+    let (addr, app) = start_app(settings, stopped);
     let mut grpc = LoyaltyServiceClient::new(grpc_channel(addr).await);
 
     grpc.accrue(accrual("guide-1", "g1", 1_500)).await.expect("accrue via the guide's workflow");

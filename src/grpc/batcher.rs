@@ -35,18 +35,29 @@ type Queue = Vec<(PointsEvent, Waiter)>;
 pub struct Batcher {
     client: Client,
     task_queue: String,
+    batching: bool,
     queues: Arc<Mutex<HashMap<String, Queue>>>,
 }
 
 impl Batcher {
-    /// Signals accounts of `task_queue` through `client`.
-    pub fn new(client: Client, task_queue: String) -> Self {
-        Self { client, task_queue, queues: Arc::default() }
+    /// Signals accounts of `task_queue` through `client`; without `batching`
+    /// every accrual is its own `add_points` signal, sent at once (for a
+    /// worker written from the reference guide).
+    pub fn new(client: Client, task_queue: String, batching: bool) -> Self {
+        Self { client, task_queue, batching, queues: Arc::default() }
+    }
+
+    /// The Temporal client.
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Delivers `event` to the customer's account (starting it if needed)
     /// and returns once Temporal has accepted the signal that carries it.
     pub async fn accrue(&self, customer: &CustomerId, event: PointsEvent) -> Result<(), ApiError> {
+        if !self.batching {
+            return self.signal(customer, vec![event]).await;
+        }
         let (tx, rx) = oneshot::channel();
         let first = {
             let mut queues = self.queues.lock().expect("batcher lock");

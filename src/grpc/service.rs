@@ -59,17 +59,11 @@ enum Known {
 }
 
 impl LoyaltyApi {
-    /// An API that starts account workflows on `task_queue` and reads
-    /// `ledger`; an RPC gets at most `rpc_timeout` (less if its caller says so).
-    pub fn new(
-        client: Client,
-        task_queue: String,
-        ledger: Ledger,
-        rpc_timeout: Duration,
-        tracing: Option<Tracing>,
-    ) -> Self {
-        let batcher = Batcher::new(client.clone(), task_queue);
-        Self { client, batcher, ledger, rpc_timeout, tracing }
+    /// An API that signals accounts through `batcher` (which holds the
+    /// Temporal client and task queue) and reads `ledger`; an RPC gets at most
+    /// `rpc_timeout` (less if its caller says so).
+    pub fn new(batcher: Batcher, ledger: Ledger, rpc_timeout: Duration, tracing: Option<Tracing>) -> Self {
+        Self { client: batcher.client().clone(), batcher, ledger, rpc_timeout, tracing }
     }
 
     /// Runs an RPC within its deadline, in a server span when tracing is on.
