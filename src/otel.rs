@@ -2,8 +2,11 @@
 //! every gRPC call gets a server span, child of the caller's W3C
 //! `traceparent` if it sent one, and the Temporal SDK's plugin carries that
 //! trace into the workflow (the cross-SDK `_tracer-data` header): the
-//! signal, update or query, the workflow's handlers and its activities all
-//! land in the caller's trace. Spans leave by OTLP/gRPC in batches.
+//! signal, update or query and the workflow's handlers land in the caller's
+//! trace (a signal carrying several callers' accruals, in the first one's).
+//! The ledger writes, which the run loop makes for many calls at once, land
+//! in the trace of the call that started the account's run. Spans leave by
+//! OTLP/gRPC in batches.
 
 use opentelemetry::KeyValue;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};

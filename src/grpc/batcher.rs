@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use opentelemetry::Context;
+use opentelemetry::trace::FutureExt as _;
 use temporalio_client::{Client, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions};
 use tokio::sync::oneshot;
 use tonic::Status;
@@ -27,8 +29,9 @@ pub const SPACING: Duration = Duration::from_millis(25);
 pub const MAX_EVENTS_PER_SIGNAL: usize = 200;
 
 type Waiter = oneshot::Sender<Result<(), Status>>;
-/// Accruals waiting for their signal, each with its caller.
-type Queue = Vec<(PointsEvent, Waiter)>;
+/// Accruals waiting for their signal, each with its caller and the caller's
+/// trace context.
+type Queue = Vec<(PointsEvent, Waiter, Context)>;
 
 /// Per-customer queues of accruals waiting for their signal; cheap to clone.
 #[derive(Clone)]
@@ -63,11 +66,11 @@ impl Batcher {
             let mut queues = self.queues.lock().expect("batcher lock");
             match queues.get_mut(customer.as_str()) {
                 Some(queue) => {
-                    queue.push((event, tx));
+                    queue.push((event, tx, Context::current()));
                     false
                 }
                 None => {
-                    queues.insert(customer.as_str().to_owned(), vec![(event, tx)]);
+                    queues.insert(customer.as_str().to_owned(), vec![(event, tx, Context::current())]);
                     true
                 }
             }
@@ -97,8 +100,10 @@ impl Batcher {
                 queue.drain(..n).collect()
             };
             let spacing = tokio::time::sleep(SPACING);
-            let (events, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            let result = self.signal(&customer, events).await.map_err(Status::from);
+            // A signal carrying several callers' accruals joins the first one's trace.
+            let context = batch.first().map(|(_, _, c)| c.clone()).unwrap_or_default();
+            let (events, waiters): (Vec<_>, Vec<_>) = batch.into_iter().map(|(e, w, _)| (e, w)).unzip();
+            let result = self.signal(&customer, events).with_context(context).await.map_err(Status::from);
             for waiter in waiters {
                 let _ = waiter.send(result.clone());
             }
