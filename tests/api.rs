@@ -19,6 +19,26 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 
 const SETTLE: Duration = Duration::from_secs(30);
 
+/// Read your writes: a GetSummary sent after an Accrue was answered counts
+/// that accrual, every time, without waiting (a new user's first `accrue`
+/// then `summary` shows the points); so does one after a Redeem or Adjust.
+#[tokio::test]
+async fn a_summary_after_an_acknowledged_call_shows_it() {
+    let mut grpc = client().await;
+    let mut expected = 0;
+    for i in 0..20 {
+        grpc.accrue(accrual("ryw", &format!("ryw-{i}"), 7)).await.expect("accrue");
+        expected += 7;
+        let s = grpc.get_summary(pb::GetSummaryRequest { customer_id: "ryw".into() }).await.expect("summary");
+        let s = s.into_inner();
+        assert_eq!(s.points_balance + s.unapplied_points, expected, "after accrual {i}: {s:?}");
+        assert_eq!(s.unapplied_points, 0, "checked against the ledger, so applied at once: {s:?}");
+    }
+    grpc.redeem(redemption("ryw", "ryw-r", 40, "mug")).await.expect("redeem");
+    let s = grpc.get_summary(pb::GetSummaryRequest { customer_id: "ryw".into() }).await.unwrap().into_inner();
+    assert_eq!((s.points_balance, s.lifetime_points), (expected - 40, expected));
+}
+
 #[tokio::test]
 async fn accrue_then_summary_and_ledger() {
     let mut grpc = client().await;
@@ -45,6 +65,8 @@ async fn tiers_upgrade_at_their_thresholds_and_are_notified() {
         let s = summary_when(&mut grpc, "tiers", SETTLE, |s| s.lifetime_points == lifetime).await;
         assert_eq!(s.tier, tier, "at lifetime {lifetime}");
     }
+    // Recorded with the entries that caused them, as the ledger takes them.
+    rows_when(&ledger().await, "tiers", steps.len()).await;
     let notes = ledger().await.tier_notifications("tiers").await.unwrap();
     let expected = [("Bronze", "Silver"), ("Silver", "Gold"), ("Gold", "Platinum")];
     assert_eq!(notes, expected.map(|(a, b)| (a.to_string(), b.to_string())).to_vec());

@@ -11,11 +11,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry::Context;
 use opentelemetry::trace::FutureExt as _;
-use temporalio_client::{Client, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions};
+use temporalio_client::{
+    Client, WorkflowDescribeOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
+};
 use tokio::sync::oneshot;
 use tonic::Status;
 
@@ -27,11 +29,34 @@ use crate::workflow::{LoyaltyEntityWorkflow, WorkflowInput};
 pub const SPACING: Duration = Duration::from_millis(25);
 /// Most accruals in one signal (its payload stays small).
 pub const MAX_EVENTS_PER_SIGNAL: usize = 200;
+/// An accrual that waited longer than this in the queue is sent unchecked:
+/// its ledger lookup is old, so the account checks it again itself.
+const FRESH: Duration = Duration::from_secs(1);
+/// Longest a signal may take; its callers then get UNAVAILABLE and retry.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Signals to one customer between two looks at its run's history.
+const LOOK_EVERY: u32 = 200;
+/// A run's history near Temporal's limits (51,200 events, 50 MB), which
+/// would end it: the account's ledger is behind so long that it cannot
+/// continue-as-new. Accrue is refused (RESOURCE_EXHAUSTED) for [`BACK_OFF`].
+const HISTORY_EVENTS_LIMIT: i64 = 40_000;
+/// See [`HISTORY_EVENTS_LIMIT`].
+const HISTORY_BYTES_LIMIT: i64 = 40 * 1024 * 1024;
+/// How long Accrue to such an account is refused before the next look.
+const BACK_OFF: Duration = Duration::from_secs(5);
 
 type Waiter = oneshot::Sender<Result<(), Status>>;
-/// Accruals waiting for their signal, each with its caller and the caller's
-/// trace context.
-type Queue = Vec<(PointsEvent, Waiter, Context)>;
+/// An accrual waiting for its signal, with its caller, the caller's trace
+/// context and when it was queued.
+struct Queued {
+    event: PointsEvent,
+    waiter: Waiter,
+    context: Context,
+    since: Instant,
+}
+
+/// Accruals waiting for their signal, oldest first.
+type Queue = Vec<Queued>;
 
 /// Per-customer queues of accruals waiting for their signal; cheap to clone.
 #[derive(Clone)]
@@ -40,6 +65,8 @@ pub struct Batcher {
     task_queue: String,
     batching: bool,
     queues: Arc<Mutex<HashMap<String, Queue>>>,
+    /// Accounts whose run's history is near Temporal's limits, until when.
+    full: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl Batcher {
@@ -47,7 +74,7 @@ impl Batcher {
     /// every accrual is its own `add_points` signal, sent at once (for a
     /// worker written from the reference guide).
     pub fn new(client: Client, task_queue: String, batching: bool) -> Self {
-        Self { client, task_queue, batching, queues: Arc::default() }
+        Self { client, task_queue, batching, queues: Arc::default(), full: Arc::default() }
     }
 
     /// The Temporal client.
@@ -61,16 +88,24 @@ impl Batcher {
         if !self.batching {
             return self.signal(customer, vec![event]).await;
         }
+        if let Some(until) = self.full.lock().expect("batcher lock").get(customer.as_str())
+            && Instant::now() < *until
+        {
+            return Err(ApiError::Busy(format!(
+                "account {customer} is far behind writing its ledger and its run is nearly full; retry later"
+            )));
+        }
         let (tx, rx) = oneshot::channel();
+        let queued = Queued { event, waiter: tx, context: Context::current(), since: Instant::now() };
         let first = {
             let mut queues = self.queues.lock().expect("batcher lock");
             match queues.get_mut(customer.as_str()) {
                 Some(queue) => {
-                    queue.push((event, tx, Context::current()));
+                    queue.push(queued);
                     false
                 }
                 None => {
-                    queues.insert(customer.as_str().to_owned(), vec![(event, tx, Context::current())]);
+                    queues.insert(customer.as_str().to_owned(), vec![queued]);
                     true
                 }
             }
@@ -82,16 +117,22 @@ impl Batcher {
         }
         match rx.await {
             Ok(result) => result.map_err(ApiError::Relayed),
-            Err(_) => Err(ApiError::Internal("the accrual's sender stopped".into())),
+            Err(_) => Err(ApiError::Unavailable("the accrual's sender stopped; retry".into())),
         }
     }
 
     /// Sends the customer's queue, batch after batch, until it stays empty.
+    /// An accrual whose caller gave up is dropped (it was never
+    /// acknowledged; the caller's retry brings it again), a second copy of
+    /// an event id in one batch rides with the first, and one that waited
+    /// long goes unchecked.
     async fn send_all(self, customer: CustomerId) {
+        let mut sent = 0u32;
         loop {
             let batch: Queue = {
                 let mut queues = self.queues.lock().expect("batcher lock");
                 let Some(queue) = queues.get_mut(customer.as_str()) else { return };
+                queue.retain(|q| !q.waiter.is_closed());
                 if queue.is_empty() {
                     queues.remove(customer.as_str());
                     return;
@@ -101,13 +142,50 @@ impl Batcher {
             };
             let spacing = tokio::time::sleep(SPACING);
             // A signal carrying several callers' accruals joins the first one's trace.
-            let context = batch.first().map(|(_, _, c)| c.clone()).unwrap_or_default();
-            let (events, waiters): (Vec<_>, Vec<_>) = batch.into_iter().map(|(e, w, _)| (e, w)).unzip();
-            let result = self.signal(&customer, events).with_context(context).await.map_err(Status::from);
+            let context = batch.first().map(|q| q.context.clone()).unwrap_or_default();
+            let mut events: Vec<PointsEvent> = Vec::with_capacity(batch.len());
+            let mut waiters = Vec::with_capacity(batch.len());
+            for Queued { mut event, waiter, since, .. } in batch {
+                if !events.iter().any(|e| e.event_id == event.event_id) {
+                    if since.elapsed() > FRESH {
+                        event.ledger_checked = false;
+                    }
+                    events.push(event);
+                }
+                waiters.push(waiter);
+            }
+            let signal = tokio::time::timeout(SIGNAL_TIMEOUT, self.signal(&customer, events).with_context(context));
+            let result = match signal.await {
+                Ok(result) => result.map_err(Status::from),
+                Err(_) => Err(Status::from(ApiError::Unavailable(format!(
+                    "no answer from Temporal within {SIGNAL_TIMEOUT:?}; retry"
+                )))),
+            };
             for waiter in waiters {
                 let _ = waiter.send(result.clone());
             }
+            sent += 1;
+            if sent.is_multiple_of(LOOK_EVERY) {
+                self.look_at_history(&customer).await;
+            }
             spacing.await;
+        }
+    }
+
+    /// Refuses Accrue to the account for a while if its run's history nears
+    /// Temporal's limits; a failed look changes nothing.
+    async fn look_at_history(&self, customer: &CustomerId) {
+        let handle = self.client.get_workflow_handle::<LoyaltyEntityWorkflow>(customer.workflow_id());
+        let Ok(Ok(description)) =
+            tokio::time::timeout(SIGNAL_TIMEOUT, handle.describe(WorkflowDescribeOptions::default())).await
+        else {
+            return;
+        };
+        let Some(info) = description.raw_description.workflow_execution_info else { return };
+        if info.history_length >= HISTORY_EVENTS_LIMIT || info.history_size_bytes >= HISTORY_BYTES_LIMIT {
+            tracing::warn!(customer = %customer, events = info.history_length, bytes = info.history_size_bytes,
+                "account's run nearly full and not continuing (its ledger is far behind): refusing Accrue for a while");
+            self.full.lock().expect("batcher lock").insert(customer.as_str().to_owned(), Instant::now() + BACK_OFF);
         }
     }
 

@@ -19,9 +19,10 @@
 //!   written at all ("held"), loudly, until an operator puts it right.
 //! - Continue-as-new happens only from the run loop, when the run has used
 //!   its share of signals or updates (or Temporal suggests it), and only when
-//!   the carried state is small ([`EASY_CARRY_BYTES`], or up to
-//!   [`MAX_CARRY_BYTES`] once the run nears Temporal's limits); every handler
-//!   has finished by then because none awaits.
+//!   at most one write's worth of entries waits for the ledger (any backlog
+//!   once the run nears Temporal's limits), and only a state that fits
+//!   [`MAX_CARRY_BYTES`]; every handler has finished by then because none
+//!   awaits.
 //! - Histories recorded before this design (no [`ONE_WRITER`] patch marker)
 //!   run the previous code (`legacy`) to the end of their run.
 
@@ -59,17 +60,16 @@ pub const MAX_UPDATES_PER_RUN: u32 = 1_000;
 /// Temporal's 2 MB payload limit. A larger one (a long ledger outage under
 /// load) keeps the run going until the ledger takes the backlog.
 pub const MAX_CARRY_BYTES: usize = 1024 * 1024;
-/// A run continues-as-new early only with a small state: Temporal refuses a
-/// continue-as-new while signals arrive during its workflow task, so under a
-/// stream of Accrue it succeeds only when the task is short, and a large
-/// input makes it long. While the ledger is behind, the run keeps going
-/// (it has room: Temporal allows 10,000 signals and 2,000 updates) until
-/// the backlog is written or the run nears those limits.
-pub const EASY_CARRY_BYTES: usize = 256 * 1024;
-/// Past these, a run continues-as-new with any state up to [`MAX_CARRY_BYTES`].
+/// A run continues-as-new with at most one write's worth of unwritten
+/// entries: while the ledger is behind it keeps going (it has room:
+/// Temporal allows 10,000 signals and 2,000 updates) until the backlog is
+/// written, or until the run nears those limits or Temporal suggests a new
+/// run (history size), when any state up to [`MAX_CARRY_BYTES`] goes along.
 pub const FORCE_SIGNALS_PER_RUN: u32 = 8_000;
 /// See [`FORCE_SIGNALS_PER_RUN`].
 pub const FORCE_UPDATES_PER_RUN: u32 = 1_600;
+/// See [`FORCE_SIGNALS_PER_RUN`]: accruals arrive many to a signal.
+pub const FORCE_ACCRUALS_PER_RUN: u32 = 8_000;
 /// Previous version: past this many signals a run continues-as-new even
 /// with a large backlog.
 pub const FORCE_CONTINUE_SIGNALS: u32 = 8_000;
@@ -164,13 +164,15 @@ impl LoyaltyEntityWorkflow {
         if self.closing || !self.run_is_full(suggested) {
             return false;
         }
-        let forced = self.signals_this_run >= FORCE_SIGNALS_PER_RUN || self.updates_this_run >= FORCE_UPDATES_PER_RUN;
+        let forced = suggested
+            || self.signals_this_run >= FORCE_SIGNALS_PER_RUN
+            || self.accruals_this_run >= FORCE_ACCRUALS_PER_RUN
+            || self.updates_this_run >= FORCE_UPDATES_PER_RUN;
         let backlog = self.state.unprojected.len() + self.state.pending_events.len();
         if !forced && backlog > MAX_BATCH {
             return false;
         }
-        let limit = if forced { MAX_CARRY_BYTES } else { EASY_CARRY_BYTES };
-        serde_json::to_vec(&self.state).is_ok_and(|json| json.len() <= limit)
+        serde_json::to_vec(&self.state).is_ok_and(|json| json.len() <= MAX_CARRY_BYTES)
     }
 
     /// The mode for a handler that cannot record a marker (a validator).
@@ -522,6 +524,7 @@ async fn hand_over(ctx: &Ctx) -> bool {
     let change = ctx.state_mut(|s| {
         let change = s.state.settle_in_doubt(&settled.found, settled.totals);
         s.state.handed_over = true;
+        s.failures = 0;
         change
     });
     log(
@@ -626,20 +629,33 @@ mod tests {
         for i in 0..MAX_BATCH + 1 {
             wf.state.accrue(&accrual(i, &text)).unwrap();
         }
-        assert!(!wf.should_carry_over(true), "waits for the ledger while the run has room");
+        wf.signals_this_run = MAX_SIGNALS_PER_RUN;
+        assert!(!wf.should_carry_over(false), "waits for the ledger while the run has room");
         wf.signals_this_run = FORCE_SIGNALS_PER_RUN;
         let size = serde_json::to_vec(&wf.state).unwrap().len();
         assert!(size > MAX_CARRY_BYTES, "{size}");
-        assert!(!wf.should_carry_over(true), "never more than MAX_CARRY_BYTES, however full");
+        assert!(!wf.should_carry_over(false), "never more than MAX_CARRY_BYTES, however full");
 
         // Nearing Temporal's limits, a backlog that fits goes along.
         let mut wf = account(LoyaltyState::open("c"));
         for i in 0..MAX_BATCH + 1 {
             wf.state.accrue(&accrual(i, "short")).unwrap();
         }
-        assert!(!wf.should_carry_over(true));
+        wf.updates_this_run = MAX_UPDATES_PER_RUN;
+        assert!(!wf.should_carry_over(false));
+        assert!(wf.should_carry_over(true), "Temporal suggests a new run: carried with its backlog");
         wf.updates_this_run = FORCE_UPDATES_PER_RUN;
-        assert!(wf.should_carry_over(true), "forced: carried with its backlog");
+        assert!(wf.should_carry_over(false), "forced: carried with its backlog");
+
+        // Windows full of the longest ids (about 0.3 MB) still go along when nothing waits.
+        let mut wf = account(LoyaltyState::open("c"));
+        for i in 0..2_000 {
+            wf.state.accrue(&accrual(i, "")).unwrap();
+            let batch = wf.state.projection(MAX_BATCH, usize::MAX);
+            wf.state.projected(&batch, &[]);
+        }
+        wf.accruals_this_run = MAX_ACCRUALS_PER_RUN;
+        assert!(wf.should_carry_over(false));
     }
 
     #[test]
