@@ -15,8 +15,9 @@ use super::messages::{BalanceChange, EntryKind, TierChange};
 use super::movement::{Effect, Movement, Original, Totals};
 
 /// How many accruals and redemptions a reversal can find in memory; older
-/// originals are read from the ledger by the gRPC layer.
-pub const ORIGINALS_WINDOW: usize = 500;
+/// originals are read from the ledger by the gRPC layer, which during a
+/// ledger outage cannot vouch for them.
+pub const ORIGINALS_WINDOW: usize = 1_000;
 /// How many projected redemption and correction results an account keeps to
 /// answer a resend; results the ledger does not hold yet are always kept.
 pub const RESULTS_WINDOW: usize = 64;
