@@ -136,6 +136,24 @@ pub struct LoyaltyEntityWorkflow {
 }
 
 impl LoyaltyEntityWorkflow {
+    /// A run of the account in `state`, nothing counted yet.
+    fn with_state(state: LoyaltyState) -> Self {
+        Self {
+            state,
+            mode: Mode::Unknown,
+            closing: false,
+            signals_this_run: 0,
+            accruals_this_run: 0,
+            updates_this_run: 0,
+            held: None,
+            failures: 0,
+            carry_refused_at: None,
+            ledger_busy: false,
+            accruals_consumed: 0,
+            batch_write_id: None,
+        }
+    }
+
     fn run_is_full(&self, suggested: bool) -> bool {
         suggested
             || self.signals_this_run >= MAX_SIGNALS_PER_RUN
@@ -216,21 +234,7 @@ impl LoyaltyEntityWorkflow {
     /// A new account, or the carried state after continue-as-new.
     #[init]
     pub fn new(ctx: &WorkflowContextView, input: WorkflowInput) -> Self {
-        let state = input.0.unwrap_or_else(|| LoyaltyState::open(customer_of_workflow(ctx.workflow_id())));
-        Self {
-            state,
-            mode: Mode::Unknown,
-            closing: false,
-            signals_this_run: 0,
-            accruals_this_run: 0,
-            updates_this_run: 0,
-            held: None,
-            failures: 0,
-            carry_refused_at: None,
-            ledger_busy: false,
-            accruals_consumed: 0,
-            batch_write_id: None,
-        }
+        Self::with_state(input.0.unwrap_or_else(|| LoyaltyState::open(customer_of_workflow(ctx.workflow_id()))))
     }
 
     /// Writes decided entries to the ledger until `shutdown`, continuing-as-new
@@ -589,20 +593,7 @@ mod tests {
     use super::*;
 
     fn account(state: LoyaltyState) -> LoyaltyEntityWorkflow {
-        LoyaltyEntityWorkflow {
-            state,
-            mode: Mode::OneWriter,
-            closing: false,
-            signals_this_run: 0,
-            accruals_this_run: 0,
-            updates_this_run: 0,
-            held: None,
-            failures: 0,
-            carry_refused_at: None,
-            ledger_busy: false,
-            accruals_consumed: 0,
-            batch_write_id: None,
-        }
+        LoyaltyEntityWorkflow { mode: Mode::OneWriter, ..LoyaltyEntityWorkflow::with_state(state) }
     }
 
     fn accrual(i: usize, text: &str) -> PointsEvent {
