@@ -41,7 +41,6 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The gRPC API; cheap to clone.
 #[derive(Clone)]
 pub struct LoyaltyApi {
-    client: Client,
     batcher: Batcher,
     ledger: Ledger,
     rpc_timeout: Duration,
@@ -63,7 +62,7 @@ impl LoyaltyApi {
     /// Temporal client and task queue) and reads `ledger`; an RPC gets at most
     /// `rpc_timeout` (less if its caller says so).
     pub fn new(batcher: Batcher, ledger: Ledger, rpc_timeout: Duration, tracing: Option<Tracing>) -> Self {
-        Self { client: batcher.client().clone(), batcher, ledger, rpc_timeout, tracing }
+        Self { batcher, ledger, rpc_timeout, tracing }
     }
 
     /// Runs an RPC within its deadline, in a server span when tracing is on.
@@ -100,7 +99,7 @@ impl LoyaltyApi {
 
     /// The account's workflow, whichever run is current.
     fn account(&self, customer: &CustomerId) -> WorkflowHandle<Client, LoyaltyEntityWorkflow> {
-        self.client.get_workflow_handle::<LoyaltyEntityWorkflow>(customer.workflow_id())
+        self.batcher.client().get_workflow_handle::<LoyaltyEntityWorkflow>(customer.workflow_id())
     }
 
     async fn accrue(&self, mut cmd: Accrue) -> Result<pb::AccrueResponse, ApiError> {
