@@ -188,6 +188,7 @@ impl Application {
                 ledger,
                 settings.rpc_timeout,
                 tracing.clone(),
+                settings.program,
             ))
             .max_decoding_message_size(settings.max_request_bytes)
         });

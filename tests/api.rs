@@ -171,6 +171,7 @@ async fn control_characters_in_text_are_refused_and_never_stall_an_account() {
         reason: "a\0b".into(),
         source: "other".into(),
         ledger_checked: false,
+        ..Default::default()
     };
     temporal()
         .await

@@ -123,6 +123,7 @@ async fn a_resend_after_1500_events_and_a_continue_as_new_is_applied_once(db: Db
         reason: "purchase".into(),
         source: "tests".into(),
         ledger_checked: false,
+        ..Default::default()
     };
     handle.signal(LoyaltyEntityWorkflow::add_points, resend, WorkflowSignalOptions::default()).await.expect("signal");
     grpc.accrue(accrual(&c, "marker", 5)).await.expect("accrue");
@@ -314,8 +315,15 @@ async fn reversals_and_adjustments_follow_the_documented_policy(db: Db) {
 }
 
 fn movement(id: &str, points: i64) -> Movement {
-    PointsEvent { event_id: id.into(), points, reason: "purchase".into(), source: "pos".into(), ledger_checked: false }
-        .movement()
+    PointsEvent {
+        event_id: id.into(),
+        points,
+        reason: "purchase".into(),
+        source: "pos".into(),
+        ledger_checked: false,
+        ..Default::default()
+    }
+    .movement()
 }
 
 fn batch(customer: &str, write_id: &str, movements: Vec<Movement>) -> LedgerBatch {
@@ -525,9 +533,10 @@ async fn the_projection_applies_only_on_top_of_the_sequence_it_expects(db: Db) {
         reason: "purchase".into(),
         source: "pos".into(),
         ledger_checked: true,
+        ..Default::default()
     };
-    account.accrue(&event("f1", 1_200)).unwrap();
-    account.accrue(&event("f2", 30)).unwrap();
+    account.accrue(&event("f1", 1_200), 0).unwrap();
+    account.accrue(&event("f2", 30), 0).unwrap();
     let first = account.projection(2, usize::MAX);
     let written = |reply: &ProjectionReply| matches!(reply, ProjectionReply::Written { .. });
 
@@ -542,7 +551,7 @@ async fn the_projection_applies_only_on_top_of_the_sequence_it_expects(db: Db) {
     assert!(written(&reply) && recovered, "{reply:?}");
     // ... and with an entry decided since, only that one is added.
     account
-        .redeem(&loyalty::domain::RedemptionRequest { event_id: "f3".into(), points: 5, reward: "pen".into() })
+        .redeem(&loyalty::domain::RedemptionRequest { event_id: "f3".into(), points: 5, reward: "pen".into() }, 0)
         .unwrap();
     let longer = account.projection(10, usize::MAX);
     assert_eq!((longer.after_seq, longer.entries.len()), (0, 3));
@@ -550,10 +559,10 @@ async fn the_projection_applies_only_on_top_of_the_sequence_it_expects(db: Db) {
     assert!(written(&reply) && recovered, "{reply:?}");
     assert_eq!(ledger.sequence(&c).await.unwrap(), 3);
     assert_eq!(ledger.entries(&c).await.unwrap().len(), 3);
-    account.projected(&longer, &[]);
+    account.projected(&longer, &[], 0);
 
     // Behind (a lost database or an old backup): the account is at 3, this ledger at 0.
-    account.accrue(&event("f4", 1)).unwrap();
+    account.accrue(&event("f4", 1), 0).unwrap();
     let next = account.projection(10, usize::MAX);
     let lost = customer(db, "fenced-lost");
     let (reply, _) = ledger.project(&ProjectionBatch { customer_id: lost.clone(), ..next.clone() }).await.unwrap();

@@ -161,6 +161,7 @@ async fn capture_histories() {
         reason: "guide".into(),
         source: String::new(),
         ledger_checked: false,
+        ..Default::default()
     };
     handle.signal(LoyaltyEntityWorkflow::add_points, direct, WorkflowSignalOptions::default()).await.unwrap();
     summary_when(&mut grpc, CUSTOMER, settle, |s| s.lifetime_points == 1_072 && s.unapplied_points == 0).await;

@@ -68,6 +68,7 @@ impl Bench {
                     points: POINTS,
                     reason: "bench".into(),
                     source: "bench".into(),
+                    ..Default::default()
                 };
                 self.grpc.clone().accrue(request).await.map(drop).map_err(|e| err(&e))
             }
@@ -79,6 +80,7 @@ impl Bench {
                     reason: "bench".into(),
                     source: "bench".into(),
                     ledger_checked: false,
+                    ..Default::default()
                 };
                 self.signal_account(self.task_queue.clone(), &format!("loyalty-{customer}"), event).await
             }

@@ -154,6 +154,7 @@ impl Bench {
             reason: "bench".into(),
             source: "bench".into(),
             ledger_checked: false,
+            ..Default::default()
         };
         if let Processing::Batched = processing {
             return self.signal_account(self.bench_queue(), workflow_id, event).await;
@@ -220,6 +221,7 @@ impl Bench {
                         points: 1,
                         reason: "bench".into(),
                         source: "bench".into(),
+                        ..Default::default()
                     };
                     let t = Instant::now();
                     match self.grpc.clone().accrue(request).await {

@@ -46,6 +46,7 @@ pub async fn run(bench: &Bench, pid: u32) -> Result<Memory, String> {
             points: 1,
             reason: "bench".into(),
             source: "bench".into(),
+            ..Default::default()
         };
         bench.grpc.clone().accrue(request).await.map(drop).map_err(|e| e.to_string())
     })

@@ -248,6 +248,7 @@ impl Bench {
                     points: 1,
                     reason: "bench".into(),
                     source: "bench".into(),
+                    ..Default::default()
                 };
                 let sent = retrying(tally, || {
                     let (mut grpc, request) = (self.grpc.clone(), request.clone());
@@ -309,6 +310,7 @@ pub async fn run(bench: &Bench) -> Result<Mixed, String> {
         points: OPENING_POINTS,
         reason: "bench".into(),
         source: "bench".into(),
+        ..Default::default()
     };
     let mut opening = Tally::default();
     let opened = retrying(&mut opening, || {

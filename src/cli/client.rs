@@ -156,6 +156,7 @@ pub async fn accrue(args: AccrueArgs) -> ExitCode {
         points,
         reason: args.reason,
         source: args.source,
+        ..Default::default()
     };
     let result = async { Ok(connect(&args.target).await?.accrue(request).await?.into_inner()) }.await;
     report(
@@ -187,10 +188,12 @@ pub async fn summary(args: SummaryArgs) -> ExitCode {
         |s| {
             json!({"customer_id": s.customer_id, "points_balance": s.points_balance, "lifetime_points": s.lifetime_points,
                    "tier": s.tier, "is_active": s.is_active, "points_to_next_tier": s.points_to_next_tier,
-                   "unapplied_points": s.unapplied_points})
+                   "unapplied_points": s.unapplied_points, "pending_points": s.pending_points,
+                   "held_points": s.held_points, "next_expiry_at": s.next_expiry_at.as_ref().map(ToString::to_string),
+                   "next_expiry_points": s.next_expiry_points, "expiring_soon_points": s.expiring_soon_points})
         },
         |s| {
-            format!(
+            let mut lines = format!(
                 "customer {}\n  balance   {}{}\n  lifetime  {}\n  tier      {}{}\n  status    {}",
                 s.customer_id,
                 s.points_balance,
@@ -207,7 +210,20 @@ pub async fn summary(args: SummaryArgs) -> ExitCode {
                     String::new()
                 },
                 if s.is_active { "active" } else { "closed" }
-            )
+            );
+            if s.pending_points > 0 {
+                lines.push_str(&format!("\n  pending   {} (not spendable yet)", s.pending_points));
+            }
+            if s.held_points > 0 {
+                lines.push_str(&format!("\n  held      {} (set aside by holds)", s.held_points));
+            }
+            if let Some(at) = &s.next_expiry_at {
+                lines.push_str(&format!(
+                    "\n  expiring  {} at {at}; {} within 30 days",
+                    s.next_expiry_points, s.expiring_soon_points
+                ));
+            }
+            lines
         },
     )
 }
@@ -275,6 +291,10 @@ fn kind_name(kind: i32) -> &'static str {
         pb::EntryKind::Reversal => "reversal",
         pb::EntryKind::Adjustment => "adjustment",
         pb::EntryKind::Expiry => "expiry",
+        pb::EntryKind::Activation => "activation",
+        pb::EntryKind::Hold => "hold",
+        pb::EntryKind::Capture => "capture",
+        pb::EntryKind::Release => "release",
         pb::EntryKind::Unspecified => "unknown",
     }
 }
@@ -283,11 +303,14 @@ fn entry_json(e: &pb::HistoryEntry) -> serde_json::Value {
     let at = e.recorded_at.as_ref().map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000).unwrap_or(0);
     json!({"event_id": e.event_id, "kind": kind_name(e.kind), "points": e.points, "balance_after": e.balance_after,
            "lifetime_delta": e.lifetime_delta, "shortfall": e.shortfall, "reason": e.reason, "source": e.source,
-           "original_event_id": e.original_event_id, "recorded_at_ms": at})
+           "original_event_id": e.original_event_id, "recorded_at_ms": at,
+           "effective_at": e.effective_at.as_ref().map(ToString::to_string),
+           "lots": e.lots.iter().map(|d| json!([d.lot_id, d.points])).collect::<Vec<_>>()})
 }
 
 fn entry_line(e: &pb::HistoryEntry) -> String {
-    let at = e.recorded_at.as_ref().map(prost_types::Timestamp::to_string).unwrap_or_default();
+    let at = e.effective_at.as_ref().or(e.recorded_at.as_ref()).map(prost_types::Timestamp::to_string);
+    let at = at.unwrap_or_default();
     let mut line = format!(
         "{at}  {:<10} {:>+10}  balance {:>10}  {}  {}",
         kind_name(e.kind),
@@ -301,6 +324,11 @@ fn entry_line(e: &pb::HistoryEntry) -> String {
     }
     if e.shortfall > 0 {
         line.push_str(&format!("  shortfall {}", e.shortfall));
+    }
+    if !e.lots.is_empty() {
+        let lots: Vec<String> = e.lots.iter().take(5).map(|d| format!("{} {}", d.lot_id, d.points)).collect();
+        let more = if e.lots.len() > 5 { format!(" +{} more", e.lots.len() - 5) } else { String::new() };
+        line.push_str(&format!("  lots [{}{more}]", lots.join(", ")));
     }
     line
 }

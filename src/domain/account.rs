@@ -5,7 +5,9 @@
 
 use super::entry::Originals;
 use super::error::FieldError;
+use super::holds::HoldStatus;
 use super::ids::EventId;
+use super::lifecycle::EXPIRING_SOON_MS;
 use super::messages::{
     AdjustmentRequest, EntryKind, LoyaltyState, LoyaltySummary, PointsEvent, RedemptionRequest, ReversalRequest,
 };
@@ -32,6 +34,10 @@ pub mod failure_type {
     pub const ORIGINAL_NOT_FOUND: &str = "OriginalNotFound";
     /// A reversal the original does not allow (kind or amount).
     pub const NOT_REVERSIBLE: &str = "NotReversible";
+    /// A capture or release names a hold the account does not have.
+    pub const HOLD_NOT_FOUND: &str = "HoldNotFound";
+    /// A capture or release of a hold that has ended otherwise.
+    pub const HOLD_NOT_OPEN: &str = "HoldNotOpen";
 }
 
 /// Why a redemption, reversal or adjustment is refused. Each maps to a
@@ -72,6 +78,17 @@ pub enum Rejection {
     /// what the account has decided since: retrying reads it afresh.
     #[error("original_event_id {0} must be read from the ledger first; retry with the same event_id")]
     OriginalUnknown(String),
+    /// No open or recently finished hold has this id.
+    #[error("hold_id: no hold {0} on this account")]
+    HoldNotFound(String),
+    /// The hold ended in another way (captured, released or expired).
+    #[error("hold {hold_id} is {status:?}, not open")]
+    HoldNotOpen {
+        /// The hold.
+        hold_id: String,
+        /// How it ended.
+        status: HoldStatus,
+    },
 }
 
 impl Rejection {
@@ -91,6 +108,8 @@ impl Rejection {
             Rejection::Refused(Refusal::NotReversible { .. } | Refusal::ExceedsOriginal { .. }) => {
                 failure_type::NOT_REVERSIBLE
             }
+            Rejection::HoldNotFound(_) => failure_type::HOLD_NOT_FOUND,
+            Rejection::HoldNotOpen { .. } => failure_type::HOLD_NOT_OPEN,
         }
     }
 }
@@ -201,12 +220,26 @@ impl LoyaltyState {
             originals: Originals::default(),
             recent_changes: Vec::new(),
             handed_over: true,
+            lots: Default::default(),
+            lots_tracked: true,
+            holds: Vec::new(),
+            finished_holds: Vec::new(),
+            clock_ms: 0,
+            last_activity_ms: 0,
+            expire_inactive_after_ms: 0,
         }
     }
 
     /// The read model returned by queries.
     pub fn summary(&self) -> LoyaltySummary {
+        let (expiring_soon_points, next) = self.lots.expiring(self.clock_ms, self.clock_ms + EXPIRING_SOON_MS);
         LoyaltySummary {
+            pending_points: self.lots.pending(),
+            held_points: self.held_points(),
+            next_expiry_at_ms: next.map(|(at, _)| at),
+            next_expiry_points: next.map_or(0, |(_, points)| points),
+            expiring_soon_points,
+            as_of_ms: self.clock_ms,
             customer_id: self.customer_id.clone(),
             points_balance: self.points_balance,
             lifetime_points: self.lifetime_points,
@@ -241,7 +274,12 @@ mod tests {
 
     #[test]
     fn correction_requests_are_checked() {
-        let adj = |points, reason: &str| AdjustmentRequest { event_id: "e".into(), points, reason: reason.into() };
+        let adj = |points, reason: &str| AdjustmentRequest {
+            event_id: "e".into(),
+            points,
+            reason: reason.into(),
+            ..Default::default()
+        };
         assert_eq!(adj(-5, "goodwill").movement().unwrap().points, -5);
         assert_eq!(adj(0, "x").movement().unwrap_err().field, "points");
         assert_eq!(adj(MAX_POINTS + 1, "x").movement().unwrap_err().field, "points");
@@ -253,6 +291,7 @@ mod tests {
             points,
             reason: "refund".into(),
             ledger: None,
+            ..Default::default()
         };
         assert_eq!(rev("o", None).movement().unwrap().points, 0);
         assert_eq!(rev("o", Some(0)).movement().unwrap_err().field, "points");

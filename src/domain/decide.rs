@@ -12,6 +12,8 @@ use super::account::{Rejection, validate_accrual};
 use super::dedup::DEDUP_WINDOW;
 use super::entry::{ChangeRecord, Entry, Known, LedgerView, ProjectionBatch, RESULTS_WINDOW, reversible};
 use super::ids::EventId;
+use super::lifecycle::{Terms, is_system_id};
+use super::lots::{Draw, Lot, Millis};
 use super::messages::{
     BalanceChange, EntryKind, LoyaltyState, PointsEvent, RedemptionRecord, RedemptionRequest, RedemptionResult,
     TierChange,
@@ -53,15 +55,32 @@ impl LoyaltyState {
         !self.unprojected.is_empty() || !self.pending_events.is_empty() || self.needs_settling()
     }
 
-    /// Decides an accrual now. `Err` says why it is ignored (an invalid
-    /// signal from another client, or a resend).
-    pub fn accrue(&mut self, event: &PointsEvent) -> Result<u64, String> {
+    /// Decides an accrual now, at `now` on the workflow's clock: it becomes a
+    /// lot, pending until its `active_from_ms` if that is later. `Err` says
+    /// why it is ignored (an invalid signal from another client, or a resend).
+    pub fn accrue(&mut self, event: &PointsEvent, now: Millis) -> Result<u64, String> {
         let points = validate_accrual(event).map_err(|e| e.to_string())?;
         if self.processed_event_ids.contains(&event.event_id) {
             return Err("duplicate event_id".into());
         }
-        let effect = Effect { requested: points, balance_delta: points, lifetime_delta: points, shortfall: 0 };
-        Ok(self.push_entry(event.movement(), effect))
+        if let Some(after) = event.expire_inactive_after_ms {
+            self.expire_inactive_after_ms = after.max(0);
+        }
+        let pending_until_ms = event.active_from_ms.filter(|&at| at > now);
+        let effect = if pending_until_ms.is_some() {
+            Effect { requested: points, ..Effect::default() }
+        } else {
+            Effect { requested: points, balance_delta: points, lifetime_delta: points, shortfall: 0 }
+        };
+        self.lots.add(Lot {
+            id: event.event_id.clone(),
+            remaining: points,
+            earned_at_ms: now,
+            pending_until_ms,
+            expires_at_ms: event.expires_at_ms,
+        });
+        self.last_activity_ms = now;
+        Ok(self.push_entry(event.movement(), effect, Vec::new(), now))
     }
 
     /// Queues an accrual that arrived without a ledger check, for the run
@@ -97,12 +116,14 @@ impl LoyaltyState {
     }
 
     /// Decides and applies a redemption; a resend gets the original answer.
-    pub fn redeem(&mut self, req: &RedemptionRequest) -> Result<RedemptionResult, Rejection> {
+    pub fn redeem(&mut self, req: &RedemptionRequest, now: Millis) -> Result<RedemptionResult, Rejection> {
         if let Some(done) = self.plan_redeem(req)? {
             return Ok(done);
         }
         let effect = Effect { requested: req.points, balance_delta: -req.points, lifetime_delta: 0, shortfall: 0 };
-        let seq = self.push_entry(req.movement(), effect);
+        let draws = self.lots.spend(req.points, None);
+        self.last_activity_ms = now;
+        let seq = self.push_entry(req.movement(), effect, draws, now);
         let result = RedemptionResult {
             redeemed: req.points,
             remaining_balance: self.points_balance,
@@ -138,8 +159,15 @@ impl LoyaltyState {
         Ok(CorrectionPlan::Apply(e, original))
     }
 
-    /// Decides and applies a reversal or adjustment.
-    pub fn correct(&mut self, m: &Movement, view: Option<&LedgerView>) -> Result<BalanceChange, Rejection> {
+    /// Decides and applies a reversal or adjustment at `now`, moving points
+    /// between lots as `terms` say.
+    pub fn correct(
+        &mut self,
+        m: &Movement,
+        view: Option<&LedgerView>,
+        terms: Terms,
+        now: Millis,
+    ) -> Result<BalanceChange, Rejection> {
         let (effect, original) = match self.plan_correction(m, view)? {
             CorrectionPlan::Replay(change) => return Ok(change),
             CorrectionPlan::Apply(effect, original) => (effect, original),
@@ -150,7 +178,8 @@ impl LoyaltyState {
                 self.originals.put(id, original, self.seq);
             }
         }
-        let seq = self.push_entry(m.clone(), effect);
+        let (effect, draws) = self.move_lots(m, effect, original, terms, now);
+        let seq = self.push_entry(m.clone(), effect, draws, now);
         let result = BalanceChange {
             balance_delta: effect.balance_delta,
             lifetime_delta: effect.lifetime_delta,
@@ -164,20 +193,86 @@ impl LoyaltyState {
         Ok(result)
     }
 
+    /// Which lots a correction takes from or adds to, and its final effect.
+    /// A clawback takes the accrual's own lot first (pending or active),
+    /// then the soonest-expiring others; beyond the balance it records a
+    /// shortfall or, when allowed, takes the balance below zero. Points given
+    /// back (a cancelled redemption, a positive adjustment) are a new lot.
+    fn move_lots(
+        &mut self,
+        m: &Movement,
+        effect: Effect,
+        original: Option<Original>,
+        terms: Terms,
+        now: Millis,
+    ) -> (Effect, Vec<Draw>) {
+        let new_lot = |points| Lot {
+            id: m.event_id.clone(),
+            remaining: points,
+            earned_at_ms: now,
+            pending_until_ms: None,
+            expires_at_ms: terms.expires_at_ms,
+        };
+        match (m.kind, original) {
+            (EntryKind::Reversal, Some(o)) if o.kind == EntryKind::Accrual => {
+                let own = m.reverses.as_deref().unwrap_or_default();
+                let amount = effect.requested;
+                let from_pending = self.lots.take_pending(own, amount);
+                let rest = amount - from_pending;
+                let available = self.points_balance.max(0).min(rest);
+                let mut draws = Vec::new();
+                if from_pending > 0 {
+                    draws.push(Draw { lot: own.to_owned(), points: from_pending });
+                }
+                draws.extend(self.lots.spend(available, Some(own)));
+                let beyond = rest - available;
+                let owed = if terms.allow_negative { beyond } else { 0 };
+                self.lots.owe(owed);
+                let effect = Effect {
+                    requested: amount,
+                    balance_delta: -(available + owed),
+                    lifetime_delta: -rest.min(self.lifetime_points.max(0)),
+                    shortfall: beyond - owed,
+                };
+                (effect, draws)
+            }
+            (EntryKind::Reversal, _) | (EntryKind::Adjustment, _) if effect.balance_delta > 0 => {
+                self.lots.add(new_lot(effect.balance_delta));
+                (effect, Vec::new())
+            }
+            _ => {
+                let draws = self.lots.spend(-effect.balance_delta, None);
+                (effect, draws)
+            }
+        }
+    }
+
     /// The next write to the ledger: at most `max` entries on top of what it
     /// holds, and at most `max` accruals to check, within `max_bytes` of
     /// text (the activity's input must stay well below Temporal's 2 MB).
     pub fn projection(&self, max: usize, max_bytes: usize) -> ProjectionBatch {
         let mut budget = max_bytes;
-        let mut fits = |m: &Movement| {
-            let size = m.approximate_size();
+        let mut fits = |size: usize| {
             let ok = size <= budget;
             budget = budget.saturating_sub(size);
             ok
         };
-        let entries: Vec<Entry> =
-            self.unprojected.iter().take(max).take_while(|e| fits(&e.movement)).cloned().collect();
-        let check = self.pending_events.iter().take(max).map(PointsEvent::movement).take_while(|m| fits(m)).collect();
+        let mut taken = 0;
+        for entry in self.unprojected.iter().take(max) {
+            // The first entry always goes: one drawing on thousands of lots may exceed the budget alone.
+            if !fits(entry.approximate_size()) && taken > 0 {
+                break;
+            }
+            taken += 1;
+        }
+        let entries: Vec<Entry> = self.unprojected.iter().take(taken).cloned().collect();
+        let check = self
+            .pending_events
+            .iter()
+            .take(max)
+            .map(PointsEvent::movement)
+            .take_while(|m| fits(m.approximate_size()))
+            .collect();
         let totals_before = entries.first().map_or_else(|| self.totals(), Entry::before);
         ProjectionBatch {
             customer_id: self.customer_id.clone(),
@@ -190,7 +285,7 @@ impl LoyaltyState {
 
     /// The ledger holds `batch`: its entries leave memory (their results stay
     /// a while for resends), and the checked accruals are decided, in order.
-    pub fn projected(&mut self, batch: &ProjectionBatch, known: &[Known]) -> VetReport {
+    pub fn projected(&mut self, batch: &ProjectionBatch, known: &[Known], now: Millis) -> VetReport {
         let last = batch.last_seq();
         self.unprojected.retain(|e| e.seq > last);
         self.projected_seq = self.projected_seq.max(last);
@@ -200,7 +295,7 @@ impl LoyaltyState {
             self.pending_events.drain(..known.len().min(self.pending_events.len())).collect();
         for (event, known) in checked.iter().zip(known) {
             let outcome = match known {
-                Known::New => self.accrue(event).map(|_| ()),
+                Known::New => self.accrue(event, now).map(|_| ()),
                 Known::Same => Err("already in the ledger; not applied again".into()),
                 Known::Other => Err("event_id reused with other content; ignored".into()),
             };
@@ -237,7 +332,7 @@ impl LoyaltyState {
     }
 
     /// Appends a decided entry and moves the totals and the tier with it.
-    fn push_entry(&mut self, movement: Movement, effect: Effect) -> u64 {
+    pub(super) fn push_entry(&mut self, movement: Movement, effect: Effect, draws: Vec<Draw>, at_ms: Millis) -> u64 {
         let after = effect.apply(self.totals());
         self.points_balance = after.balance;
         self.lifetime_points = after.lifetime;
@@ -252,9 +347,13 @@ impl LoyaltyState {
             lifetime_points: after.lifetime,
             caused_by: movement.event_id.clone(),
         });
-        // Every unwritten entry (this one included) stays in the window on top of it.
-        let capacity = DEDUP_WINDOW + self.unprojected.len() + 1;
-        self.processed_event_ids.remember_within(movement.event_id.clone(), capacity);
+        // The account's own entries (activations, expiries, holds) have ids no
+        // caller can send, and their own idempotency: they stay out of the window.
+        if !is_system_id(&movement.event_id) {
+            // Every unwritten entry (this one included) stays in the window on top of it.
+            let capacity = DEDUP_WINDOW + self.unprojected.len() + 1;
+            self.processed_event_ids.remember_within(movement.event_id.clone(), capacity);
+        }
         if reversible(movement.kind) {
             let original = Original { kind: movement.kind, requested: effect.requested, reversed: 0 };
             self.originals.put_new(&movement.event_id, original, seq);
@@ -264,7 +363,23 @@ impl LoyaltyState {
             original.reversed += effect.requested;
             self.originals.put(id, original, seq);
         }
-        self.unprojected.push(Entry { seq, movement, effect, after, tier_change });
+        debug_assert_eq!(
+            self.points_balance,
+            self.lots.active() - self.lots.debt,
+            "balance and lots agree after {movement:?}"
+        );
+        let (pending_after, held_after) = (self.lots.pending(), self.held_points());
+        self.unprojected.push(Entry {
+            seq,
+            movement,
+            effect,
+            after,
+            tier_change,
+            draws,
+            at_ms,
+            pending_after,
+            held_after,
+        });
         seq
     }
 
@@ -304,6 +419,7 @@ mod tests {
             reason: "purchase".into(),
             source: "web".into(),
             ledger_checked: true,
+            ..Default::default()
         }
     }
 
@@ -318,28 +434,31 @@ mod tests {
             points,
             reason: "refund".into(),
             ledger: None,
+            ..Default::default()
         }
         .movement()
         .unwrap()
     }
 
     fn adjust(id: &str, points: i64) -> Movement {
-        AdjustmentRequest { event_id: id.into(), points, reason: "goodwill".into() }.movement().unwrap()
+        AdjustmentRequest { event_id: id.into(), points, reason: "goodwill".into(), ..Default::default() }
+            .movement()
+            .unwrap()
     }
 
     /// The ledger takes every entry: what a healthy projection does.
     fn project_all(s: &mut LoyaltyState) -> VetReport {
         let batch = s.projection(usize::MAX, usize::MAX);
         let known = vec![Known::New; batch.check.len()];
-        s.projected(&batch, &known)
+        s.projected(&batch, &known, 0)
     }
 
     #[test]
     fn decisions_are_numbered_in_arrival_order_and_move_totals_at_once() {
         let mut s = LoyaltyState::open("c");
-        assert_eq!(s.accrue(&event("a", 600)), Ok(1));
-        assert_eq!(s.redeem(&redeem("r", 100)).unwrap().remaining_balance, 500);
-        assert_eq!(s.accrue(&event("b", 500)), Ok(3));
+        assert_eq!(s.accrue(&event("a", 600), 0), Ok(1));
+        assert_eq!(s.redeem(&redeem("r", 100), 0).unwrap().remaining_balance, 500);
+        assert_eq!(s.accrue(&event("b", 500), 0), Ok(3));
         assert_eq!((s.points_balance, s.lifetime_points, s.tier), (1_000, 1_100, Tier::Silver));
         let seqs: Vec<_> = s.unprojected.iter().map(|e| (e.seq, e.movement.event_id.as_str())).collect();
         assert_eq!(seqs, vec![(1, "a"), (2, "r"), (3, "b")]);
@@ -351,74 +470,88 @@ mod tests {
     #[test]
     fn a_resend_is_caught_while_its_entry_waits_for_the_ledger_and_after() {
         let mut s = LoyaltyState::open("c");
-        s.accrue(&event("a", 10)).unwrap();
-        assert!(s.accrue(&event("a", 10)).is_err());
-        let first = s.redeem(&redeem("r", 4)).unwrap();
-        assert_eq!(s.redeem(&redeem("r", 4)), Ok(first.clone()), "the original answer");
-        assert_eq!(s.redeem(&redeem("r", 5)), Err(Rejection::EventIdReused("r".into())));
-        assert_eq!(s.redeem(&redeem("a", 1)), Err(Rejection::EventIdReused("a".into())), "an accrual's id");
+        s.accrue(&event("a", 10), 0).unwrap();
+        assert!(s.accrue(&event("a", 10), 0).is_err());
+        let first = s.redeem(&redeem("r", 4), 0).unwrap();
+        assert_eq!(s.redeem(&redeem("r", 4), 0), Ok(first.clone()), "the original answer");
+        assert_eq!(s.redeem(&redeem("r", 5), 0), Err(Rejection::EventIdReused("r".into())));
+        assert_eq!(s.redeem(&redeem("a", 1), 0), Err(Rejection::EventIdReused("a".into())), "an accrual's id");
         project_all(&mut s);
-        assert_eq!(s.redeem(&redeem("r", 4)), Ok(first), "results outlive their projection");
-        assert_eq!(s.redeem(&redeem("a", 1)), Err(Rejection::Forgotten("a".into())), "the ledger knows");
+        assert_eq!(s.redeem(&redeem("r", 4), 0), Ok(first), "results outlive their projection");
+        assert_eq!(s.redeem(&redeem("a", 1), 0), Err(Rejection::Forgotten("a".into())), "the ledger knows");
         assert_eq!(s.points_balance, 6);
     }
 
     #[test]
     fn redemptions_are_checked_before_anything_changes() {
         let mut s = LoyaltyState::open("c");
-        s.accrue(&event("a", 100)).unwrap();
+        s.accrue(&event("a", 100), 0).unwrap();
         let before = s.clone();
-        assert_eq!(s.redeem(&redeem("r", 101)), Err(Rejection::Insufficient { requested: 101, available: 100 }));
-        assert_eq!(s.redeem(&redeem("r", 0)).unwrap_err().failure_type(), "ValidationError");
-        assert_eq!(s.redeem(&redeem("bad id", 1)).unwrap_err().failure_type(), "ValidationError");
+        assert_eq!(s.redeem(&redeem("r", 101), 0), Err(Rejection::Insufficient { requested: 101, available: 100 }));
+        assert_eq!(s.redeem(&redeem("r", 0), 0).unwrap_err().failure_type(), "ValidationError");
+        assert_eq!(s.redeem(&redeem("bad id", 1), 0).unwrap_err().failure_type(), "ValidationError");
         assert_eq!(s, before, "a refusal changes nothing");
         s.close();
-        assert_eq!(s.redeem(&redeem("r", 1)), Err(Rejection::Inactive));
+        assert_eq!(s.redeem(&redeem("r", 1), 0), Err(Rejection::Inactive));
     }
 
     #[test]
     fn reversals_act_on_what_the_original_still_holds() {
         let mut s = LoyaltyState::open("c");
-        s.accrue(&event("a", 100)).unwrap();
-        s.redeem(&redeem("r", 30)).unwrap();
-        let part = s.correct(&reverse("v1", "a", Some(40)), None).unwrap();
+        s.accrue(&event("a", 100), 0).unwrap();
+        s.redeem(&redeem("r", 30), 0).unwrap();
+        let part = s.correct(&reverse("v1", "a", Some(40)), None, Terms::default(), 0).unwrap();
         assert_eq!((part.balance_delta, part.lifetime_delta, part.points_balance), (-40, -40, 30));
-        let rest = s.correct(&reverse("v2", "a", None), None).unwrap();
+        let rest = s.correct(&reverse("v2", "a", None), None, Terms::default(), 0).unwrap();
         assert_eq!((rest.balance_delta, rest.shortfall, rest.points_balance), (-30, 30, 0), "floors at zero");
         assert!(matches!(
-            s.correct(&reverse("v3", "a", None), None),
+            s.correct(&reverse("v3", "a", None), None, Terms::default(), 0),
             Err(Rejection::Refused(Refusal::ExceedsOriginal { remaining: 0, .. }))
         ));
-        assert_eq!(s.correct(&reverse("v2", "a", None), None), Ok(rest), "a resend is answered, not applied");
-        let back = s.correct(&reverse("v4", "r", None), None).unwrap();
+        assert_eq!(
+            s.correct(&reverse("v2", "a", None), None, Terms::default(), 0),
+            Ok(rest),
+            "a resend is answered, not applied"
+        );
+        let back = s.correct(&reverse("v4", "r", None), None, Terms::default(), 0).unwrap();
         assert_eq!((back.balance_delta, back.lifetime_delta), (30, 0), "a cancelled reward returns its points");
-        assert!(matches!(s.correct(&reverse("v5", "v1", None), None), Err(Rejection::Refused(_))));
-        assert_eq!(s.correct(&adjust("j", -31), None).unwrap_err().failure_type(), "InsufficientPoints");
-        assert_eq!(s.correct(&adjust("j", 5), None).unwrap().points_balance, 35);
+        assert!(matches!(s.correct(&reverse("v5", "v1", None), None, Terms::default(), 0), Err(Rejection::Refused(_))));
+        assert_eq!(
+            s.correct(&adjust("j", -31), None, Terms::default(), 0).unwrap_err().failure_type(),
+            "InsufficientPoints"
+        );
+        assert_eq!(s.correct(&adjust("j", 5), None, Terms::default(), 0).unwrap().points_balance, 35);
     }
 
     #[test]
     fn an_old_original_needs_a_ledger_view_newer_than_what_memory_forgot() {
         let mut s = LoyaltyState::open("c");
-        s.accrue(&event("old", 50)).unwrap();
+        s.accrue(&event("old", 50), 0).unwrap();
         for i in 0..ORIGINALS_WINDOW {
-            s.accrue(&event(&format!("e{i}"), 1)).unwrap();
+            s.accrue(&event(&format!("e{i}"), 1), 0).unwrap();
         }
         let m = reverse("v", "old", None);
-        assert_eq!(s.correct(&m, None), Err(Rejection::OriginalUnknown("old".into())));
+        assert_eq!(s.correct(&m, None, Terms::default(), 0), Err(Rejection::OriginalUnknown("old".into())));
         let held = Original { kind: EntryKind::Accrual, requested: 50, reversed: 10 };
         let stale = LedgerView { as_of_seq: 0, original: Some(held) };
-        assert_eq!(s.correct(&m, Some(&stale)), Err(Rejection::OriginalUnknown("old".into())));
+        assert_eq!(s.correct(&m, Some(&stale), Terms::default(), 0), Err(Rejection::OriginalUnknown("old".into())));
         let fresh = LedgerView { as_of_seq: 1, original: Some(held) };
-        assert_eq!(s.correct(&m, Some(&fresh)).unwrap().balance_delta, -40, "what the ledger says remains");
+        assert_eq!(
+            s.correct(&m, Some(&fresh), Terms::default(), 0).unwrap().balance_delta,
+            -40,
+            "what the ledger says remains"
+        );
         let again = reverse("v2", "old", None);
         assert!(
-            matches!(s.correct(&again, Some(&fresh)), Err(Rejection::Refused(Refusal::ExceedsOriginal { .. }))),
+            matches!(
+                s.correct(&again, Some(&fresh), Terms::default(), 0),
+                Err(Rejection::Refused(Refusal::ExceedsOriginal { .. }))
+            ),
             "memory now tracks it, whatever the (older) view says"
         );
         let none = LedgerView { as_of_seq: s.seq, original: None };
         assert!(matches!(
-            s.correct(&reverse("v3", "nope", None), Some(&none)),
+            s.correct(&reverse("v3", "nope", None), Some(&none), Terms::default(), 0),
             Err(Rejection::Refused(Refusal::OriginalNotFound(_)))
         ));
     }
@@ -431,7 +564,7 @@ mod tests {
         assert_eq!(s.unapplied_points(), 21);
         let batch = s.projection(10, usize::MAX);
         assert_eq!(batch.check.len(), 4);
-        let report = s.projected(&batch, &[Known::New, Known::Same, Known::Other, Known::New]);
+        let report = s.projected(&batch, &[Known::New, Known::Same, Known::Other, Known::New], 0);
         assert_eq!(report.applied, vec!["x".to_string()]);
         assert_eq!(report.ignored.len(), 3);
         assert_eq!((s.points_balance, s.unapplied_points()), (5, 0));
@@ -443,26 +576,30 @@ mod tests {
         let mut s = LoyaltyState::open("c");
         let long = "\u{1F600}".repeat(256);
         for i in 0..10 {
-            s.accrue(&PointsEvent { reason: long.clone(), source: long.clone(), ..event(&format!("e{i}"), 1) })
+            s.accrue(&PointsEvent { reason: long.clone(), source: long.clone(), ..event(&format!("e{i}"), 1) }, 0)
                 .unwrap();
         }
         let one = s.unprojected[0].movement.approximate_size();
         assert!(one > 2_000, "two 256-character 4-byte texts: {one}");
         assert_eq!(s.projection(100, 3 * one).entries.len(), 3);
-        assert_eq!(s.projection(100, 0).entries.len(), 0, "a zero budget takes nothing");
+        assert_eq!(
+            s.projection(100, 0).entries.len(),
+            1,
+            "a zero budget still takes one entry: a write always makes progress"
+        );
     }
 
     #[test]
     fn every_unwritten_entry_stays_in_the_window() {
         let mut s = LoyaltyState::open("c");
         for i in 0..DEDUP_WINDOW + 50 {
-            s.accrue(&event(&format!("e{i}"), 1)).unwrap();
+            s.accrue(&event(&format!("e{i}"), 1), 0).unwrap();
         }
-        assert!(s.accrue(&event("e0", 1)).is_err(), "e0 is not written yet: still known");
+        assert!(s.accrue(&event("e0", 1), 0).is_err(), "e0 is not written yet: still known");
         project_all(&mut s);
-        s.accrue(&event("next", 1)).unwrap();
+        s.accrue(&event("next", 1), 0).unwrap();
         assert!(
-            s.accrue(&event("e0", 1)).is_ok(),
+            s.accrue(&event("e0", 1), 0).is_ok(),
             "written and out of the window: the gRPC layer's ledger check guards it"
         );
     }
@@ -470,16 +607,16 @@ mod tests {
     #[test]
     fn the_ledger_write_starts_where_the_ledger_is_and_results_are_bounded() {
         let mut s = LoyaltyState::open("c");
-        s.accrue(&event("a", 1_000)).unwrap();
+        s.accrue(&event("a", 1_000), 0).unwrap();
         project_all(&mut s);
         for i in 0..RESULTS_WINDOW + 10 {
-            s.redeem(&redeem(&format!("r{i}"), 1)).unwrap();
+            s.redeem(&redeem(&format!("r{i}"), 1), 0).unwrap();
         }
         let batch = s.projection(5, usize::MAX);
         assert_eq!((batch.after_seq, batch.entries.len()), (1, 5));
         assert_eq!(batch.totals_before, crate::domain::Totals { balance: 1_000, lifetime: 1_000 });
         assert_eq!(s.recent_redemptions.len(), RESULTS_WINDOW + 10, "unwritten results are all kept");
-        s.projected(&batch, &[]);
+        s.projected(&batch, &[], 0);
         assert_eq!(s.projected_seq, 6);
         project_all(&mut s);
         assert_eq!(s.recent_redemptions.len(), RESULTS_WINDOW);
@@ -499,29 +636,37 @@ mod tests {
         let mut s = LoyaltyState::open("c");
         for i in 0..2 * DEDUP_WINDOW {
             let (id, text) = longest(i);
-            s.accrue(&PointsEvent { reason: text.clone(), source: text, ..event(&id, 1_000) }).unwrap();
+            s.accrue(&PointsEvent { reason: text.clone(), source: text, ..event(&id, 1_000) }, 0).unwrap();
             project_all(&mut s);
         }
         for i in 0..2 * RESULTS_WINDOW {
             let (id, text) = longest(100_000 + i);
-            s.redeem(&RedemptionRequest { event_id: id.clone(), points: 1, reward: text.clone() }).unwrap();
+            s.redeem(&RedemptionRequest { event_id: id.clone(), points: 1, reward: text.clone() }, 0).unwrap();
             let (adjustment_id, _) = longest(300_000 + i);
-            let m = AdjustmentRequest { event_id: adjustment_id, points: 1, reason: text }.movement().unwrap();
-            s.correct(&m, None).unwrap();
+            let m = AdjustmentRequest { event_id: adjustment_id, points: 1, reason: text, ..Default::default() }
+                .movement()
+                .unwrap();
+            s.correct(&m, None, Terms::default(), 0).unwrap();
             project_all(&mut s);
         }
-        let windows = serde_json::to_vec(&s).unwrap().len();
+        let lots = serde_json::to_vec(&s.lots).unwrap().len();
+        let windows = serde_json::to_vec(&s).unwrap().len() - lots;
         // Ids (1,000) and originals (1,000) of 128 characters, 64 redemption
         // and 64 correction results with 1 KiB texts: about 0.6 MB.
         assert!(windows < 640 * 1024, "windows {windows} bytes");
+        // 2,000 live lots of 128-character ids; compaction bounds lots by bytes.
+        s.advance(1);
+        assert!(s.lots.approximate_bytes() <= crate::domain::lots::LOTS_BYTES_BUDGET, "lots {lots} bytes");
 
         // A ledger outage: 500 entries of the longest texts wait unwritten.
         for i in 0..500 {
             let (id, text) = longest(200_000 + i);
-            s.accrue(&PointsEvent { reason: text.clone(), source: text, ..event(&id, 1) }).unwrap();
+            s.accrue(&PointsEvent { reason: text.clone(), source: text, ..event(&id, 1) }, 0).unwrap();
         }
         let with_backlog = serde_json::to_vec(&s).unwrap().len();
-        println!("carried state, longest values: windows {windows} bytes, with 500 entries unwritten {with_backlog}");
+        println!(
+            "carried state, longest values: windows {windows} bytes, lots {lots}, with 500 entries unwritten {with_backlog}"
+        );
         assert!(with_backlog > 1024 * 1024, "the continue-as-new rule, not luck, bounds this: {with_backlog}");
     }
 }

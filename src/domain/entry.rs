@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use super::lots::{Draw, Millis};
 use super::messages::{BalanceChange, EntryKind, TierChange};
 use super::movement::{Effect, Movement, Original, Totals};
 
@@ -36,9 +37,31 @@ pub struct Entry {
     /// The tier change it caused, recorded with it so none is lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier_change: Option<TierChange>,
+    /// The lots it took points from or gave points to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub draws: Vec<Draw>,
+    /// When it took effect on the workflow's clock (an activation or expiry
+    /// applied late is dated at its due time); 0 before lots existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub at_ms: Millis,
+    /// Pending points right after it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pending_after: i64,
+    /// Held points right after it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub held_after: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 impl Entry {
+    /// About how many bytes this entry takes in JSON: what bounds a write.
+    pub fn approximate_size(&self) -> usize {
+        self.movement.approximate_size() + self.draws.iter().map(|d| d.lot.len() + 24).sum::<usize>()
+    }
+
     /// The totals right before this entry.
     pub fn before(&self) -> Totals {
         Totals {
@@ -195,7 +218,7 @@ impl ProjectionBatch {
 
 /// Whether `kind` can be named by a reversal.
 pub fn reversible(kind: EntryKind) -> bool {
-    matches!(kind, EntryKind::Accrual | EntryKind::Redemption)
+    matches!(kind, EntryKind::Accrual | EntryKind::Redemption | EntryKind::Capture)
 }
 
 #[cfg(test)]

@@ -310,6 +310,7 @@ mod tests {
             reason: "purchase".into(),
             source: "web".into(),
             ledger_checked: false,
+            ..Default::default()
         }
     }
 
@@ -471,6 +472,7 @@ mod tests {
             reason: String::new(),
             source: String::new(),
             ledger_checked: false,
+            ..Default::default()
         };
         state.pending_events.push(event("a1", 15));
         state.pending_events.push(event("bad", -5));

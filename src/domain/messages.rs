@@ -6,11 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use super::dedup::RecentIds;
 use super::entry::{ChangeRecord, Entry, LedgerView, Originals};
+use super::holds::{Hold, HoldRecord};
+use super::lots::{Lots, Millis};
 use super::movement::{Effect, Movement, Refusal, Totals};
 use super::tier::Tier;
 
 /// Payload of the `add_points` signal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PointsEvent {
     /// Idempotency key.
     pub event_id: String,
@@ -29,6 +31,18 @@ pub struct PointsEvent {
     /// never applied twice however old.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ledger_checked: bool,
+    /// When the points become spendable (Unix ms); absent or past: at once.
+    /// Our gRPC layer sets it from the program's pending period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_from_ms: Option<Millis>,
+    /// When the lot's remaining points expire (Unix ms); absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<Millis>,
+    /// The program's inactivity rule, set on the account by each accrual
+    /// that carries it: the whole balance expires after this long without
+    /// an accrual or a spend (0: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_inactive_after_ms: Option<Millis>,
 }
 
 /// Input of the `redeem_points` update.
@@ -82,6 +96,24 @@ pub struct LoyaltySummary {
     /// sequence does not match its own (a lost or restored database).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ledger_held: Option<String>,
+    /// Points earned but not spendable yet (and not counted for the tier).
+    #[serde(default)]
+    pub pending_points: i64,
+    /// Points set aside by open holds (not spendable).
+    #[serde(default)]
+    pub held_points: i64,
+    /// The next time points expire (Unix ms), if any will.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_expiry_at_ms: Option<Millis>,
+    /// How many points expire then.
+    #[serde(default)]
+    pub next_expiry_points: i64,
+    /// Points expiring within 30 days of `as_of_ms`.
+    #[serde(default)]
+    pub expiring_soon_points: i64,
+    /// The account's clock when it last changed or woke (at most a day old).
+    #[serde(default)]
+    pub as_of_ms: Millis,
 }
 
 /// A redemption the account remembers, so a retry returns the original
@@ -155,6 +187,30 @@ pub struct LoyaltyState {
     /// once (that version's ledger decided them).
     #[serde(default)]
     pub handed_over: bool,
+    /// The account's lots: where its points came from and when they expire.
+    #[serde(default)]
+    pub lots: Lots,
+    /// False in a state carried from before lots existed: its balance
+    /// becomes one never-expiring lot when the run starts.
+    #[serde(default)]
+    pub lots_tracked: bool,
+    /// Open holds, oldest first.
+    #[serde(default)]
+    pub holds: Vec<Hold>,
+    /// Recently finished holds, so a resent Reserve, Capture or Release gets
+    /// the original answer.
+    #[serde(default)]
+    pub finished_holds: Vec<HoldRecord>,
+    /// The workflow's clock at the account's newest decision or wake.
+    #[serde(default)]
+    pub clock_ms: Millis,
+    /// When the account last earned or spent points (inactivity expiry).
+    #[serde(default)]
+    pub last_activity_ms: Millis,
+    /// Inactivity expiry: the balance expires after this long without
+    /// activity (0: never).
+    #[serde(default)]
+    pub expire_inactive_after_ms: Millis,
 }
 
 fn active() -> bool {
@@ -173,14 +229,31 @@ pub enum EntryKind {
     Reversal,
     /// A support correction.
     Adjustment,
-    /// Points that expired (reserved for the expiry issue).
+    /// Points that expired (a lot's date, or inactivity).
     Expiry,
+    /// Pending points became spendable.
+    Activation,
+    /// Points set aside at checkout.
+    Hold,
+    /// Held points spent (the rest of the hold given back).
+    Capture,
+    /// Held points given back (released, or the hold expired).
+    Release,
 }
 
 impl EntryKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EntryKind; 5] =
-        [EntryKind::Accrual, EntryKind::Redemption, EntryKind::Reversal, EntryKind::Adjustment, EntryKind::Expiry];
+    pub const ALL: [EntryKind; 9] = [
+        EntryKind::Accrual,
+        EntryKind::Redemption,
+        EntryKind::Reversal,
+        EntryKind::Adjustment,
+        EntryKind::Expiry,
+        EntryKind::Activation,
+        EntryKind::Hold,
+        EntryKind::Capture,
+        EntryKind::Release,
+    ];
 
     /// The name stored in the ledger.
     pub fn as_str(self) -> &'static str {
@@ -190,6 +263,10 @@ impl EntryKind {
             EntryKind::Reversal => "reversal",
             EntryKind::Adjustment => "adjustment",
             EntryKind::Expiry => "expiry",
+            EntryKind::Activation => "activation",
+            EntryKind::Hold => "hold",
+            EntryKind::Capture => "capture",
+            EntryKind::Release => "release",
         }
     }
 
@@ -200,7 +277,7 @@ impl EntryKind {
 }
 
 /// Input of the `reverse_points` update (ours; not in the reference guide).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReversalRequest {
     /// Idempotency key of the reversal itself.
     pub event_id: String,
@@ -216,10 +293,17 @@ pub struct ReversalRequest {
     /// an original older than the account keeps in memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ledger: Option<LedgerView>,
+    /// A clawback beyond the balance takes the balance below zero (the
+    /// program's `allow_negative`) instead of recording a shortfall.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_negative: bool,
+    /// When points a cancelled redemption returns expire (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<Millis>,
 }
 
 /// Input of the `adjust_points` update (ours; not in the reference guide).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdjustmentRequest {
     /// Idempotency key.
     pub event_id: String,
@@ -227,6 +311,9 @@ pub struct AdjustmentRequest {
     pub points: i64,
     /// Why; required, it is the audit trail.
     pub reason: String,
+    /// When points a positive adjustment adds expire (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<Millis>,
 }
 
 /// Output of `reverse_points` and `adjust_points`.

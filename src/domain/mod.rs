@@ -9,11 +9,15 @@ pub mod decide;
 pub mod dedup;
 pub mod entry;
 pub mod error;
+pub mod holds;
 pub mod ids;
 pub mod legacy;
+pub mod lifecycle;
+pub mod lots;
 pub mod messages;
 pub mod movement;
 pub mod points;
+pub mod program;
 pub mod text;
 pub mod tier;
 
@@ -21,8 +25,11 @@ pub use account::Rejection;
 pub use decide::{CorrectionPlan, VetReport};
 pub use entry::{Entry, Known, LedgerView, ProjectionBatch, ProjectionReply};
 pub use error::FieldError;
+pub use holds::{CaptureRequest, HoldResult, HoldStatus, ReleaseRequest, ReserveRequest};
 pub use ids::{CustomerId, EventId};
 pub use legacy::{AccrualPlan, CommitReport, RedeemDecision, RedeemStep};
+pub use lifecycle::Terms;
+pub use lots::{Draw, Millis};
 pub use messages::{
     AdjustmentRequest, BalanceChange, BatchOutcome, EntryKind, LedgerBatch, LoyaltyState, LoyaltySummary, Outcome,
     PointsEvent, Recorded, RedemptionRequest, RedemptionResult, ReversalRequest, TierChange,

@@ -10,8 +10,8 @@
 //!   still holds. Lifetime points drop by the full amount (the purchase did
 //!   not happen), so the tier may fall. The balance floors at zero: what could
 //!   not be taken back is recorded as the entry's shortfall, not as debt.
-//! - A reversal of a redemption (a cancelled reward) returns at most the
-//!   points that redemption still holds; lifetime points are unchanged.
+//! - A reversal of a redemption or capture (a cancelled reward) returns at
+//!   most the points it still holds; lifetime points are unchanged.
 //! - Reversals, adjustments and expiries are not reversible themselves.
 //! - An adjustment (a support correction) moves balance and lifetime points by
 //!   the same signed amount; a deduction larger than the balance is refused,
@@ -166,7 +166,7 @@ pub fn effect(movement: &Movement, totals: Totals, original: Option<Original>) -
     let p = movement.points;
     match movement.kind {
         EntryKind::Accrual => Ok(Effect { requested: p, balance_delta: p, lifetime_delta: p, shortfall: 0 }),
-        EntryKind::Redemption | EntryKind::Expiry => {
+        EntryKind::Redemption | EntryKind::Expiry | EntryKind::Hold => {
             if p > totals.balance {
                 return Err(Refusal::Insufficient { requested: p, available: totals.balance });
             }
@@ -179,6 +179,10 @@ pub fn effect(movement: &Movement, totals: Totals, original: Option<Original>) -
             Ok(Effect { requested: p, balance_delta: p, lifetime_delta: p.max(-totals.lifetime), shortfall: 0 })
         }
         EntryKind::Reversal => reversal(movement, totals, original),
+        // Decided by the lots (`lifecycle`), never asked for by a caller.
+        EntryKind::Activation => Ok(Effect { requested: p, balance_delta: p, lifetime_delta: p, shortfall: 0 }),
+        EntryKind::Release => Ok(Effect { requested: p, balance_delta: p, lifetime_delta: 0, shortfall: 0 }),
+        EntryKind::Capture => Ok(Effect { requested: p, balance_delta: 0, lifetime_delta: 0, shortfall: 0 }),
     }
 }
 
@@ -187,7 +191,7 @@ fn reversal(movement: &Movement, totals: Totals, original: Option<Original>) -> 
     let Some(original) = original else {
         return Err(Refusal::OriginalNotFound(original_id));
     };
-    if !matches!(original.kind, EntryKind::Accrual | EntryKind::Redemption) {
+    if !matches!(original.kind, EntryKind::Accrual | EntryKind::Redemption | EntryKind::Capture) {
         return Err(Refusal::NotReversible { event_id: original_id, kind: original.kind.as_str().to_owned() });
     }
     let remaining = original.requested - original.reversed;

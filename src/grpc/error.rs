@@ -31,7 +31,8 @@ pub enum ApiError {
     /// The event id was used before with different content.
     #[error("{0}")]
     EventIdReused(String),
-    /// A reversal names an event the account does not have.
+    /// A reversal names an event, or a capture or release a hold, the
+    /// account does not have.
     #[error("{0}")]
     OriginalNotFound(String),
     /// The ledger database failed a read.
@@ -164,9 +165,12 @@ impl ApiError {
                     Some(
                         failure_type::INSUFFICIENT_POINTS
                         | failure_type::INACTIVE_ACCOUNT
-                        | failure_type::NOT_REVERSIBLE,
+                        | failure_type::NOT_REVERSIBLE
+                        | failure_type::HOLD_NOT_OPEN,
                     ) => ApiError::Precondition(message),
-                    Some(failure_type::ORIGINAL_NOT_FOUND) => ApiError::OriginalNotFound(message),
+                    Some(failure_type::ORIGINAL_NOT_FOUND | failure_type::HOLD_NOT_FOUND) => {
+                        ApiError::OriginalNotFound(message)
+                    }
                     Some(failure_type::EVENT_ID_REUSED) => ApiError::EventIdReused(message),
                     Some(failure_type::LEDGER_UNAVAILABLE) => ApiError::Unavailable(message),
                     _ => ApiError::Internal(format!("update failed: {f:?}")),

@@ -71,7 +71,7 @@ proptest! {
     fn accrue(customer_id in id(), event_id in id(), points in points(), reason in text(), source in text()) {
         let expected = valid_id(&customer_id) && valid_id(&event_id) && valid_points(points)
             && valid_text(&reason) && valid_text(&source);
-        let request = pb::AccrueRequest { customer_id, event_id, points, reason, source };
+        let request = pb::AccrueRequest { customer_id, event_id, points, reason, source , ..Default::default() };
         match Accrue::try_from(request.clone()) {
             Ok(cmd) => {
                 prop_assert!(expected, "accepted {request:?}");

@@ -7,6 +7,7 @@ pub mod error;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod gate;
+mod holds;
 pub mod limit;
 pub mod requests;
 pub mod service;

@@ -2,7 +2,11 @@
 
 use super::pb;
 use crate::domain::messages::{PointsEvent, RedemptionRequest};
-use crate::domain::{AdjustmentRequest, BoundedText, CustomerId, EventId, FieldError, Points, ReversalRequest};
+use crate::domain::program::LotRequest;
+use crate::domain::{
+    AdjustmentRequest, BoundedText, CaptureRequest, CustomerId, EventId, FieldError, Millis, Points, ReleaseRequest,
+    ReserveRequest, ReversalRequest,
+};
 
 /// History page size when the caller leaves it 0.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -14,8 +18,70 @@ pub const MAX_PAGE_SIZE: u32 = 500;
 pub struct Accrue {
     /// The account.
     pub customer: CustomerId,
-    /// The `add_points` payload.
+    /// The `add_points` payload (its dates set from `lot` and the program).
     pub event: PointsEvent,
+    /// The accrual's own dates, if it has any.
+    pub lot: LotRequest,
+}
+
+/// A validated Reserve, Capture or Release.
+#[derive(Debug, Clone)]
+pub struct HoldCommand<T> {
+    /// The account.
+    pub customer: CustomerId,
+    /// The update's payload.
+    pub request: T,
+}
+
+/// Milliseconds since the Unix epoch of a wire timestamp.
+pub fn timestamp_ms(field: &'static str, t: &prost_types::Timestamp) -> Result<Millis, FieldError> {
+    if !(0..1_000_000_000).contains(&t.nanos) || !(0..=253_402_300_799).contains(&t.seconds) {
+        return Err(FieldError::new(field, "is not a valid timestamp"));
+    }
+    Ok(t.seconds * 1_000 + i64::from(t.nanos) / 1_000_000)
+}
+
+/// The wire timestamp of `ms`.
+pub fn timestamp(ms: Millis) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
+}
+
+impl TryFrom<pb::ReserveRequest> for HoldCommand<ReserveRequest> {
+    type Error = FieldError;
+
+    fn try_from(r: pb::ReserveRequest) -> Result<Self, FieldError> {
+        let customer = CustomerId::parse(&r.customer_id)?;
+        let ttl = r.ttl.ok_or_else(|| FieldError::new("ttl", "is required"))?;
+        if !(0..1_000_000_000).contains(&ttl.nanos) || !(0..=i64::MAX / 2_000).contains(&ttl.seconds) {
+            return Err(FieldError::new("ttl", "must be between 1 second and 30 days"));
+        }
+        let ttl_ms = ttl.seconds * 1_000 + i64::from(ttl.nanos) / 1_000_000;
+        let request = ReserveRequest { hold_id: r.hold_id, points: r.points, ttl_ms };
+        request.validate()?;
+        Ok(Self { customer, request })
+    }
+}
+
+impl TryFrom<pb::CaptureRequest> for HoldCommand<CaptureRequest> {
+    type Error = FieldError;
+
+    fn try_from(r: pb::CaptureRequest) -> Result<Self, FieldError> {
+        let customer = CustomerId::parse(&r.customer_id)?;
+        let request = CaptureRequest { hold_id: r.hold_id, points: r.points, event_id: r.event_id, reward: r.reward };
+        request.validate()?;
+        Ok(Self { customer, request })
+    }
+}
+
+impl TryFrom<pb::ReleaseRequest> for HoldCommand<ReleaseRequest> {
+    type Error = FieldError;
+
+    fn try_from(r: pb::ReleaseRequest) -> Result<Self, FieldError> {
+        let customer = CustomerId::parse(&r.customer_id)?;
+        let request = ReleaseRequest { hold_id: r.hold_id };
+        request.validate()?;
+        Ok(Self { customer, request })
+    }
 }
 
 /// A validated Redeem.
@@ -39,6 +105,15 @@ impl TryFrom<pb::AccrueRequest> for Accrue {
                 reason: BoundedText::parse("reason", &r.reason)?.into_string(),
                 source: BoundedText::parse("source", &r.source)?.into_string(),
                 ledger_checked: false,
+                active_from_ms: None,
+                expires_at_ms: None,
+                expire_inactive_after_ms: None,
+            },
+            lot: LotRequest {
+                pending_days: r.pending_days.map(i64::from),
+                active_from_ms: r.active_from.as_ref().map(|t| timestamp_ms("active_from", t)).transpose()?,
+                expires_in_days: r.expires_in_days.map(i64::from),
+                expires_at_ms: r.expires_at.as_ref().map(|t| timestamp_ms("expires_at", t)).transpose()?,
             },
         })
     }
@@ -100,6 +175,8 @@ impl TryFrom<pb::ReverseRequest> for Reverse {
             points: r.points,
             reason: r.reason,
             ledger: None,
+            allow_negative: false,
+            expires_at_ms: None,
         };
         request.movement()?;
         Ok(Self { customer, request })
@@ -111,7 +188,8 @@ impl TryFrom<pb::AdjustRequest> for Adjust {
 
     fn try_from(r: pb::AdjustRequest) -> Result<Self, FieldError> {
         let customer = CustomerId::parse(&r.customer_id)?;
-        let request = AdjustmentRequest { event_id: r.event_id, points: r.points, reason: r.reason };
+        let request =
+            AdjustmentRequest { event_id: r.event_id, points: r.points, reason: r.reason, expires_at_ms: None };
         request.movement()?;
         Ok(Self { customer, request })
     }
@@ -153,6 +231,7 @@ mod tests {
             points: 5,
             reason: "r".into(),
             source: "s".into(),
+            ..Default::default()
         };
         assert!(Accrue::try_from(ok.clone()).is_ok());
         type Spoil = fn(&mut pb::AccrueRequest);

@@ -23,8 +23,9 @@ use super::batcher::Batcher;
 use super::deadline::within;
 use super::error::ApiError;
 use super::pb::{self, loyalty_service_server::LoyaltyService};
-use super::requests::{Accrue, Adjust, History, Redeem, Reverse};
-use crate::domain::{BalanceChange, CustomerId, Movement, Rejection, Tier};
+use super::requests::{Accrue, Adjust, History, HoldCommand, Redeem, Reverse, timestamp};
+use crate::domain::program::{Program, RefundPolicy};
+use crate::domain::{BalanceChange, CustomerId, Millis, Movement, Rejection, Tier};
 use crate::ledger::{HistoryEntry, Ledger, LedgerError};
 use crate::otel::Tracing;
 use crate::workflow::LoyaltyEntityWorkflow;
@@ -42,13 +43,14 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct LoyaltyApi {
     batcher: Batcher,
-    ledger: Ledger,
+    pub(super) ledger: Ledger,
     rpc_timeout: Duration,
     tracing: Option<Tracing>,
+    program: Program,
 }
 
 /// What the ledger says about an event id before the workflow is asked.
-enum Known {
+pub(super) enum Known {
     /// Not in the ledger.
     New,
     /// The ledger could not tell.
@@ -61,8 +63,14 @@ impl LoyaltyApi {
     /// An API that signals accounts through `batcher` (which holds the
     /// Temporal client and task queue) and reads `ledger`; an RPC gets at most
     /// `rpc_timeout` (less if its caller says so).
-    pub fn new(batcher: Batcher, ledger: Ledger, rpc_timeout: Duration, tracing: Option<Tracing>) -> Self {
-        Self { batcher, ledger, rpc_timeout, tracing }
+    pub fn new(
+        batcher: Batcher,
+        ledger: Ledger,
+        rpc_timeout: Duration,
+        tracing: Option<Tracing>,
+        program: Program,
+    ) -> Self {
+        Self { batcher, ledger, rpc_timeout, tracing, program }
     }
 
     /// Runs an RPC within its deadline, in a server span when tracing is on.
@@ -80,7 +88,7 @@ impl LoyaltyApi {
     }
 
     /// Looks `movement` up in the ledger; a different event under its id is an error.
-    async fn known(&self, customer: &CustomerId, movement: &Movement) -> Result<Known, ApiError> {
+    pub(super) async fn known(&self, customer: &CustomerId, movement: &Movement) -> Result<Known, ApiError> {
         let lookup =
             tokio::time::timeout(LEDGER_LOOKUP_TIMEOUT, self.ledger.find(customer.as_str(), &movement.event_id));
         let found = lookup.await.unwrap_or_else(|_| Err(LedgerError::TimedOut(LEDGER_LOOKUP_TIMEOUT)));
@@ -98,12 +106,17 @@ impl LoyaltyApi {
     }
 
     /// The account's workflow, whichever run is current.
-    fn account(&self, customer: &CustomerId) -> WorkflowHandle<Client, LoyaltyEntityWorkflow> {
+    pub(super) fn account(&self, customer: &CustomerId) -> WorkflowHandle<Client, LoyaltyEntityWorkflow> {
         self.batcher.client().get_workflow_handle::<LoyaltyEntityWorkflow>(customer.workflow_id())
     }
 
     async fn accrue(&self, mut cmd: Accrue) -> Result<pb::AccrueResponse, ApiError> {
         let workflow_id = cmd.customer.workflow_id();
+        // The program is resolved here, once: the account keeps absolute dates.
+        let dates = self.program.lot_dates(&cmd.lot, wall_clock_ms())?;
+        cmd.event.active_from_ms = dates.active_from_ms;
+        cmd.event.expires_at_ms = dates.expires_at_ms;
+        cmd.event.expire_inactive_after_ms = Some(self.program.inactivity_expiry_ms.unwrap_or(0));
         match self.known(&cmd.customer, &cmd.event.movement()).await? {
             Known::Applied(_) => return Ok(pb::AccrueResponse { workflow_id }),
             Known::New => cmd.event.ledger_checked = true,
@@ -139,6 +152,8 @@ impl LoyaltyApi {
         if let Some(change) = self.applied_change(&cmd.customer, &movement).await? {
             return Ok(pb::ReverseResponse { change: Some(change) });
         }
+        cmd.request.allow_negative = self.program.refund == RefundPolicy::AllowNegative;
+        cmd.request.expires_at_ms = self.program.correction_expiry(wall_clock_ms());
         let customer = cmd.customer.as_str();
         match self.ledger.original_view(customer, &cmd.request.original_event_id).await {
             Ok(view) => cmd.request.ledger = Some(view),
@@ -152,12 +167,15 @@ impl LoyaltyApi {
         }
     }
 
-    async fn adjust(&self, cmd: Adjust) -> Result<pb::AdjustResponse, ApiError> {
-        if let Some(change) = self.applied_change(&cmd.customer, &cmd.request.movement()?).await? {
+    async fn adjust(&self, mut cmd: Adjust) -> Result<pb::AdjustResponse, ApiError> {
+        let movement = cmd.request.movement()?;
+        if let Some(change) = self.applied_change(&cmd.customer, &movement).await? {
             return Ok(pb::AdjustResponse { change: Some(change) });
         }
+        cmd.request.expires_at_ms = self.program.correction_expiry(wall_clock_ms());
         let handle = self.account(&cmd.customer);
-        let options = update_options("adjust", &cmd.request.event_id, &cmd.request);
+        // The id hashes what the caller sent, not the dates resolved now, so a resend joins the first.
+        let options = update_options("adjust", &cmd.request.event_id, &movement);
         match handle.execute_update(LoyaltyEntityWorkflow::adjust_points, cmd.request, options).await {
             Ok(change) => Ok(pb::AdjustResponse { change: Some(balance_change(change)) }),
             Err(e) => Err(self.update_error(&cmd.customer, e).await),
@@ -199,7 +217,11 @@ impl LoyaltyApi {
     }
 
     /// Classifies a failed update; a completed workflow is reported as not found.
-    async fn update_error(&self, customer: &CustomerId, e: temporalio_client::errors::WorkflowUpdateError) -> ApiError {
+    pub(super) async fn update_error(
+        &self,
+        customer: &CustomerId,
+        e: temporalio_client::errors::WorkflowUpdateError,
+    ) -> ApiError {
         match ApiError::from_update(customer, e) {
             ApiError::NotFound(customer) => self.closed_or_missing(customer).await,
             other => other,
@@ -222,6 +244,12 @@ impl LoyaltyApi {
             is_active: s.is_active,
             points_to_next_tier: Tier::points_to_next(s.lifetime_points),
             unapplied_points: s.unapplied_points,
+            pending_points: s.pending_points,
+            held_points: s.held_points,
+            next_expiry_at: s.next_expiry_at_ms.map(timestamp),
+            next_expiry_points: s.next_expiry_points,
+            expiring_soon_points: s.expiring_soon_points,
+            as_of: (s.as_of_ms > 0).then(|| timestamp(s.as_of_ms)),
         })
     }
 
@@ -248,7 +276,11 @@ impl LoyaltyApi {
 /// reaches the account and gets ALREADY_EXISTS. Refusals happen in the
 /// validator, so they are not remembered under the id and a retry is
 /// decided afresh.
-fn update_options(kind: &str, event_id: &str, content: &impl serde::Serialize) -> WorkflowExecuteUpdateOptions {
+pub(super) fn update_options(
+    kind: &str,
+    event_id: &str,
+    content: &impl serde::Serialize,
+) -> WorkflowExecuteUpdateOptions {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(serde_json::to_vec(content).unwrap_or_default());
     let short: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
@@ -274,6 +306,10 @@ fn history_entry(e: HistoryEntry) -> pb::HistoryEntry {
         K::Reversal => pb::EntryKind::Reversal,
         K::Adjustment => pb::EntryKind::Adjustment,
         K::Expiry => pb::EntryKind::Expiry,
+        K::Activation => pb::EntryKind::Activation,
+        K::Hold => pb::EntryKind::Hold,
+        K::Capture => pb::EntryKind::Capture,
+        K::Release => pb::EntryKind::Release,
     };
     pb::HistoryEntry {
         event_id: e.event_id,
@@ -282,18 +318,40 @@ fn history_entry(e: HistoryEntry) -> pb::HistoryEntry {
         balance_after: e.balance_after,
         reason: e.reason,
         source: e.source,
-        recorded_at: Some(prost_types::Timestamp {
-            seconds: e.recorded_at_ms.div_euclid(1000),
-            nanos: (e.recorded_at_ms.rem_euclid(1000) * 1_000_000) as i32,
-        }),
+        recorded_at: Some(timestamp(e.recorded_at_ms)),
+        effective_at: Some(timestamp(if e.effective_at_ms > 0 { e.effective_at_ms } else { e.recorded_at_ms })),
+        lots: e.draws.into_iter().map(|d| pb::LotDraw { lot_id: d.lot, points: d.points }).collect(),
         lifetime_delta: e.lifetime_delta,
         shortfall: e.shortfall,
         original_event_id: e.reverses.unwrap_or_default(),
     }
 }
 
+/// The API's clock, for resolving the program's periods into dates.
+fn wall_clock_ms() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
+}
+
 #[tonic::async_trait]
 impl LoyaltyService for LoyaltyApi {
+    async fn reserve(&self, request: Request<pb::ReserveRequest>) -> Result<Response<pb::HoldResponse>, Status> {
+        let (metadata, _, message) = request.into_parts();
+        let cmd = HoldCommand::try_from(message).map_err(ApiError::from)?;
+        Ok(Response::new(self.serve("Reserve", &metadata, LoyaltyApi::reserve(self, cmd)).await?))
+    }
+
+    async fn capture(&self, request: Request<pb::CaptureRequest>) -> Result<Response<pb::HoldResponse>, Status> {
+        let (metadata, _, message) = request.into_parts();
+        let cmd = HoldCommand::try_from(message).map_err(ApiError::from)?;
+        Ok(Response::new(self.serve("Capture", &metadata, LoyaltyApi::capture(self, cmd)).await?))
+    }
+
+    async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::HoldResponse>, Status> {
+        let (metadata, _, message) = request.into_parts();
+        let cmd = HoldCommand::try_from(message).map_err(ApiError::from)?;
+        Ok(Response::new(self.serve("Release", &metadata, LoyaltyApi::release(self, cmd)).await?))
+    }
+
     async fn accrue(&self, request: Request<pb::AccrueRequest>) -> Result<Response<pb::AccrueResponse>, Status> {
         let (metadata, _, message) = request.into_parts();
         let cmd = Accrue::try_from(message).map_err(ApiError::from)?;

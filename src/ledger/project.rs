@@ -107,13 +107,18 @@ async fn write_entries(
         }
     }
     if let Some(last) = entries.last() {
-        sqlx::query("UPDATE accounts SET balance = $1, lifetime = $2, last_seq = $3 WHERE customer_id = $4")
-            .bind(last.after.balance)
-            .bind(last.after.lifetime)
-            .bind(last.seq as i64)
-            .bind(&batch.customer_id)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "UPDATE accounts SET balance = $1, lifetime = $2, last_seq = $3, pending = $4, held = $5
+             WHERE customer_id = $6",
+        )
+        .bind(last.after.balance)
+        .bind(last.after.lifetime)
+        .bind(last.seq as i64)
+        .bind(last.pending_after)
+        .bind(last.held_after)
+        .bind(&batch.customer_id)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(duplicates)
 }
@@ -163,8 +168,8 @@ async fn insert(tx: &mut Tx, customer_id: &str, event_id: &str, entry: &Entry, n
     let m = &entry.movement;
     sqlx::query(
         "INSERT INTO ledger_entries (customer_id, event_id, kind, requested, points, lifetime_delta, shortfall,
-             balance_after, reason, source, reverses, write_id, recorded_at_ms, account_seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', $12, $13)",
+             balance_after, reason, source, reverses, write_id, recorded_at_ms, account_seq, draws, effective_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', $12, $13, $14, $15)",
     )
     .bind(customer_id)
     .bind(event_id)
@@ -179,6 +184,8 @@ async fn insert(tx: &mut Tx, customer_id: &str, event_id: &str, entry: &Entry, n
     .bind(m.reverses.clone())
     .bind(now)
     .bind(entry.seq as i64)
+    .bind((!entry.draws.is_empty()).then(|| serde_json::to_string(&entry.draws).unwrap_or_default()))
+    .bind(entry.at_ms)
     .execute(&mut **tx)
     .await?;
     Ok(())

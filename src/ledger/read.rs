@@ -4,11 +4,11 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
 use super::{Ledger, LedgerError};
-use crate::domain::{Effect, EntryKind, Recorded, StoredRequest, Totals};
+use crate::domain::{Draw, Effect, EntryKind, Recorded, StoredRequest, Totals};
 
 /// Columns of a ledger row, in the order [`HistoryEntry::from_row`] reads them.
 const ENTRY_COLUMNS: &str = "seq, event_id, kind, requested, points, lifetime_delta, shortfall, \
-     balance_after, reason, source, reverses, write_id, recorded_at_ms";
+     balance_after, reason, source, reverses, write_id, recorded_at_ms, draws, effective_at_ms";
 
 /// One ledger row as history shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,11 @@ pub struct HistoryEntry {
     pub write_id: String,
     /// When it was recorded, in Unix milliseconds.
     pub recorded_at_ms: i64,
+    /// The lots it drew from (or activated).
+    pub draws: Vec<Draw>,
+    /// When it took effect on the account's clock (0 for rows written
+    /// before lots existed).
+    pub effective_at_ms: i64,
 }
 
 impl HistoryEntry {
@@ -58,6 +63,11 @@ impl HistoryEntry {
             reverses: row.try_get(10)?,
             write_id: row.try_get(11)?,
             recorded_at_ms: row.try_get(12)?,
+            draws: match row.try_get::<Option<String>, _>(13)? {
+                Some(json) => serde_json::from_str(&json).map_err(|e| LedgerError::Corrupt(format!("draws: {e}")))?,
+                None => Vec::new(),
+            },
+            effective_at_ms: row.try_get(14)?,
         })
     }
 
@@ -180,6 +190,15 @@ impl Ledger {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|(balance, lifetime)| Totals { balance, lifetime }))
+    }
+
+    /// The account's pending and held points as its newest entry left them.
+    pub async fn pending_and_held(&self, customer_id: &str) -> Result<(i64, i64), LedgerError> {
+        let row: Option<(i64, i64)> = sqlx::query_as("SELECT pending, held FROM accounts WHERE customer_id = $1")
+            .bind(customer_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.unwrap_or_default())
     }
 
     /// How many accounts the ledger knows.

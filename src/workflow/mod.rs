@@ -30,11 +30,13 @@ mod legacy;
 
 use std::time::Duration;
 
+use futures::future::FusedFuture;
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, ContinueAsNewOptions, ContinueAsNewVersioningBehavior, SyncWorkflowContext,
-    WorkflowCancellationError, WorkflowContext, WorkflowContextView, WorkflowResult,
+    ActivityOptions, ApplicationFailure, CancellableFuture, ContinueAsNewOptions, ContinueAsNewVersioningBehavior,
+    SyncWorkflowContext, WorkflowCancellationError, WorkflowContext, WorkflowContextView, WorkflowResult,
+    workflows::select,
 };
 
 pub use crate::payload::WorkflowInput;
@@ -42,7 +44,10 @@ pub use crate::payload::WorkflowInput;
 use crate::activities::{LoyaltyActivities, SettleRequest};
 use crate::domain::ids::customer_of_workflow;
 use crate::domain::messages::{LoyaltyState, LoyaltySummary, PointsEvent, RedemptionRequest, RedemptionResult};
-use crate::domain::{AdjustmentRequest, BalanceChange, ProjectionReply, Rejection, ReversalRequest, Tier};
+use crate::domain::{
+    AdjustmentRequest, BalanceChange, CaptureRequest, HoldResult, Millis, ProjectionReply, Rejection, ReleaseRequest,
+    ReserveRequest, ReversalRequest, Terms, Tier,
+};
 use crate::payload::Nullable;
 
 /// Most entries written (and accruals checked) in one ledger write.
@@ -60,6 +65,10 @@ pub const MAX_UPDATES_PER_RUN: u32 = 1_000;
 /// Temporal's 2 MB payload limit. A larger one (a long ledger outage under
 /// load) keeps the run going until the ledger takes the backlog.
 pub const MAX_CARRY_BYTES: usize = 1024 * 1024;
+/// Largest state a [`LIFECYCLE`] run carries: its lots (at most
+/// `LOTS_BYTES_BUDGET`) come on top of the windows, still well within
+/// Temporal's 2 MB payload limit.
+pub const MAX_CARRY_BYTES_LIFECYCLE: usize = 1536 * 1024;
 /// A run continues-as-new with at most one write's worth of unwritten
 /// entries: while the ledger is behind it keeps going (it has room:
 /// Temporal allows 10,000 signals and 2,000 updates) until the backlog is
@@ -79,6 +88,13 @@ pub const MAX_PENDING_CARRY: usize = 500;
 /// Runs with this marker decide in handlers and project to the ledger;
 /// histories without it run the previous code.
 pub const ONE_WRITER: &str = "one-writer";
+/// Runs with this marker sleep on a timer until the account's next due
+/// time (a pending lot, an expiry, a hold's deadline) or a daily wake;
+/// histories without it never start timers.
+pub const LIFECYCLE: &str = "lifecycle";
+/// An idle account wakes at least this often to learn that the Worker
+/// Deployment's current version changed (and continue-as-new onto it).
+pub const IDLE_WAKE_MS: Millis = 86_400_000;
 /// Most bytes of text one ledger write carries (the activity's input stays
 /// far below Temporal's 2 MB, and so does each history event).
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
@@ -127,6 +143,8 @@ pub struct LoyaltyEntityWorkflow {
     /// The decided sequence at which the run last found itself full but its
     /// state too large to carry: it does not look again until that changes.
     carry_refused_at: Option<u64>,
+    /// This run sleeps on timers for the account's due times ([`LIFECYCLE`]).
+    lifecycle: bool,
     /// Previous version: a ledger write and its balance change are in progress.
     ledger_busy: bool,
     /// Previous version: accruals this run has taken off the pending queue.
@@ -148,6 +166,7 @@ impl LoyaltyEntityWorkflow {
             held: None,
             failures: 0,
             carry_refused_at: None,
+            lifecycle: false,
             ledger_busy: false,
             accruals_consumed: 0,
             batch_write_id: None,
@@ -190,7 +209,43 @@ impl LoyaltyEntityWorkflow {
         if !forced && backlog > MAX_BATCH {
             return false;
         }
-        serde_json::to_vec(&self.state).is_ok_and(|json| json.len() <= MAX_CARRY_BYTES)
+        let limit = if self.lifecycle { MAX_CARRY_BYTES_LIFECYCLE } else { MAX_CARRY_BYTES };
+        self.carried_size().is_some_and(|size| size <= limit)
+    }
+
+    /// The size that decides whether the state is carried. A run recorded
+    /// before lots existed measured a state without them, and its replay
+    /// must take the same decision: for such a run the lifecycle fields are
+    /// left out of the measure.
+    fn carried_size(&self) -> Option<usize> {
+        if self.lifecycle {
+            return serde_json::to_vec(&self.state).ok().map(|json| json.len());
+        }
+        let mut before = self.state.clone();
+        before.lots = Default::default();
+        before.lots_tracked = false;
+        before.holds.clear();
+        before.finished_holds.clear();
+        (before.clock_ms, before.last_activity_ms, before.expire_inactive_after_ms) = (0, 0, 0);
+        for e in &mut before.unprojected {
+            e.draws.clear();
+            (e.at_ms, e.pending_after, e.held_after) = (0, 0, 0);
+        }
+        let mut json = serde_json::to_value(&before).ok()?;
+        if let Some(map) = json.as_object_mut() {
+            for field in [
+                "lots",
+                "lots_tracked",
+                "holds",
+                "finished_holds",
+                "clock_ms",
+                "last_activity_ms",
+                "expire_inactive_after_ms",
+            ] {
+                map.remove(field);
+            }
+        }
+        serde_json::to_vec(&json).ok().map(|json| json.len())
     }
 
     /// The mode for a handler that cannot record a marker (a validator).
@@ -209,9 +264,11 @@ impl LoyaltyEntityWorkflow {
             self.state.pending_events.push(event);
             return;
         }
+        let now = now_ms(ctx.workflow_time());
+        self.state.advance(now);
         // An invalid or resent accrual is dropped: its caller was answered already.
         let ignored = if event.ledger_checked && !self.state.needs_settling() {
-            self.state.accrue(&event).err()
+            self.state.accrue(&event, now).err()
         } else {
             self.state.queue_unchecked(event.clone()).err()
         };
@@ -222,10 +279,24 @@ impl LoyaltyEntityWorkflow {
         }
     }
 
-    /// Counts an accepted update; refuses one the account cannot decide yet.
-    fn accept_update(&mut self) -> Result<(), Rejection> {
+    /// Counts an accepted update, applies what is due by `now`, and refuses
+    /// an update the account cannot decide yet.
+    fn accept_update(&mut self, now: Millis) -> Result<(), Rejection> {
         self.updates_this_run += 1;
-        if self.state.needs_settling() { Err(Rejection::Settling) } else { Ok(()) }
+        if self.state.needs_settling() {
+            return Err(Rejection::Settling);
+        }
+        self.state.advance(now);
+        Ok(())
+    }
+
+    /// Whether the account can take a hold update now (holds need the
+    /// one-writer core and a settled account).
+    fn check_hold(&self) -> Result<(), HandlerError> {
+        if !self.one_writer() || self.state.needs_settling() {
+            return Err(rejection(Rejection::Settling));
+        }
+        Ok(())
     }
 }
 
@@ -244,9 +315,19 @@ impl LoyaltyEntityWorkflow {
         if mode_of(ctx) == Mode::Legacy {
             return legacy::run(ctx).await;
         }
+        let lifecycle = ctx.patched(LIFECYCLE);
+        ctx.state_mut(|s| s.lifecycle = lifecycle);
+        let ctx: &Ctx = ctx;
+        let mut sleep = Sleep::new(ctx);
         loop {
-            let c = ctx.clone();
-            ctx.wait_condition(move |s: &Self| s.has_work(should_continue(&c))).await?;
+            if lifecycle {
+                if !sleep.until_work_or_due().await? {
+                    continue;
+                }
+            } else {
+                let c = ctx.clone();
+                ctx.wait_condition(move |s: &Self| s.has_work(should_continue(&c))).await?;
+            }
             match project_once(ctx).await {
                 Projection::Done => {}
                 Projection::Failed => {
@@ -260,6 +341,7 @@ impl LoyaltyEntityWorkflow {
             }
 
             if ctx.state(|s| s.closing && !s.state.has_projection_work()) {
+                sleep.cancel();
                 wait_for_handlers(ctx).await?;
                 log(ctx, |s| tracing::info!(customer = %s.customer_id, balance = s.points_balance, "account closed"));
                 return Ok(ctx.state(|s| s.state.clone()));
@@ -272,6 +354,7 @@ impl LoyaltyEntityWorkflow {
                 carry
             });
             if carry {
+                sleep.cancel();
                 wait_for_handlers(ctx).await?;
                 let carried = ctx.state(|s| s.state.clone());
                 log(ctx, |s| {
@@ -339,7 +422,8 @@ impl LoyaltyEntityWorkflow {
         if mode_of(ctx) == Mode::Legacy {
             return legacy::redeem_points(ctx, req).await;
         }
-        ctx.state_mut(|s| s.accept_update().and_then(|()| s.state.redeem(&req))).map_err(rejection)
+        let now = now_ms(ctx.workflow_time());
+        ctx.state_mut(|s| s.accept_update(now).and_then(|()| s.state.redeem(&req, now))).map_err(rejection)
     }
 
     /// Rejects a malformed reversal, or one the account cannot take now.
@@ -370,8 +454,12 @@ impl LoyaltyEntityWorkflow {
         if mode_of(ctx) == Mode::Legacy {
             return legacy::correct(ctx, movement).await;
         }
-        ctx.state_mut(|s| s.accept_update().and_then(|()| s.state.correct(&movement, req.ledger.as_ref())))
-            .map_err(rejection)
+        let terms = Terms { allow_negative: req.allow_negative, expires_at_ms: req.expires_at_ms };
+        let now = now_ms(ctx.workflow_time());
+        ctx.state_mut(|s| {
+            s.accept_update(now).and_then(|()| s.state.correct(&movement, req.ledger.as_ref(), terms, now))
+        })
+        .map_err(rejection)
     }
 
     /// Rejects a malformed adjustment, or one the account cannot take now.
@@ -401,7 +489,70 @@ impl LoyaltyEntityWorkflow {
         if mode_of(ctx) == Mode::Legacy {
             return legacy::correct(ctx, movement).await;
         }
-        ctx.state_mut(|s| s.accept_update().and_then(|()| s.state.correct(&movement, None))).map_err(rejection)
+        let terms = Terms { allow_negative: false, expires_at_ms: req.expires_at_ms };
+        let now = now_ms(ctx.workflow_time());
+        ctx.state_mut(|s| s.accept_update(now).and_then(|()| s.state.correct(&movement, None, terms, now)))
+            .map_err(rejection)
+    }
+
+    /// Rejects a hold that cannot be made.
+    #[update_validator(reserve_points)]
+    pub fn validate_reserve_points(
+        &self,
+        _ctx: &WorkflowContextView,
+        req: &ReserveRequest,
+    ) -> Result<(), HandlerError> {
+        self.check_hold()?;
+        self.state.plan_reserve(req).map(|_| ()).map_err(rejection)
+    }
+
+    /// Sets points aside for a checkout (ours); idempotent by `hold_id`.
+    #[update]
+    pub async fn reserve_points(
+        ctx: &mut WorkflowContext<Self>,
+        req: ReserveRequest,
+    ) -> Result<HoldResult, HandlerError> {
+        hold_update(ctx, |s, now| s.reserve(&req, now))
+    }
+
+    /// Rejects a capture that cannot succeed.
+    #[update_validator(capture_points)]
+    pub fn validate_capture_points(
+        &self,
+        _ctx: &WorkflowContextView,
+        req: &CaptureRequest,
+    ) -> Result<(), HandlerError> {
+        self.check_hold()?;
+        self.state.plan_capture(req).map(|_| ()).map_err(rejection)
+    }
+
+    /// Spends (part of) a hold, giving back the rest (ours); idempotent by `event_id`.
+    #[update]
+    pub async fn capture_points(
+        ctx: &mut WorkflowContext<Self>,
+        req: CaptureRequest,
+    ) -> Result<HoldResult, HandlerError> {
+        hold_update(ctx, |s, now| s.capture(&req, now))
+    }
+
+    /// Rejects a release of an unknown or captured hold.
+    #[update_validator(release_points)]
+    pub fn validate_release_points(
+        &self,
+        _ctx: &WorkflowContextView,
+        req: &ReleaseRequest,
+    ) -> Result<(), HandlerError> {
+        self.check_hold()?;
+        self.state.plan_release(req).map(|_| ()).map_err(rejection)
+    }
+
+    /// Gives a hold's points back (ours); idempotent by `hold_id`.
+    #[update]
+    pub async fn release_points(
+        ctx: &mut WorkflowContext<Self>,
+        req: ReleaseRequest,
+    ) -> Result<HoldResult, HandlerError> {
+        hold_update(ctx, |s, now| s.release(&req, now))
     }
 
     /// The account summary (wire name `get_loyalty_summary`).
@@ -436,6 +587,85 @@ fn mode_of(ctx: &Ctx) -> Mode {
     mode
 }
 
+/// The workflow's clock in Unix milliseconds (0 if the SDK has none yet).
+fn now_ms(time: Option<std::time::SystemTime>) -> Millis {
+    time.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// Runs a hold update: refused on a run of the previous version (it has
+/// no holds; it continues-as-new into this one soon) or while settling.
+fn hold_update(
+    ctx: &Ctx,
+    decide: impl FnOnce(&mut LoyaltyState, Millis) -> Result<HoldResult, Rejection>,
+) -> Result<HoldResult, HandlerError> {
+    if mode_of(ctx) == Mode::Legacy {
+        return Err(rejection(Rejection::Settling));
+    }
+    let now = now_ms(ctx.workflow_time());
+    ctx.state_mut(|s| s.accept_update(now).and_then(|()| decide(&mut s.state, now))).map_err(rejection)
+}
+
+/// The run loop's one timer: it sleeps until the account's next due time
+/// or its daily wake, and is kept (not restarted) while that time stays the
+/// same, so a busy account does not add a timer to its history per write.
+struct Sleep<'a> {
+    ctx: &'a Ctx,
+    timer: Option<(Millis, Box<dyn TimerFuture + 'a>)>,
+    /// When the current daily wake is due.
+    wake_at: Option<Millis>,
+}
+
+trait TimerFuture: FusedFuture<Output = temporalio_sdk::TimerResult> + CancellableFuture + Unpin {}
+impl<T: FusedFuture<Output = temporalio_sdk::TimerResult> + CancellableFuture + Unpin> TimerFuture for T {}
+
+impl<'a> Sleep<'a> {
+    fn new(ctx: &'a Ctx) -> Self {
+        Self { ctx, timer: None, wake_at: None }
+    }
+
+    /// Applies what is due, then returns true when the run loop has work,
+    /// or waits for work, a change of the next due time, or the timer, and
+    /// returns false (look again).
+    async fn until_work_or_due(&mut self) -> Result<bool, WorkflowCancellationError> {
+        let ctx = self.ctx;
+        let now = now_ms(ctx.workflow_time());
+        ctx.state_mut(|s| s.state.advance(now));
+        let wake_at = *self.wake_at.get_or_insert(now.saturating_add(IDLE_WAKE_MS));
+        if now >= wake_at {
+            // The daily wake: the run looks at whether its deployment moved on.
+            self.wake_at = Some(now.saturating_add(IDLE_WAKE_MS));
+        }
+        if ctx.state(|s| s.has_work(should_continue(ctx))) {
+            return Ok(true);
+        }
+        let due = ctx.state(|s| s.state.next_due());
+        let deadline = due.map_or(wake_at, |d| d.min(wake_at));
+        if self.timer.as_ref().is_none_or(|(at, t)| *at != deadline || t.is_terminated()) {
+            self.cancel();
+            let wait = Duration::from_millis(deadline.saturating_sub(now).max(1) as u64);
+            self.timer = Some((deadline, Box::new(ctx.timer(wait))));
+        }
+        let mut timer = &mut self.timer.as_mut().expect("set above").1;
+        let c = ctx.clone();
+        select! {
+            _ = timer => {}
+            r = ctx.wait_condition(move |s: &LoyaltyEntityWorkflow| {
+                s.has_work(should_continue(&c)) || s.state.next_due() != due
+            }) => r?,
+        }
+        Ok(false)
+    }
+
+    /// Cancels the outstanding timer (a dropped timer is not cancelled).
+    fn cancel(&mut self) {
+        if let Some((_, timer)) = self.timer.take()
+            && !timer.is_terminated()
+        {
+            timer.cancel();
+        }
+    }
+}
+
 /// How one projection round ended.
 enum Projection {
     /// Written (or nothing to write).
@@ -465,12 +695,13 @@ async fn project_once(ctx: &Ctx) -> Projection {
             return failed(ctx);
         }
     };
+    let now = now_ms(ctx.workflow_time());
     match reply {
         ProjectionReply::Written { duplicates, known } => {
             let report = ctx.state_mut(|s| {
                 s.held = None;
                 s.failures = 0;
-                s.state.projected(&batch, &known)
+                s.state.projected(&batch, &known, now)
             });
             log(ctx, |s| {
                 for entry in batch.entries.iter().filter(|e| duplicates.contains(&e.seq)) {
@@ -603,6 +834,7 @@ mod tests {
             reason: text.into(),
             source: text.into(),
             ledger_checked: true,
+            ..Default::default()
         }
     }
 
@@ -618,7 +850,7 @@ mod tests {
         // A ledger outage: more than one write's worth waits, the longest texts.
         let text = "\u{1F600}".repeat(256);
         for i in 0..MAX_BATCH + 1 {
-            wf.state.accrue(&accrual(i, &text)).unwrap();
+            wf.state.accrue(&accrual(i, &text), 0).unwrap();
         }
         wf.signals_this_run = MAX_SIGNALS_PER_RUN;
         assert!(!wf.should_carry_over(false), "waits for the ledger while the run has room");
@@ -630,7 +862,7 @@ mod tests {
         // Nearing Temporal's limits, a backlog that fits goes along.
         let mut wf = account(LoyaltyState::open("c"));
         for i in 0..MAX_BATCH + 1 {
-            wf.state.accrue(&accrual(i, "short")).unwrap();
+            wf.state.accrue(&accrual(i, "short"), 0).unwrap();
         }
         wf.updates_this_run = MAX_UPDATES_PER_RUN;
         assert!(!wf.should_carry_over(false));
@@ -641,9 +873,9 @@ mod tests {
         // Windows full of the longest ids (about 0.3 MB) still go along when nothing waits.
         let mut wf = account(LoyaltyState::open("c"));
         for i in 0..2_000 {
-            wf.state.accrue(&accrual(i, "")).unwrap();
+            wf.state.accrue(&accrual(i, ""), 0).unwrap();
             let batch = wf.state.projection(MAX_BATCH, usize::MAX);
-            wf.state.projected(&batch, &[]);
+            wf.state.projected(&batch, &[], 0);
         }
         wf.accruals_this_run = MAX_ACCRUALS_PER_RUN;
         assert!(wf.should_carry_over(false));
@@ -656,7 +888,7 @@ mod tests {
         assert!(wf.has_work(false), "full: look");
         wf.carry_refused_at = Some(wf.state.seq);
         assert!(!wf.has_work(false), "looked at this state already");
-        wf.state.accrue(&accrual(1, "x")).unwrap();
+        wf.state.accrue(&accrual(1, "x"), 0).unwrap();
         assert!(wf.has_work(false), "something changed");
     }
 }

@@ -161,6 +161,7 @@ pub fn accrual(customer: &str, event: &str, points: i64) -> pb::AccrueRequest {
         points,
         reason: "purchase".into(),
         source: "tests".into(),
+        ..Default::default()
     }
 }
 

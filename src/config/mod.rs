@@ -1,6 +1,9 @@
 //! Typed settings: defaults in code, environment overrides, flags over both,
 //! validated once at start with errors that name the setting.
 
+mod program;
+
+use crate::domain::program::Program;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -144,6 +147,8 @@ pub struct Settings {
     pub deployment: Option<DeploymentVersion>,
     /// OTLP/gRPC endpoint for OpenTelemetry traces; no tracing when `None`.
     pub otlp_endpoint: Option<String>,
+    /// The program's lifecycle settings (pending, expiry, refunds).
+    pub program: Program,
 }
 
 /// A Worker Deployment Version: the deployment's name and this build's id.
@@ -282,6 +287,7 @@ impl Settings {
             metrics_addr,
             deployment,
             otlp_endpoint: env("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|e| !e.trim().is_empty()),
+            program: program::load(&env)?,
         })
     }
 }

@@ -1,0 +1,426 @@
+//! Lots: where an account's points came from, when they become spendable and
+//! when they expire. Every accrual (and every positive correction or
+//! returned redemption) is one lot; spending takes from the active lots that
+//! expire soonest, oldest first among equal dates, and records which lots it
+//! drew from, so a refund or an expiry acts on the right points.
+//!
+//! The balance is `sum(active lots) - debt`. Debt exists only when a
+//! clawback is allowed below zero; while there is debt every active lot is
+//! empty, and points that arrive pay it first.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+/// Time on the workflow's clock, in Unix milliseconds.
+pub type Millis = i64;
+
+/// One lot. Serialized as a compact array: an account may carry thousands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "LotTuple", into = "LotTuple")]
+pub struct Lot {
+    /// The event that created it (an accrual's event id, or a correction's).
+    pub id: String,
+    /// Points left in it (not spent, not held, not expired).
+    pub remaining: i64,
+    /// When it was earned.
+    pub earned_at_ms: Millis,
+    /// While pending: when it becomes spendable. `None` once active.
+    pub pending_until_ms: Option<Millis>,
+    /// When what remains of it expires; `None`: never.
+    pub expires_at_ms: Option<Millis>,
+}
+
+type LotTuple = (String, i64, Millis, Option<Millis>, Option<Millis>);
+
+impl From<LotTuple> for Lot {
+    fn from((id, remaining, earned_at_ms, pending_until_ms, expires_at_ms): LotTuple) -> Self {
+        Self { id, remaining, earned_at_ms, pending_until_ms, expires_at_ms }
+    }
+}
+
+impl From<Lot> for LotTuple {
+    fn from(l: Lot) -> Self {
+        (l.id, l.remaining, l.earned_at_ms, l.pending_until_ms, l.expires_at_ms)
+    }
+}
+
+impl Lot {
+    /// Whether its points are spendable.
+    pub fn is_active(&self) -> bool {
+        self.pending_until_ms.is_none()
+    }
+
+    /// Sort key of the spending order: soonest expiry first, never last.
+    fn spend_key(&self) -> Millis {
+        self.expires_at_ms.unwrap_or(Millis::MAX)
+    }
+}
+
+/// Points one entry took from (or gave to) one lot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(String, i64)", into = "(String, i64)")]
+pub struct Draw {
+    /// The lot's id.
+    pub lot: String,
+    /// How many points.
+    pub points: i64,
+}
+
+impl From<(String, i64)> for Draw {
+    fn from((lot, points): (String, i64)) -> Self {
+        Self { lot, points }
+    }
+}
+
+impl From<Draw> for (String, i64) {
+    fn from(d: Draw) -> Self {
+        (d.lot, d.points)
+    }
+}
+
+/// Id under which points without a lot of their own are tracked: a balance
+/// carried over from before lots existed, never expiring.
+pub const CARRIED_LOT: &str = "carried/";
+
+/// Most bytes (about) an account's lots may take in its carried state; past
+/// it, active lots expiring on the same day merge (see [`Lots::compact`]),
+/// so the state always fits Temporal's 2 MB payload limit.
+pub const LOTS_BYTES_BUDGET: usize = 640 * 1024;
+
+/// An account's lots and its debt.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lots {
+    /// Live lots in the order they were made (oldest first).
+    #[serde(default)]
+    pub lots: Vec<Lot>,
+    /// Points owed after a clawback allowed below zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub debt: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// A due event of the lots: what becomes active or expires, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// The due time (the ledger entry is dated then).
+    pub at_ms: Millis,
+    /// The lots and their points.
+    pub draws: Vec<Draw>,
+}
+
+impl Lots {
+    /// Spendable points in active lots (before debt).
+    pub fn active(&self) -> i64 {
+        self.lots.iter().filter(|l| l.is_active()).map(|l| l.remaining).sum()
+    }
+
+    /// Points earned but not spendable yet.
+    pub fn pending(&self) -> i64 {
+        self.lots.iter().filter(|l| !l.is_active()).map(|l| l.remaining).sum()
+    }
+
+    /// The lot `id`, if live.
+    pub fn get(&self, id: &str) -> Option<&Lot> {
+        self.lots.iter().find(|l| l.id == id)
+    }
+
+    /// Adds a lot. An active lot pays debt first; returns what it paid.
+    pub fn add(&mut self, mut lot: Lot) -> i64 {
+        let paid = if lot.is_active() { self.pay_debt(&mut lot.remaining) } else { 0 };
+        self.lots.push(lot);
+        paid
+    }
+
+    fn pay_debt(&mut self, points: &mut i64) -> i64 {
+        let paid = (*points).min(self.debt).max(0);
+        self.debt -= paid;
+        *points -= paid;
+        paid
+    }
+
+    /// Takes `points` from active lots: `first` (a reversal's own lot) before
+    /// the others, then soonest expiry first. Takes what there is; the
+    /// draws say how much that was.
+    pub fn spend(&mut self, points: i64, first: Option<&str>) -> Vec<Draw> {
+        let mut order: Vec<usize> = (0..self.lots.len()).filter(|&i| self.lots[i].is_active()).collect();
+        order.sort_by_key(|&i| (Some(self.lots[i].id.as_str()) != first, self.lots[i].spend_key()));
+        let mut left = points;
+        let mut draws = Vec::new();
+        for i in order {
+            if left == 0 {
+                break;
+            }
+            let lot = &mut self.lots[i];
+            let take = lot.remaining.min(left);
+            if take > 0 {
+                lot.remaining -= take;
+                left -= take;
+                draws.push(Draw { lot: lot.id.clone(), points: take });
+            }
+        }
+        draws
+    }
+
+    /// Gives drawn points back to their lots (a released hold, the
+    /// uncaptured rest of a hold): debt is paid first. A lot compacted away
+    /// meanwhile is made again, never expiring, so no point is lost.
+    pub fn give_back(&mut self, draws: &[Draw], now: Millis) {
+        for d in draws {
+            let mut points = d.points;
+            self.pay_debt(&mut points);
+            match self.lots.iter_mut().find(|l| l.id == d.lot) {
+                Some(lot) => lot.remaining += points,
+                None if points > 0 => self.lots.push(Lot {
+                    id: d.lot.clone(),
+                    remaining: points,
+                    earned_at_ms: now,
+                    pending_until_ms: None,
+                    expires_at_ms: None,
+                }),
+                None => {}
+            }
+        }
+    }
+
+    /// Takes `points` from the pending lot `id` (a reversal of an accrual
+    /// not active yet). Returns what it took.
+    pub fn take_pending(&mut self, id: &str, points: i64) -> i64 {
+        match self.lots.iter_mut().find(|l| l.id == id && !l.is_active()) {
+            Some(lot) => {
+                let take = lot.remaining.min(points);
+                lot.remaining -= take;
+                take
+            }
+            None => 0,
+        }
+    }
+
+    /// Adds to the debt (a clawback allowed below zero).
+    pub fn owe(&mut self, points: i64) {
+        self.debt += points;
+    }
+
+    /// The earliest time something happens to the lots: an activation, or
+    /// an expiry of a lot that still holds points.
+    pub fn next_due(&self) -> Option<Millis> {
+        self.lots.iter().filter(|l| l.remaining > 0).filter_map(|l| l.pending_until_ms.or(l.expires_at_ms)).min()
+    }
+
+    /// Activates every pending lot due at the earliest pending time, if that
+    /// is at or before `now`. Active points pay debt first.
+    pub fn activate_due(&mut self, now: Millis) -> Option<Due> {
+        let at = self.lots.iter().filter(|l| l.remaining > 0).filter_map(|l| l.pending_until_ms).min();
+        let at = at.filter(|&at| at <= now)?;
+        let mut draws = Vec::new();
+        let mut debt = self.debt;
+        for lot in self.lots.iter_mut().filter(|l| l.remaining > 0 && l.pending_until_ms == Some(at)) {
+            lot.pending_until_ms = None;
+            draws.push(Draw { lot: lot.id.clone(), points: lot.remaining });
+            let paid = lot.remaining.min(debt).max(0);
+            debt -= paid;
+            lot.remaining -= paid;
+        }
+        self.debt = debt;
+        Some(Due { at_ms: at, draws })
+    }
+
+    /// Expires what remains of every active lot due at the earliest expiry,
+    /// if that is at or before `now`.
+    pub fn expire_due(&mut self, now: Millis) -> Option<Due> {
+        let at = self
+            .lots
+            .iter()
+            .filter(|l| l.is_active() && l.remaining > 0)
+            .filter_map(|l| l.expires_at_ms)
+            .min()
+            .filter(|&at| at <= now)?;
+        let mut draws = Vec::new();
+        for lot in self.lots.iter_mut().filter(|l| l.is_active() && l.remaining > 0 && l.expires_at_ms == Some(at)) {
+            draws.push(Draw { lot: lot.id.clone(), points: lot.remaining });
+            lot.remaining = 0;
+        }
+        Some(Due { at_ms: at, draws })
+    }
+
+    /// Expires every active point (inactivity).
+    pub fn expire_all(&mut self) -> Vec<Draw> {
+        let mut draws = Vec::new();
+        for lot in self.lots.iter_mut().filter(|l| l.is_active() && l.remaining > 0) {
+            draws.push(Draw { lot: lot.id.clone(), points: lot.remaining });
+            lot.remaining = 0;
+        }
+        draws
+    }
+
+    /// Drops lots with nothing left that no hold still draws on, so the
+    /// carried state holds only live points.
+    ///
+    /// Past [`LOTS_BYTES_BUDGET`], active lots no hold draws on and that
+    /// expire on the same UTC day become one lot (`merged/<day>`) expiring
+    /// at the latest of their times: no point expires earlier than promised,
+    /// and a reversal of a merged accrual takes from the soonest-expiring
+    /// lots instead of its own.
+    pub fn compact(&mut self, held_from: &HashSet<&str>) {
+        self.lots.retain(|l| l.remaining > 0 || held_from.contains(l.id.as_str()));
+        if self.approximate_bytes() <= LOTS_BYTES_BUDGET {
+            return;
+        }
+        let day = |l: &Lot| l.expires_at_ms.map(|at| at.div_euclid(86_400_000));
+        let mut merged: Vec<Lot> = Vec::new();
+        let mut kept = Vec::with_capacity(self.lots.len());
+        for lot in std::mem::take(&mut self.lots) {
+            if !lot.is_active() || held_from.contains(lot.id.as_str()) {
+                kept.push(lot);
+                continue;
+            }
+            let key = day(&lot);
+            match merged.iter_mut().find(|m| day(m) == key) {
+                Some(m) => {
+                    m.remaining += lot.remaining;
+                    m.earned_at_ms = m.earned_at_ms.min(lot.earned_at_ms);
+                    m.expires_at_ms = m.expires_at_ms.max(lot.expires_at_ms);
+                }
+                None => merged.push(Lot {
+                    id: format!("merged/{}", key.map_or_else(|| "never".to_owned(), |d| d.to_string())),
+                    ..lot
+                }),
+            }
+        }
+        merged.extend(kept);
+        self.lots = merged;
+    }
+
+    /// About how many bytes the lots take in JSON.
+    pub fn approximate_bytes(&self) -> usize {
+        self.lots.iter().map(|l| l.id.len() + 48).sum()
+    }
+
+    /// Points expiring in `[from, until)`, and the next expiry after `from`
+    /// with its amount.
+    pub fn expiring(&self, from: Millis, until: Millis) -> (i64, Option<(Millis, i64)>) {
+        let live = self.lots.iter().filter(|l| l.is_active() && l.remaining > 0);
+        let mut within = 0;
+        let mut next: Option<(Millis, i64)> = None;
+        for (at, points) in live.filter_map(|l| l.expires_at_ms.map(|at| (at, l.remaining))) {
+            if at >= from && at < until {
+                within += points;
+            }
+            next = match next {
+                Some((n, p)) if n == at => Some((n, p + points)),
+                Some((n, _)) if n < at => next,
+                _ => Some((at, points)),
+            };
+        }
+        (within, next)
+    }
+}
+
+/// Sum of draws.
+pub fn drawn(draws: &[Draw]) -> i64 {
+    draws.iter().map(|d| d.points).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lot(id: &str, points: i64, pending: Option<Millis>, expires: Option<Millis>) -> Lot {
+        Lot { id: id.into(), remaining: points, earned_at_ms: 0, pending_until_ms: pending, expires_at_ms: expires }
+    }
+
+    #[test]
+    fn spending_takes_the_soonest_expiry_first_and_oldest_among_equals() {
+        let mut l = Lots::default();
+        l.add(lot("never", 100, None, None));
+        l.add(lot("late", 100, None, Some(50)));
+        l.add(lot("soon-old", 10, None, Some(20)));
+        l.add(lot("soon-new", 10, None, Some(20)));
+        l.add(lot("pending", 100, Some(5), Some(1)));
+        let draws = l.spend(130, None);
+        let ids: Vec<_> = draws.iter().map(|d| (d.lot.as_str(), d.points)).collect();
+        assert_eq!(ids, vec![("soon-old", 10), ("soon-new", 10), ("late", 100), ("never", 10)]);
+        assert_eq!((l.active(), l.pending()), (90, 100), "pending points are never spent");
+        assert_eq!(drawn(&l.spend(1_000, None)), 90, "takes what there is");
+    }
+
+    #[test]
+    fn a_reversal_takes_its_own_lot_first() {
+        let mut l = Lots::default();
+        l.add(lot("a", 50, None, Some(10)));
+        l.add(lot("b", 50, None, None));
+        let draws = l.spend(60, Some("b"));
+        assert_eq!(draws, vec![Draw { lot: "b".into(), points: 50 }, Draw { lot: "a".into(), points: 10 }]);
+    }
+
+    #[test]
+    fn lots_activate_and_expire_at_their_times_and_pay_debt_first() {
+        let mut l = Lots::default();
+        l.owe(30);
+        assert_eq!(l.add(lot("p", 100, Some(10), Some(20))), 0, "pending points do not pay debt");
+        assert_eq!(l.next_due(), Some(10));
+        assert_eq!(l.activate_due(9), None);
+        let due = l.activate_due(15).unwrap();
+        assert_eq!((due.at_ms, drawn(&due.draws)), (10, 100));
+        assert_eq!((l.active(), l.debt), (70, 0));
+        assert_eq!(l.next_due(), Some(20));
+        let gone = l.expire_due(25).unwrap();
+        assert_eq!((gone.at_ms, drawn(&gone.draws)), (20, 70));
+        assert_eq!(l.next_due(), None);
+        l.compact(&HashSet::new());
+        assert!(l.lots.is_empty(), "an expired lot leaves the state");
+    }
+
+    #[test]
+    fn given_back_points_return_to_their_lot_or_a_new_one() {
+        let mut l = Lots::default();
+        l.add(lot("a", 10, None, Some(5)));
+        let held = l.spend(10, None);
+        let keep: HashSet<&str> = ["a"].into();
+        l.compact(&keep);
+        assert_eq!(l.lots.len(), 1, "a lot a hold draws on stays");
+        l.give_back(&held, 3);
+        assert_eq!(l.get("a").unwrap().remaining, 10);
+        l.lots.clear();
+        l.give_back(&held, 3);
+        assert_eq!((l.get("a").unwrap().remaining, l.get("a").unwrap().expires_at_ms), (10, None));
+    }
+
+    #[test]
+    fn the_next_expiry_and_what_expires_in_a_window() {
+        let mut l = Lots::default();
+        l.add(lot("a", 10, None, Some(100)));
+        l.add(lot("b", 5, None, Some(100)));
+        l.add(lot("c", 7, None, Some(300)));
+        l.add(lot("d", 9, Some(1), Some(50)));
+        assert_eq!(l.expiring(0, 200), (15, Some((100, 15))));
+    }
+
+    #[test]
+    fn past_the_budget_lots_expiring_the_same_day_merge_and_no_point_expires_earlier() {
+        let mut l = Lots::default();
+        let long = "x".repeat(120);
+        let day = 86_400_000;
+        for i in 0..5_000 {
+            l.add(lot(&format!("{long}{i}"), 1, None, Some(day * (i % 10) + i)));
+        }
+        l.add(lot("pending", 3, Some(1), None));
+        l.add(lot("never", 2, None, None));
+        let before = (l.active(), l.pending());
+        l.compact(&HashSet::new());
+        assert_eq!((l.active(), l.pending()), before, "merging keeps every point");
+        assert_eq!(l.lots.len(), 12, "ten expiry days, one never, one pending");
+        assert!(l.approximate_bytes() < LOTS_BYTES_BUDGET);
+        let first = l.lots.iter().find(|m| m.id == "merged/0").unwrap();
+        assert_eq!(first.expires_at_ms, Some(4_990), "the latest time of the day");
+    }
+
+    #[test]
+    fn a_lot_serializes_compactly() {
+        let json = serde_json::to_string(&lot("order-1", 100, None, Some(1_800_000_000_000))).unwrap();
+        assert_eq!(json, r#"["order-1",100,0,null,1800000000000]"#);
+    }
+}

@@ -1,0 +1,83 @@
+//! Reserve, Capture and Release: holds at checkout, as updates of the
+//! account. A capture's event id goes through the same ledger guard as a
+//! redemption's, so a resend long after is answered from its ledger row.
+
+use super::error::ApiError;
+use super::pb;
+use super::requests::{HoldCommand, timestamp};
+use super::service::{Known, LoyaltyApi, update_options};
+use crate::domain::messages::EntryKind;
+use crate::domain::{CaptureRequest, HoldResult, HoldStatus, Movement, ReleaseRequest, ReserveRequest};
+use crate::workflow::LoyaltyEntityWorkflow;
+
+impl LoyaltyApi {
+    /// Sets points aside; idempotent by hold id.
+    pub(super) async fn reserve(&self, cmd: HoldCommand<ReserveRequest>) -> Result<pb::HoldResponse, ApiError> {
+        let options = update_options("reserve", &cmd.request.hold_id, &cmd.request);
+        let handle = self.account(&cmd.customer);
+        match handle.execute_update(LoyaltyEntityWorkflow::reserve_points, cmd.request, options).await {
+            Ok(r) => Ok(hold_response(r)),
+            Err(e) => Err(self.update_error(&cmd.customer, e).await),
+        }
+    }
+
+    /// Spends (part of) a hold; idempotent by event id.
+    pub(super) async fn capture(&self, cmd: HoldCommand<CaptureRequest>) -> Result<pb::HoldResponse, ApiError> {
+        let r = &cmd.request;
+        let movement = Movement {
+            event_id: r.event_id.clone(),
+            kind: EntryKind::Capture,
+            points: r.points,
+            reason: r.reward.clone(),
+            source: format!("hold/{}", r.hold_id),
+            reverses: None,
+        };
+        if let Known::Applied(row) = self.known(&cmd.customer, &movement).await? {
+            let totals = self.ledger.totals(cmd.customer.as_str()).await?.unwrap_or_default();
+            let (_, held) = self.ledger.pending_and_held(cmd.customer.as_str()).await?;
+            return Ok(pb::HoldResponse {
+                hold_id: r.hold_id.clone(),
+                status: pb::HoldStatus::Captured.into(),
+                held: row.requested + row.points,
+                captured: row.requested,
+                expires_at: None,
+                points_balance: totals.balance,
+                held_points: held,
+            });
+        }
+        let options = update_options("capture", &r.event_id, &movement);
+        let handle = self.account(&cmd.customer);
+        match handle.execute_update(LoyaltyEntityWorkflow::capture_points, cmd.request, options).await {
+            Ok(r) => Ok(hold_response(r)),
+            Err(e) => Err(self.update_error(&cmd.customer, e).await),
+        }
+    }
+
+    /// Gives a hold back; idempotent by hold id.
+    pub(super) async fn release(&self, cmd: HoldCommand<ReleaseRequest>) -> Result<pb::HoldResponse, ApiError> {
+        let options = update_options("release", &cmd.request.hold_id, &cmd.request);
+        let handle = self.account(&cmd.customer);
+        match handle.execute_update(LoyaltyEntityWorkflow::release_points, cmd.request, options).await {
+            Ok(r) => Ok(hold_response(r)),
+            Err(e) => Err(self.update_error(&cmd.customer, e).await),
+        }
+    }
+}
+
+fn hold_response(r: HoldResult) -> pb::HoldResponse {
+    let status = match r.status {
+        HoldStatus::Held => pb::HoldStatus::Held,
+        HoldStatus::Captured => pb::HoldStatus::Captured,
+        HoldStatus::Released => pb::HoldStatus::Released,
+        HoldStatus::Expired => pb::HoldStatus::Expired,
+    };
+    pb::HoldResponse {
+        hold_id: r.hold_id,
+        status: status.into(),
+        held: r.held,
+        captured: r.captured,
+        expires_at: Some(timestamp(r.expires_at_ms)),
+        points_balance: r.points_balance,
+        held_points: r.held_points,
+    }
+}
