@@ -283,9 +283,14 @@ pub struct Outage {
 }
 
 pub async fn fail_inserts(trigger: &str, table: &str, when: &str) -> Outage {
+    fail_inserts_on(&shared().database_url, shared_db(), trigger, table, when).await
+}
+
+/// [`fail_inserts`] on the ledger at `database_url`, of kind `kind`.
+pub async fn fail_inserts_on(database_url: &str, kind: Db, trigger: &str, table: &str, when: &str) -> Outage {
     sqlx::any::install_default_drivers();
-    let db = sqlx::AnyPool::connect(&shared().database_url).await.expect("ledger database opens");
-    let (statements, end) = match shared_db() {
+    let db = sqlx::AnyPool::connect(database_url).await.expect("ledger database opens");
+    let (statements, end) = match kind {
         Db::Sqlite => (
             vec![format!(
                 "CREATE TRIGGER {trigger} BEFORE INSERT ON {table} WHEN {when}
