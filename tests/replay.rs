@@ -5,9 +5,10 @@
 //! `legacy_*.json` were recorded by the version before the one-writer core
 //! (the ledger decided, the account adopted its answer) and replay through
 //! the `legacy` code behind the `one-writer` patch marker; `one_writer_*.json`
-//! by the current one. Record the current version's anew (after an intended,
+//! by the one-writer version before lots (no `lifecycle` marker: no timers);
+//! `lifecycle_*.json` by the current one. Record the current version's anew (after an intended,
 //! versioned change) with
-//! `cargo test --test replay -- --ignored capture_histories`; keep every
+//! `cargo test --test replay -- --ignored capture_lifecycle_histories`; keep every
 //! older version's files, so open runs of every version keep replaying.
 
 mod common;
@@ -47,7 +48,12 @@ struct Coverage {
     updates: std::collections::BTreeMap<String, usize>,
     activities: std::collections::BTreeMap<String, usize>,
     timers: usize,
+    timers_fired: usize,
+    timers_canceled: usize,
     completed: usize,
+    /// Continue-as-new with pending lots or open holds.
+    continued_with_lifecycle: usize,
+    markers: std::collections::BTreeSet<String>,
 }
 
 impl Coverage {
@@ -61,8 +67,11 @@ impl Coverage {
                         .as_ref()
                         .and_then(|p| p.payloads.first())
                         .and_then(|p| serde_json::from_slice(&p.data).ok());
-                    if carried.is_some_and(|s| !s.unprojected.is_empty()) {
+                    if carried.as_ref().is_some_and(|s| !s.unprojected.is_empty()) {
                         self.continued_with_unwritten_entries += 1;
+                    }
+                    if carried.is_some_and(|s| s.lots.pending() > 0 || !s.holds.is_empty()) {
+                        self.continued_with_lifecycle += 1;
                     }
                 }
                 Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(a) => {
@@ -71,6 +80,16 @@ impl Coverage {
                 }
                 Attributes::WorkflowExecutionCompletedEventAttributes(_) => self.completed += 1,
                 Attributes::TimerStartedEventAttributes(_) => self.timers += 1,
+                Attributes::TimerFiredEventAttributes(_) => self.timers_fired += 1,
+                Attributes::TimerCanceledEventAttributes(_) => self.timers_canceled += 1,
+                Attributes::MarkerRecordedEventAttributes(a) => {
+                    let id = a
+                        .details
+                        .get("patch_data")
+                        .and_then(|p| p.payloads.first())
+                        .map(|p| String::from_utf8_lossy(&p.data).to_string());
+                    self.markers.insert(id.unwrap_or_else(|| a.marker_name.clone()));
+                }
                 Attributes::ActivityTaskScheduledEventAttributes(a) => {
                     let name = a.activity_type.as_ref().map(|t| t.name.clone()).unwrap_or_default();
                     *self.activities.entry(name).or_default() += 1;
@@ -89,12 +108,14 @@ async fn committed_histories_replay_deterministically() {
     )
     .expect("replayer");
 
-    let (mut legacy, mut current) = (Coverage::default(), Coverage::default());
+    let (mut legacy, mut current, mut lifecycle) = (Coverage::default(), Coverage::default(), Coverage::default());
     for (path, json) in &histories {
         let events = WorkflowHistory::from_json(json).expect("history JSON").into_events().await.expect("events");
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         if name.starts_with("legacy_") {
             legacy.count(&events)
+        } else if name.starts_with("lifecycle_") {
+            lifecycle.count(&events)
         } else {
             current.count(&events)
         }
@@ -119,6 +140,118 @@ async fn committed_histories_replay_deterministically() {
     assert!(current.continued_with_unwritten_entries >= 1, "one-writer: entries carried unwritten {current:?}");
     assert!(current.completed >= 1, "one-writer: a closed account {current:?}");
     assert!(current.activities.contains_key("settle_redemptions"), "one-writer: taking over an account {current:?}");
+    // The lifecycle runs: holds of every ending, timers that fire (pending
+    // lots, expiries, a hold's deadline) and timers cancelled by a nearer due
+    // time, continue-as-new with pending lots and an open hold, close.
+    for update in ["reserve_points", "capture_points", "release_points", "redeem_points", "reverse_points"] {
+        assert!(lifecycle.updates.contains_key(update), "lifecycle: {update} {lifecycle:?}");
+    }
+    assert!(lifecycle.timers_fired >= 3, "lifecycle: due times reached {lifecycle:?}");
+    assert!(lifecycle.timers_canceled >= 1, "lifecycle: a timer replaced {lifecycle:?}");
+    assert!(lifecycle.continued_with_lifecycle >= 1, "lifecycle: pending lots carried {lifecycle:?}");
+    assert!(lifecycle.completed >= 1, "lifecycle: a closed account {lifecycle:?}");
+}
+
+/// Records the lifecycle version's histories: pending lots that activate,
+/// lots that expire, holds captured, released and expired, a continue-as-new
+/// with pending lots and an open hold, and close. Dates are the accruals'
+/// own (the shared app runs the default program).
+#[tokio::test]
+#[ignore = "writes tests/histories from a real run"]
+async fn capture_lifecycle_histories() {
+    const CUSTOMER: &str = "replay-4";
+    let mut grpc = client().await;
+    let settle = Duration::from_secs(60);
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let ts = |ms: i64| prost_types::Timestamp { seconds: ms / 1000, nanos: ((ms % 1000) * 1_000_000) as i32 };
+    let dated = |id: &str, points, pending_ms: Option<i64>, expires_ms: Option<i64>| pb::AccrueRequest {
+        active_from: pending_ms.map(|p| ts(now() + p)),
+        expires_at: expires_ms.map(|e| ts(now() + e)),
+        ..accrual(CUSTOMER, id, points)
+    };
+    let reserve = |id: &str, points, secs| pb::ReserveRequest {
+        customer_id: CUSTOMER.into(),
+        hold_id: id.into(),
+        points,
+        ttl: Some(prost_types::Duration { seconds: secs, nanos: 0 }),
+    };
+    grpc.accrue(dated("l1", 1_000, None, Some(60_000))).await.unwrap();
+    grpc.accrue(dated("l2", 300, Some(2_000), Some(4_000))).await.unwrap();
+    summary_when(&mut grpc, CUSTOMER, settle, |s| s.pending_points == 300).await;
+    grpc.reserve(reserve("h1", 100, 60)).await.unwrap();
+    let capture = pb::CaptureRequest {
+        customer_id: CUSTOMER.into(),
+        hold_id: "h1".into(),
+        points: 60,
+        event_id: "k1".into(),
+        reward: "mug".into(),
+    };
+    grpc.capture(capture).await.unwrap();
+    grpc.reserve(reserve("h2", 50, 60)).await.unwrap();
+    grpc.release(pb::ReleaseRequest { customer_id: CUSTOMER.into(), hold_id: "h2".into() }).await.unwrap();
+    grpc.reserve(reserve("h3", 40, 1)).await.unwrap();
+    // l2 activates at 2 s and expires at 4 s; h3 expires at 1 s.
+    summary_when(&mut grpc, CUSTOMER, settle, |s| s.held_points == 0 && s.pending_points == 0).await;
+    summary_when(&mut grpc, CUSTOMER, settle, |s| s.points_balance == 940).await;
+    grpc.redeem(redemption(CUSTOMER, "r1", 40, "pen")).await.unwrap();
+    let reverse = pb::ReverseRequest {
+        customer_id: CUSTOMER.into(),
+        reverse_event_id: "v1".into(),
+        original_event_id: "l1".into(),
+        points: Some(10),
+        reason: "refund".into(),
+    };
+    grpc.reverse(reverse).await.unwrap();
+
+    // A pending lot and an open hold cross a continue-as-new.
+    grpc.accrue(dated("l3", 70, Some(20_000), None)).await.unwrap();
+    grpc.reserve(reserve("h4", 30, 120)).await.unwrap();
+    let burst = (0..MAX_ACCRUALS_PER_RUN).map(|i| accrual(CUSTOMER, &format!("b{i}"), 1));
+    for sent in fan_out(&grpc, 16, burst, |mut g, r| async move { g.accrue(r).await }).await {
+        sent.unwrap();
+    }
+    let temporal = temporal().await;
+    let handle = temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(format!("loyalty-{CUSTOMER}"));
+    let first_run = describe_runs(&handle).await.0;
+    let deadline = std::time::Instant::now() + settle;
+    while describe_runs(&handle).await.1 == first_run {
+        assert!(std::time::Instant::now() < deadline, "the run must continue-as-new");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    summary_when(&mut grpc, CUSTOMER, settle, |s| s.pending_points == 0).await;
+    grpc.release(pb::ReleaseRequest { customer_id: CUSTOMER.into(), hold_id: "h4".into() }).await.unwrap();
+    rows_when(&ledger().await, CUSTOMER, 2_000).await;
+    handle.signal(LoyaltyEntityWorkflow::shutdown, (), WorkflowSignalOptions::default()).await.unwrap();
+    tokio::time::timeout(settle, handle.get_result(Default::default()))
+        .await
+        .expect("the account must close")
+        .expect("it completes");
+    write_runs(&temporal, CUSTOMER, "lifecycle_run").await;
+}
+
+/// Writes every run of the account, first to last, as `<prefix><n>.json`.
+async fn write_runs(temporal: &temporalio_client::Client, customer: &str, prefix: &str) {
+    let handle = temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(format!("loyalty-{customer}"));
+    let (first, last) = describe_runs(&handle).await;
+    let mut run_id = Some(first);
+    let mut n = 1;
+    while let Some(id) = run_id.take() {
+        let run = WorkflowExecutionInfo::builder()
+            .namespace("default")
+            .workflow_id(format!("loyalty-{customer}"))
+            .run_id(id.clone())
+            .build()
+            .bind_untyped(temporal.clone());
+        let json = run.fetch_history(Default::default()).to_json().await.unwrap();
+        let events = WorkflowHistory::from_json(&json).unwrap().into_events().await.unwrap();
+        run_id = events.iter().find_map(|e| match &e.attributes {
+            Some(Attributes::WorkflowExecutionContinuedAsNewEventAttributes(a)) => Some(a.new_execution_run_id.clone()),
+            _ => None,
+        });
+        std::fs::write(histories_dir().join(format!("{prefix}{n}.json")), json).unwrap();
+        assert!(run_id.is_some() || id == last, "the chain ends at the last run");
+        n += 1;
+    }
 }
 
 /// Records the current version's histories: every kind of decision, an

@@ -227,6 +227,7 @@ impl LoyaltyState {
             clock_ms: 0,
             last_activity_ms: 0,
             expire_inactive_after_ms: 0,
+            due_hint: None,
         }
     }
 

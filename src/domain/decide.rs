@@ -80,6 +80,10 @@ impl LoyaltyState {
             expires_at_ms: event.expires_at_ms,
         });
         self.last_activity_ms = now;
+        self.may_be_due(pending_until_ms.or(event.expires_at_ms));
+        if self.expire_inactive_after_ms > 0 {
+            self.may_be_due(Some(now.saturating_add(self.expire_inactive_after_ms)));
+        }
         Ok(self.push_entry(event.movement(), effect, Vec::new(), now))
     }
 
@@ -179,6 +183,7 @@ impl LoyaltyState {
             }
         }
         let (effect, draws) = self.move_lots(m, effect, original, terms, now);
+        self.forget_due();
         let seq = self.push_entry(m.clone(), effect, draws, now);
         let result = BalanceChange {
             balance_delta: effect.balance_delta,
@@ -655,7 +660,7 @@ mod tests {
         // and 64 correction results with 1 KiB texts: about 0.6 MB.
         assert!(windows < 640 * 1024, "windows {windows} bytes");
         // 2,000 live lots of 128-character ids; compaction bounds lots by bytes.
-        s.advance(1);
+        s.compact_lots();
         assert!(s.lots.approximate_bytes() <= crate::domain::lots::LOTS_BYTES_BUDGET, "lots {lots} bytes");
 
         // A ledger outage: 500 entries of the longest texts wait unwritten.

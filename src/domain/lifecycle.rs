@@ -70,6 +70,10 @@ impl LoyaltyState {
         let now = self.clock_ms;
         if !self.lots_tracked {
             self.track_lots(now);
+            self.due_hint = None;
+        }
+        if self.due_hint.is_some_and(|hint| now < hint) {
+            return 0;
         }
         let seq = self.seq;
         loop {
@@ -110,8 +114,24 @@ impl LoyaltyState {
                 }
             }
         }
-        self.compact_lots();
-        (self.seq - seq) as usize
+        self.due_hint = Some(self.next_due().unwrap_or(Millis::MAX));
+        let made = (self.seq - seq) as usize;
+        if made > 0 {
+            self.compact_lots();
+        }
+        made
+    }
+
+    /// Something may now be due at `at`: the hint must not be later.
+    pub(super) fn may_be_due(&mut self, at: Option<Millis>) {
+        if let (Some(hint), Some(at)) = (self.due_hint, at) {
+            self.due_hint = Some(hint.min(at));
+        }
+    }
+
+    /// What is due may have changed in any way: look again next time.
+    pub(super) fn forget_due(&mut self) {
+        self.due_hint = None;
     }
 
     /// A state carried from before lots existed: its balance becomes one
@@ -152,7 +172,9 @@ impl LoyaltyState {
         }
     }
 
-    fn compact_lots(&mut self) {
+    /// Drops spent and expired lots (and merges lots past the budget); the
+    /// run loop calls it once per turn, not every accrual.
+    pub fn compact_lots(&mut self) {
         let held: HashSet<&str> = self.holds.iter().flat_map(|h| h.draws.iter().map(|d| d.lot.as_str())).collect();
         self.lots.compact(&held);
     }
@@ -190,6 +212,7 @@ impl LoyaltyState {
             expires_at_ms: now.saturating_add(req.ttl_ms),
             draws: draws.clone(),
         };
+        self.may_be_due(Some(hold.expires_at_ms));
         self.holds.push(hold.clone());
         let effect = Effect { requested: req.points, balance_delta: -req.points, lifetime_delta: 0, shortfall: 0 };
         let m = hold_movement(EntryKind::Hold, "hold", &req.hold_id, req.points, "");
@@ -267,6 +290,8 @@ impl LoyaltyState {
     /// draws first) and gives back the rest; a release or deadline gives
     /// back everything. One entry records it.
     fn end_hold(&mut self, i: usize, end: HoldEnd, at: Millis) -> HoldResult {
+        // Points given back may land in a lot whose date has passed.
+        self.forget_due();
         let hold = self.holds.remove(i);
         let (m, effect, draws) = match &end {
             HoldEnd::Captured { event_id, points, reward } => {
@@ -431,6 +456,7 @@ mod tests {
         assert_eq!((s.points_balance, s.lifetime_points), (0, 200), "expiry leaves lifetime alone");
         let expiry = s.unprojected.last().unwrap();
         assert_eq!((expiry.movement.kind, expiry.effect.balance_delta, expiry.at_ms), (EntryKind::Expiry, -50, 2_000));
+        s.compact_lots();
         assert!(s.lots.lots.is_empty(), "spent and expired lots leave the state");
         assert_eq!(s.next_due(), None);
     }
@@ -569,7 +595,7 @@ mod tests {
             s.advance(now);
             let id = format!("e{i}");
             let pick = next(8);
-            let target = format!("e{}", next(i as u64 + 1));
+            let target = format!("e{}", next(i as u64 + 1)).replace(&format!("e{i}"), "none");
             let _ = match pick {
                 0 | 1 => {
                     let pending = (next(3) == 0).then(|| now + next(500) as Millis);
@@ -631,6 +657,14 @@ mod tests {
             let lifetime: i64 = s.unprojected.iter().map(|e| e.effect.lifetime_delta).sum();
             assert_eq!((balance, lifetime), (s.points_balance, s.lifetime_points), "step {i}");
             assert_eq!(s.points_balance, s.lots.active() - s.lots.debt, "step {i}");
+            assert!(s.lots.sums_hold(), "step {i}");
+            let hint = s.due_hint;
+            s.forget_due();
+            s.advance(now);
+            assert!(hint.is_none_or(|h| s.due_hint.is_some_and(|d| h <= d)), "the hint is a lower bound at step {i}");
+            if next(10) == 0 {
+                s.compact_lots();
+            }
             let held: i64 = s.holds.iter().map(|h| crate::domain::lots::drawn(&h.draws)).sum();
             assert_eq!(held, s.held_points(), "a hold holds exactly its draws");
             assert!(s.next_due().is_none_or(|due| due > now), "nothing due is left behind at step {i}");

@@ -86,17 +86,46 @@ pub const CARRIED_LOT: &str = "carried/";
 /// Most bytes (about) an account's lots may take in its carried state; past
 /// it, active lots expiring on the same day merge (see [`Lots::compact`]),
 /// so the state always fits Temporal's 2 MB payload limit.
-pub const LOTS_BYTES_BUDGET: usize = 640 * 1024;
+pub const LOTS_BYTES_BUDGET: usize = 256 * 1024;
+/// The newest lots never merge: a refund of a recent purchase (the usual
+/// one) always finds its own lot.
+pub const UNMERGED_LOTS: usize = 1_000;
 
-/// An account's lots and its debt.
+/// An account's lots and its debt. The sums of active and pending points
+/// are kept beside the lots (and recounted when a state is read), so the
+/// hot path of an accrual never walks thousands of lots.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "LotsWire")]
 pub struct Lots {
-    /// Live lots in the order they were made (oldest first).
-    #[serde(default)]
+    /// Live lots in spending order: soonest expiry first, never-expiring
+    /// last, oldest first among equal dates; so a spend walks from the front
+    /// and stops. Change them only through the methods, which keep the
+    /// order and the sums.
     pub lots: Vec<Lot>,
     /// Points owed after a clawback allowed below zero.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub debt: i64,
+    #[serde(skip)]
+    active_sum: i64,
+    #[serde(skip)]
+    pending_sum: i64,
+}
+
+#[derive(Deserialize)]
+struct LotsWire {
+    #[serde(default)]
+    lots: Vec<Lot>,
+    #[serde(default)]
+    debt: i64,
+}
+
+impl From<LotsWire> for Lots {
+    fn from(w: LotsWire) -> Self {
+        let mut lots = Self { lots: w.lots, debt: w.debt, active_sum: 0, pending_sum: 0 };
+        lots.lots.sort_by_key(Lot::spend_key);
+        lots.recount();
+        lots
+    }
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -115,12 +144,25 @@ pub struct Due {
 impl Lots {
     /// Spendable points in active lots (before debt).
     pub fn active(&self) -> i64 {
-        self.lots.iter().filter(|l| l.is_active()).map(|l| l.remaining).sum()
+        self.active_sum
     }
 
     /// Points earned but not spendable yet.
     pub fn pending(&self) -> i64 {
-        self.lots.iter().filter(|l| !l.is_active()).map(|l| l.remaining).sum()
+        self.pending_sum
+    }
+
+    /// Recomputes the sums from the lots.
+    pub fn recount(&mut self) {
+        self.active_sum = self.lots.iter().filter(|l| l.is_active()).map(|l| l.remaining).sum();
+        self.pending_sum = self.lots.iter().filter(|l| !l.is_active()).map(|l| l.remaining).sum();
+    }
+
+    /// Whether the kept sums match the lots (for tests and debug checks).
+    pub fn sums_hold(&self) -> bool {
+        let mut fresh = self.clone();
+        fresh.recount();
+        (fresh.active_sum, fresh.pending_sum) == (self.active_sum, self.pending_sum)
     }
 
     /// The lot `id`, if live.
@@ -131,8 +173,21 @@ impl Lots {
     /// Adds a lot. An active lot pays debt first; returns what it paid.
     pub fn add(&mut self, mut lot: Lot) -> i64 {
         let paid = if lot.is_active() { self.pay_debt(&mut lot.remaining) } else { 0 };
-        self.lots.push(lot);
+        if lot.is_active() {
+            self.active_sum += lot.remaining;
+        } else {
+            self.pending_sum += lot.remaining;
+        }
+        self.insert(lot);
         paid
+    }
+
+    /// Inserts in spending order, after every lot of the same date (usually
+    /// at the end: later lots expire later).
+    fn insert(&mut self, lot: Lot) {
+        let key = lot.spend_key();
+        let at = self.lots.partition_point(|l| l.spend_key() <= key);
+        self.lots.insert(at, lot);
     }
 
     fn pay_debt(&mut self, points: &mut i64) -> i64 {
@@ -146,22 +201,26 @@ impl Lots {
     /// the others, then soonest expiry first. Takes what there is; the
     /// draws say how much that was.
     pub fn spend(&mut self, points: i64, first: Option<&str>) -> Vec<Draw> {
-        let mut order: Vec<usize> = (0..self.lots.len()).filter(|&i| self.lots[i].is_active()).collect();
-        order.sort_by_key(|&i| (Some(self.lots[i].id.as_str()) != first, self.lots[i].spend_key()));
         let mut left = points;
         let mut draws = Vec::new();
-        for i in order {
+        let mut take_from = |lot: &mut Lot, left: &mut i64| {
+            let take = lot.remaining.min(*left);
+            if take > 0 && lot.is_active() {
+                lot.remaining -= take;
+                *left -= take;
+                draws.push(Draw { lot: lot.id.clone(), points: take });
+            }
+        };
+        if let Some(own) = first.and_then(|id| self.lots.iter_mut().find(|l| l.id == id)) {
+            take_from(own, &mut left);
+        }
+        for lot in self.lots.iter_mut() {
             if left == 0 {
                 break;
             }
-            let lot = &mut self.lots[i];
-            let take = lot.remaining.min(left);
-            if take > 0 {
-                lot.remaining -= take;
-                left -= take;
-                draws.push(Draw { lot: lot.id.clone(), points: take });
-            }
+            take_from(lot, &mut left);
         }
+        self.active_sum -= points - left;
         draws
     }
 
@@ -172,9 +231,10 @@ impl Lots {
         for d in draws {
             let mut points = d.points;
             self.pay_debt(&mut points);
+            self.active_sum += points;
             match self.lots.iter_mut().find(|l| l.id == d.lot) {
                 Some(lot) => lot.remaining += points,
-                None if points > 0 => self.lots.push(Lot {
+                None if points > 0 => self.insert(Lot {
                     id: d.lot.clone(),
                     remaining: points,
                     earned_at_ms: now,
@@ -193,6 +253,7 @@ impl Lots {
             Some(lot) => {
                 let take = lot.remaining.min(points);
                 lot.remaining -= take;
+                self.pending_sum -= take;
                 take
             }
             None => 0,
@@ -222,7 +283,9 @@ impl Lots {
             draws.push(Draw { lot: lot.id.clone(), points: lot.remaining });
             let paid = lot.remaining.min(debt).max(0);
             debt -= paid;
+            self.pending_sum -= lot.remaining;
             lot.remaining -= paid;
+            self.active_sum += lot.remaining;
         }
         self.debt = debt;
         Some(Due { at_ms: at, draws })
@@ -243,6 +306,7 @@ impl Lots {
             draws.push(Draw { lot: lot.id.clone(), points: lot.remaining });
             lot.remaining = 0;
         }
+        self.active_sum -= drawn(&draws);
         Some(Due { at_ms: at, draws })
     }
 
@@ -253,17 +317,19 @@ impl Lots {
             draws.push(Draw { lot: lot.id.clone(), points: lot.remaining });
             lot.remaining = 0;
         }
+        self.active_sum -= drawn(&draws);
         draws
     }
 
     /// Drops lots with nothing left that no hold still draws on, so the
     /// carried state holds only live points.
     ///
-    /// Past [`LOTS_BYTES_BUDGET`], active lots no hold draws on and that
-    /// expire on the same UTC day become one lot (`merged/<day>`) expiring
-    /// at the latest of their times: no point expires earlier than promised,
-    /// and a reversal of a merged accrual takes from the soonest-expiring
-    /// lots instead of its own.
+    /// Past [`LOTS_BYTES_BUDGET`], active lots older than the newest
+    /// [`UNMERGED_LOTS`] that no hold draws on and that expire on the same
+    /// UTC day become one lot (`merged/<day>`) expiring at the latest of
+    /// their times: no point is lost or expires earlier than promised, and a
+    /// refund of a merged purchase takes from the soonest-expiring lots
+    /// instead of its own.
     pub fn compact(&mut self, held_from: &HashSet<&str>) {
         self.lots.retain(|l| l.remaining > 0 || held_from.contains(l.id.as_str()));
         if self.approximate_bytes() <= LOTS_BYTES_BUDGET {
@@ -272,8 +338,11 @@ impl Lots {
         let day = |l: &Lot| l.expires_at_ms.map(|at| at.div_euclid(86_400_000));
         let mut merged: Vec<Lot> = Vec::new();
         let mut kept = Vec::with_capacity(self.lots.len());
-        for lot in std::mem::take(&mut self.lots) {
-            if !lot.is_active() || held_from.contains(lot.id.as_str()) {
+        let mut by_age: Vec<(Millis, usize)> = self.lots.iter().enumerate().map(|(i, l)| (l.earned_at_ms, i)).collect();
+        by_age.sort_unstable_by(|a, b| b.cmp(a));
+        let newest: HashSet<usize> = by_age.into_iter().take(UNMERGED_LOTS).map(|(_, i)| i).collect();
+        for (i, lot) in std::mem::take(&mut self.lots).into_iter().enumerate() {
+            if newest.contains(&i) || !lot.is_active() || held_from.contains(lot.id.as_str()) {
                 kept.push(lot);
                 continue;
             }
@@ -291,6 +360,7 @@ impl Lots {
             }
         }
         merged.extend(kept);
+        merged.sort_by_key(Lot::spend_key);
         self.lots = merged;
     }
 
@@ -385,6 +455,7 @@ mod tests {
         l.give_back(&held, 3);
         assert_eq!(l.get("a").unwrap().remaining, 10);
         l.lots.clear();
+        l.recount();
         l.give_back(&held, 3);
         assert_eq!((l.get("a").unwrap().remaining, l.get("a").unwrap().expires_at_ms), (10, None));
     }
@@ -405,17 +476,21 @@ mod tests {
         let long = "x".repeat(120);
         let day = 86_400_000;
         for i in 0..5_000 {
-            l.add(lot(&format!("{long}{i}"), 1, None, Some(day * (i % 10) + i)));
+            l.add(Lot { earned_at_ms: i, ..lot(&format!("{long}{i}"), 1, None, Some(day * (i % 10) + i)) });
         }
         l.add(lot("pending", 3, Some(1), None));
         l.add(lot("never", 2, None, None));
         let before = (l.active(), l.pending());
         l.compact(&HashSet::new());
         assert_eq!((l.active(), l.pending()), before, "merging keeps every point");
-        assert_eq!(l.lots.len(), 12, "ten expiry days, one never, one pending");
+        // Ten expiry days and "never" merged; the newest 1,000 and the pending lot as they were.
+        assert_eq!(l.lots.len(), 11 + UNMERGED_LOTS + 1);
+        let tail: Vec<_> = l.lots.iter().rev().take(2).map(|l| l.id.as_str()).collect();
+        assert_eq!(tail, ["pending", "merged/never"], "spending order: never-expiring last, oldest first");
+        assert!(l.get(&format!("{long}4999")).is_some() && l.get(&format!("{long}3999")).is_none());
         assert!(l.approximate_bytes() < LOTS_BYTES_BUDGET);
         let first = l.lots.iter().find(|m| m.id == "merged/0").unwrap();
-        assert_eq!(first.expires_at_ms, Some(4_990), "the latest time of the day");
+        assert_eq!(first.expires_at_ms, Some(3_990), "the latest time of the day among the merged");
     }
 
     #[test]

@@ -211,6 +211,10 @@ pub struct LoyaltyState {
     /// activity (0: never).
     #[serde(default)]
     pub expire_inactive_after_ms: Millis,
+    /// Nothing is due before this time (`None`: not known; look). Kept so
+    /// an accrual does not walk every lot; not carried, it is recomputed.
+    #[serde(skip)]
+    pub due_hint: Option<Millis>,
 }
 
 fn active() -> bool {

@@ -320,6 +320,7 @@ impl LoyaltyEntityWorkflow {
         let ctx: &Ctx = ctx;
         let mut sleep = Sleep::new(ctx);
         loop {
+            ctx.state_mut(|s| s.state.compact_lots());
             if lifecycle {
                 if !sleep.until_work_or_due().await? {
                     continue;
@@ -647,10 +648,12 @@ impl<'a> Sleep<'a> {
         }
         let mut timer = &mut self.timer.as_mut().expect("set above").1;
         let c = ctx.clone();
+        // Cheap to evaluate on every activation: the hint drops (or is
+        // forgotten) whenever something may fall due before the deadline.
         select! {
             _ = timer => {}
             r = ctx.wait_condition(move |s: &LoyaltyEntityWorkflow| {
-                s.has_work(should_continue(&c)) || s.state.next_due() != due
+                s.has_work(should_continue(&c)) || s.state.due_hint.is_none_or(|hint| hint < deadline)
             }) => r?,
         }
         Ok(false)
