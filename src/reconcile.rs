@@ -85,6 +85,13 @@ pub async fn check_account(client: &Client, ledger: &Ledger, customer_id: &str) 
             if s.tier != Tier::for_lifetime(t.lifetime) {
                 differences.push(format!("tier: workflow {} ledger {}", s.tier, Tier::for_lifetime(t.lifetime)));
             }
+            let (pending, held) = ledger.pending_and_held(customer_id).await?;
+            if (s.pending_points, s.held_points) != (pending, held) {
+                differences.push(format!(
+                    "pending and held points: workflow {} and {}, ledger {pending} and {held}",
+                    s.pending_points, s.held_points
+                ));
+            }
         }
     }
     Ok(differences)

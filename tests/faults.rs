@@ -33,6 +33,9 @@ struct Book {
     redeemed: BTreeMap<String, BTreeMap<String, i64>>,
     reversed: BTreeMap<String, BTreeMap<String, Delta>>,
     adjusted: BTreeMap<String, BTreeMap<String, Delta>>,
+    /// Entries of holds: reserved (`hold/<id>`), captured (the capture's
+    /// event id), released (`release/<id>`), by kind.
+    holds: BTreeMap<String, BTreeMap<EntryKind, BTreeMap<String, Delta>>>,
 }
 
 /// How an event moved an account, as (balance delta, lifetime delta). For a
@@ -83,6 +86,9 @@ impl Book {
             EntryKind::Redemption => of(&self.redeemed, |p| (-p, 0)),
             EntryKind::Reversal => self.reversed.get(customer).cloned().unwrap_or_default(),
             EntryKind::Adjustment => self.adjusted.get(customer).cloned().unwrap_or_default(),
+            EntryKind::Hold | EntryKind::Capture | EntryKind::Release => {
+                self.holds.get(customer).and_then(|h| h.get(&kind)).cloned().unwrap_or_default()
+            }
             _ => BTreeMap::new(),
         }
     }
@@ -110,6 +116,10 @@ impl Book {
         for (event, delta) in outcome.adjusted {
             self.adjusted(&outcome.customer, &event, delta);
         }
+        for (kind, event, delta) in outcome.holds {
+            let kinds = self.holds.entry(outcome.customer.clone()).or_default();
+            kinds.entry(kind).or_default().insert(event, delta);
+        }
         outcome.calls
     }
 
@@ -133,6 +143,7 @@ impl Book {
             .chain(self.redeemed.keys())
             .chain(self.reversed.keys())
             .chain(self.adjusted.keys())
+            .chain(self.holds.keys())
             .collect();
         for customer in customers {
             figures.customers += 1;
@@ -307,6 +318,7 @@ async fn mixed_operations_on_one_hot_account_across_continue_as_new() {
         (Rpc::Adjust, tokio::spawn(adjust_caller(grpc.clone(), hot.clone()))),
         (Rpc::GetSummary, tokio::spawn(summary_caller(grpc.clone(), hot.clone()))),
     ];
+    let holder = tokio::spawn(hold_caller(grpc.clone(), hot.clone()));
 
     // Outage k starts once (3k + 1) / (3 * outages) of the accruals are
     // acknowledged: a third of the way at scale 1.
@@ -334,6 +346,9 @@ async fn mixed_operations_on_one_hot_account_across_continue_as_new() {
         let tally = caller.await.expect("a caller");
         tallies.entry(rpc).or_insert_with(|| Tally::new(customer)).merge(tally);
     }
+    for (rpc, tally) in holder.await.expect("the hold caller") {
+        tallies.entry(rpc).or_insert_with(|| Tally::new(customer)).merge(tally);
+    }
 
     // Latency, from the first attempt to the definite answer.
     report_latencies(SCENARIO, &tallies);
@@ -353,6 +368,8 @@ async fn mixed_operations_on_one_hot_account_across_continue_as_new() {
         (Rpc::Redeem, tally(Rpc::Redeem).outcome.redeemed.len()),
         (Rpc::Reverse, tally(Rpc::Reverse).outcome.reversed.len()),
         (Rpc::Adjust, tally(Rpc::Adjust).outcome.adjusted.len()),
+        (Rpc::Capture, tally(Rpc::Capture).outcome.holds.len()),
+        (Rpc::Release, tally(Rpc::Release).outcome.holds.len()),
     ] {
         assert!(succeeded > 0, "{rpc:?}: none succeeded; {:?}", tally(rpc).refusal);
     }
@@ -426,6 +443,9 @@ enum Rpc {
     Reverse,
     Adjust,
     GetSummary,
+    Reserve,
+    Capture,
+    Release,
 }
 
 /// What the callers of the hot-account scenario share.
@@ -503,6 +523,7 @@ impl Tally {
         mine.redeemed.extend(theirs.redeemed);
         mine.reversed.extend(theirs.reversed);
         mine.adjusted.extend(theirs.adjusted);
+        mine.holds.extend(theirs.holds);
         self.latencies.extend(other.latencies);
         self.longest_attempt = self.longest_attempt.max(other.longest_attempt);
         self.refused += other.refused;
@@ -707,6 +728,70 @@ async fn adjust_caller(grpc: Grpc, hot: Arc<Hot>) -> Tally {
         }
     }
     tally
+}
+
+/// Checkout holds on the hot account until the accruals are done: reserve,
+/// then capture part of it (two of three) or release it, each retried with
+/// its ids until definite. A reservation the balance cannot cover is
+/// refused (FAILED_PRECONDITION); nothing else may be.
+async fn hold_caller(grpc: Grpc, hot: Arc<Hot>) -> Vec<(Rpc, Tally)> {
+    let (mut reserves, mut captures, mut releases) =
+        (Tally::new(&hot.customer), Tally::new(&hot.customer), Tally::new(&hot.customer));
+    let mut n = 0;
+    while !hot.done() {
+        n += 1;
+        let hold_id = format!("{}-h{n}", hot.customer);
+        let points = 10 + (n * 11 % 30) as i64;
+        let request = pb::ReserveRequest {
+            customer_id: hot.customer.clone(),
+            hold_id: hold_id.clone(),
+            points,
+            ttl: Some(prost_types::Duration { seconds: 300, nanos: 0 }),
+        };
+        let send = || {
+            let (mut grpc, request) = (grpc.clone(), with_deadline(request.clone()));
+            async move { grpc.reserve(request).await }
+        };
+        match reserves.call(&hot, &hold_id, send).await {
+            Ok(r) => {
+                assert_eq!((r.held, r.status()), (points, pb::HoldStatus::Held), "{hold_id}: {r:?}");
+                reserves.outcome.holds.push((EntryKind::Hold, format!("hold/{hold_id}"), (-points, 0)));
+            }
+            Err(s) if s.code() == Code::FailedPrecondition => {
+                reserves.refuse(s);
+                continue;
+            }
+            Err(s) => panic!("{hold_id}: {s:?}"),
+        }
+        if n % 3 == 0 {
+            let request = pb::ReleaseRequest { customer_id: hot.customer.clone(), hold_id: hold_id.clone() };
+            let send = || {
+                let (mut grpc, request) = (grpc.clone(), with_deadline(request.clone()));
+                async move { grpc.release(request).await }
+            };
+            let r = releases.call(&hot, &hold_id, send).await.unwrap_or_else(|s| panic!("{hold_id}: {s:?}"));
+            assert_eq!(r.status(), pb::HoldStatus::Released, "{hold_id}: {r:?}");
+            releases.outcome.holds.push((EntryKind::Release, format!("release/{hold_id}"), (points, 0)));
+        } else {
+            let event = format!("{}-k{n}", hot.customer);
+            let captured = points - (n % 7) as i64;
+            let request = pb::CaptureRequest {
+                customer_id: hot.customer.clone(),
+                hold_id: hold_id.clone(),
+                points: captured,
+                event_id: event.clone(),
+                reward: "checkout".into(),
+            };
+            let send = || {
+                let (mut grpc, request) = (grpc.clone(), with_deadline(request.clone()));
+                async move { grpc.capture(request).await }
+            };
+            let r = captures.call(&hot, &event, send).await.unwrap_or_else(|s| panic!("{event}: {s:?}"));
+            assert_eq!((r.captured, r.status()), (captured, pb::HoldStatus::Captured), "{event}: {r:?}");
+            captures.outcome.holds.push((EntryKind::Capture, event, (points - captured, 0)));
+        }
+    }
+    vec![(Rpc::Reserve, reserves), (Rpc::Capture, captures), (Rpc::Release, releases)]
 }
 
 /// Reads the hot account's summary every 50 ms until the accruals are done:
@@ -920,6 +1005,7 @@ struct Outcome {
     redeemed: Vec<(String, i64)>,
     reversed: Vec<(String, Delta)>,
     adjusted: Vec<(String, Delta)>,
+    holds: Vec<(EntryKind, String, Delta)>,
 }
 
 /// Accrues 10 and, every third call, redeems 5, each retried with its event

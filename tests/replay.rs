@@ -399,3 +399,54 @@ async fn describe_runs(
         .unwrap();
     (info.first_run_id.clone(), info.execution.map(|e| e.run_id).unwrap_or_default())
 }
+
+/// Replays every run of `$LOYALTY_REPLAY_WORKFLOW` on the Temporal server at
+/// `$LOYALTY_REPLAY_TEMPORAL` (host:port) against this build: to check a
+/// production account before deploying a new version, or to find where a
+/// run diverged. Failing runs are written to target/tmp for the corpus.
+#[tokio::test]
+#[ignore = "reads a Temporal server named by $LOYALTY_REPLAY_TEMPORAL"]
+async fn replay_a_live_account() {
+    let address = std::env::var("LOYALTY_REPLAY_TEMPORAL").expect("LOYALTY_REPLAY_TEMPORAL is host:port");
+    let workflow_id = std::env::var("LOYALTY_REPLAY_WORKFLOW").expect("LOYALTY_REPLAY_WORKFLOW is a workflow id");
+    let url = temporalio_client::Url::parse(&format!("http://{address}")).unwrap();
+    let connection = temporalio_client::Connection::connect(
+        temporalio_client::ConnectionOptions::new(url).identity("loyalty-replay").build(),
+    )
+    .await
+    .unwrap();
+    let temporal =
+        temporalio_client::Client::new(connection, temporalio_client::ClientOptions::new("default").build()).unwrap();
+    let replayer = WorkflowReplayer::new(
+        WorkflowReplayerOptions::new().register_workflow::<LoyaltyEntityWorkflow>().expect("registers").build(),
+    )
+    .expect("replayer");
+    let handle = temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(workflow_id.clone());
+    let (first, _) = describe_runs(&handle).await;
+    let mut run_id = Some(first);
+    let mut failed = Vec::new();
+    while let Some(id) = run_id.take() {
+        let run = WorkflowExecutionInfo::builder()
+            .namespace("default")
+            .workflow_id(workflow_id.clone())
+            .run_id(id.clone())
+            .build()
+            .bind_untyped(temporal.clone());
+        let json = run.fetch_history(Default::default()).to_json().await.unwrap();
+        let events = WorkflowHistory::from_json(&json).unwrap().into_events().await.unwrap();
+        run_id = events.iter().find_map(|e| match &e.attributes {
+            Some(Attributes::WorkflowExecutionContinuedAsNewEventAttributes(a)) => Some(a.new_execution_run_id.clone()),
+            _ => None,
+        });
+        match replayer.replay_workflow(WorkflowHistory::from_json(&json).unwrap()).await {
+            Ok(_) => println!("run {id}: replays ({} events)", events.len()),
+            Err(e) => {
+                println!("run {id}: {e}");
+                let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("diverged-{id}.json"));
+                std::fs::write(&path, &json).unwrap();
+                failed.push(path);
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{failed:?} do not replay");
+}

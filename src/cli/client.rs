@@ -18,7 +18,7 @@ pub struct Target {
     server: String,
     /// Print JSON for scripts.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// API key, sent as `authorization: Bearer <key>`.
     #[arg(long, env = "LOYALTY_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -69,6 +69,12 @@ pub struct AccrueArgs {
     reason: String,
     #[arg(long, default_value = "cli")]
     source: String,
+    /// Days the points stay pending, instead of the program's period.
+    #[arg(long)]
+    pending_days: Option<i32>,
+    /// Days from activation until they expire, instead of the program's.
+    #[arg(long)]
+    expires_in_days: Option<i32>,
     #[command(flatten)]
     target: Target,
 }
@@ -93,7 +99,7 @@ pub struct SummaryArgs {
     target: Target,
 }
 
-async fn connect(target: &Target) -> Result<Client, tonic::Status> {
+pub(super) async fn connect(target: &Target) -> Result<Client, tonic::Status> {
     let server =
         if target.server.contains("://") { target.server.clone() } else { format!("http://{}", target.server) };
     let bad = |what: &str, e: &dyn std::fmt::Display| tonic::Status::invalid_argument(format!("{what}: {e}"));
@@ -121,7 +127,7 @@ async fn connect(target: &Target) -> Result<Client, tonic::Status> {
 }
 
 /// Prints the outcome: `human` or `json` on success, the status on failure.
-fn report<T>(
+pub(super) fn report<T>(
     result: Result<T, tonic::Status>,
     as_json: bool,
     json: impl Fn(&T) -> serde_json::Value,
@@ -156,6 +162,8 @@ pub async fn accrue(args: AccrueArgs) -> ExitCode {
         points,
         reason: args.reason,
         source: args.source,
+        pending_days: args.pending_days,
+        expires_in_days: args.expires_in_days,
         ..Default::default()
     };
     let result = async { Ok(connect(&args.target).await?.accrue(request).await?.into_inner()) }.await;

@@ -1,6 +1,7 @@
 //! The `loyalty` command line: run the service, or call a running one.
 
 mod client;
+mod holds;
 pub(crate) mod progress;
 mod reconcile;
 mod server;
@@ -37,6 +38,12 @@ enum Command {
     Reverse(client::ReverseArgs),
     /// Correct a balance (support), with a reason.
     Adjust(client::AdjustArgs),
+    /// Set points aside at checkout (released by itself after --ttl).
+    Reserve(holds::ReserveArgs),
+    /// Spend (part of) a hold; the rest goes back.
+    Capture(holds::CaptureArgs),
+    /// Give a hold's points back.
+    Release(holds::ReleaseArgs),
     /// Compare every account's workflow state with the ledger; print differences.
     Reconcile(reconcile::ReconcileArgs),
     /// Measure a running service against the Temporal client used directly.
@@ -55,6 +62,9 @@ impl Cli {
             Command::History(args) => client::history(args).await,
             Command::Reverse(args) => client::reverse(args).await,
             Command::Adjust(args) => client::adjust(args).await,
+            Command::Reserve(args) => holds::reserve(args).await,
+            Command::Capture(args) => holds::capture(args).await,
+            Command::Release(args) => holds::release(args).await,
             Command::Reconcile(args) => reconcile::reconcile(args).await,
             Command::Bench(args) => crate::bench::bench(args).await,
         }

@@ -1,7 +1,7 @@
 //! Typed settings: defaults in code, environment overrides, flags over both,
 //! validated once at start with errors that name the setting.
 
-mod program;
+pub mod program;
 
 use crate::domain::program::Program;
 use std::net::SocketAddr;

@@ -30,6 +30,11 @@ pub fn load(env: &impl Fn(&str) -> Option<String>) -> Result<Program, ConfigErro
     Ok(Program { pending_ms, lot_expiry_ms, inactivity_expiry_ms, refund })
 }
 
+/// Parses `<number><unit>` (`ms`, `s`, `m`, `h`, `d`) into milliseconds.
+pub fn parse_duration_ms(raw: &str) -> Option<Millis> {
+    duration("duration", raw, 0, Millis::MAX).ok()
+}
+
 /// Parses `<number><unit>` within `min..=max` milliseconds.
 fn duration(setting: &'static str, raw: &str, min: Millis, max: Millis) -> Result<Millis, ConfigError> {
     let raw = raw.trim();

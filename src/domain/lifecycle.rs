@@ -77,9 +77,8 @@ impl LoyaltyState {
         }
         let seq = self.seq;
         loop {
-            let live = || self.lots.lots.iter().filter(|l| l.remaining > 0);
-            let activation = live().filter_map(|l| l.pending_until_ms).min();
-            let expiry = live().filter(|l| l.is_active()).filter_map(|l| l.expires_at_ms).min();
+            let activation = self.lots.next_activation();
+            let expiry = self.lots.next_expiry();
             let hold = self.holds.iter().map(|h| h.expires_at_ms).min();
             let idle = self.inactivity_deadline();
             // Ties: activate first, then give holds back, then expire.
@@ -115,11 +114,7 @@ impl LoyaltyState {
             }
         }
         self.due_hint = Some(self.next_due().unwrap_or(Millis::MAX));
-        let made = (self.seq - seq) as usize;
-        if made > 0 {
-            self.compact_lots();
-        }
-        made
+        (self.seq - seq) as usize
     }
 
     /// Something may now be due at `at`: the hint must not be later.
@@ -172,8 +167,16 @@ impl LoyaltyState {
         }
     }
 
-    /// Drops spent and expired lots (and merges lots past the budget); the
-    /// run loop calls it once per turn, not every accrual.
+    /// Drops spent and expired lots (and merges lots past the budget) when
+    /// enough have piled up; the run loop calls it once per turn, and
+    /// [`LoyaltyState::compact_lots`] before carrying the state over.
+    pub fn tidy_lots(&mut self) {
+        if self.lots.needs_compaction() {
+            self.compact_lots();
+        }
+    }
+
+    /// Drops spent and expired lots (and merges lots past the budget).
     pub fn compact_lots(&mut self) {
         let held: HashSet<&str> = self.holds.iter().flat_map(|h| h.draws.iter().map(|d| d.lot.as_str())).collect();
         self.lots.compact(&held);

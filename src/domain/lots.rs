@@ -51,6 +51,11 @@ impl Lot {
         self.pending_until_ms.is_none()
     }
 
+    /// About how many bytes it takes in JSON.
+    fn approximate_size(&self) -> usize {
+        self.id.len() + 48
+    }
+
     /// Sort key of the spending order: soonest expiry first, never last.
     fn spend_key(&self) -> Millis {
         self.expires_at_ms.unwrap_or(Millis::MAX)
@@ -86,10 +91,10 @@ pub const CARRIED_LOT: &str = "carried/";
 /// Most bytes (about) an account's lots may take in its carried state; past
 /// it, active lots expiring on the same day merge (see [`Lots::compact`]),
 /// so the state always fits Temporal's 2 MB payload limit.
-pub const LOTS_BYTES_BUDGET: usize = 256 * 1024;
+pub const LOTS_BYTES_BUDGET: usize = 64 * 1024;
 /// The newest lots never merge: a refund of a recent purchase (the usual
 /// one) always finds its own lot.
-pub const UNMERGED_LOTS: usize = 1_000;
+pub const UNMERGED_LOTS: usize = 500;
 
 /// An account's lots and its debt. The sums of active and pending points
 /// are kept beside the lots (and recounted when a state is read), so the
@@ -109,7 +114,19 @@ pub struct Lots {
     active_sum: i64,
     #[serde(skip)]
     pending_sum: i64,
+    /// Pending lots with points.
+    #[serde(skip)]
+    pending_count: usize,
+    /// Lots with nothing left, not dropped yet.
+    #[serde(skip)]
+    empties: usize,
+    /// About how many bytes the lots take in JSON.
+    #[serde(skip)]
+    bytes: usize,
 }
+
+/// Empty lots tolerated before the run loop drops them: a spend skips them.
+pub const EMPTY_LOTS_SLACK: usize = 256;
 
 #[derive(Deserialize)]
 struct LotsWire {
@@ -121,7 +138,7 @@ struct LotsWire {
 
 impl From<LotsWire> for Lots {
     fn from(w: LotsWire) -> Self {
-        let mut lots = Self { lots: w.lots, debt: w.debt, active_sum: 0, pending_sum: 0 };
+        let mut lots = Self { lots: w.lots, debt: w.debt, ..Self::default() };
         lots.lots.sort_by_key(Lot::spend_key);
         lots.recount();
         lots
@@ -156,13 +173,21 @@ impl Lots {
     pub fn recount(&mut self) {
         self.active_sum = self.lots.iter().filter(|l| l.is_active()).map(|l| l.remaining).sum();
         self.pending_sum = self.lots.iter().filter(|l| !l.is_active()).map(|l| l.remaining).sum();
+        self.pending_count = self.lots.iter().filter(|l| !l.is_active() && l.remaining > 0).count();
+        self.empties = self.lots.iter().filter(|l| l.remaining == 0).count();
+        self.bytes = self.lots.iter().map(Lot::approximate_size).sum();
     }
 
-    /// Whether the kept sums match the lots (for tests and debug checks).
+    /// Whether the kept sums and counts match the lots (for tests).
     pub fn sums_hold(&self) -> bool {
         let mut fresh = self.clone();
         fresh.recount();
-        (fresh.active_sum, fresh.pending_sum) == (self.active_sum, self.pending_sum)
+        fresh == *self
+    }
+
+    /// Whether [`Lots::compact`] has work: many empty lots, or over budget.
+    pub fn needs_compaction(&self) -> bool {
+        self.empties >= EMPTY_LOTS_SLACK || self.bytes > LOTS_BYTES_BUDGET
     }
 
     /// The lot `id`, if live.
@@ -177,7 +202,9 @@ impl Lots {
             self.active_sum += lot.remaining;
         } else {
             self.pending_sum += lot.remaining;
+            self.pending_count += usize::from(lot.remaining > 0);
         }
+        self.empties += usize::from(lot.remaining == 0);
         self.insert(lot);
         paid
     }
@@ -187,6 +214,7 @@ impl Lots {
     fn insert(&mut self, lot: Lot) {
         let key = lot.spend_key();
         let at = self.lots.partition_point(|l| l.spend_key() <= key);
+        self.bytes += lot.approximate_size();
         self.lots.insert(at, lot);
     }
 
@@ -203,11 +231,13 @@ impl Lots {
     pub fn spend(&mut self, points: i64, first: Option<&str>) -> Vec<Draw> {
         let mut left = points;
         let mut draws = Vec::new();
+        let mut emptied = 0;
         let mut take_from = |lot: &mut Lot, left: &mut i64| {
             let take = lot.remaining.min(*left);
             if take > 0 && lot.is_active() {
                 lot.remaining -= take;
                 *left -= take;
+                emptied += usize::from(lot.remaining == 0);
                 draws.push(Draw { lot: lot.id.clone(), points: take });
             }
         };
@@ -221,6 +251,7 @@ impl Lots {
             take_from(lot, &mut left);
         }
         self.active_sum -= points - left;
+        self.empties += emptied;
         draws
     }
 
@@ -233,7 +264,12 @@ impl Lots {
             self.pay_debt(&mut points);
             self.active_sum += points;
             match self.lots.iter_mut().find(|l| l.id == d.lot) {
-                Some(lot) => lot.remaining += points,
+                Some(lot) => {
+                    if lot.remaining == 0 && points > 0 {
+                        self.empties -= 1;
+                    }
+                    lot.remaining += points;
+                }
                 None if points > 0 => self.insert(Lot {
                     id: d.lot.clone(),
                     remaining: points,
@@ -254,6 +290,10 @@ impl Lots {
                 let take = lot.remaining.min(points);
                 lot.remaining -= take;
                 self.pending_sum -= take;
+                if take > 0 && lot.remaining == 0 {
+                    self.pending_count -= 1;
+                    self.empties += 1;
+                }
                 take
             }
             None => 0,
@@ -268,14 +308,27 @@ impl Lots {
     /// The earliest time something happens to the lots: an activation, or
     /// an expiry of a lot that still holds points.
     pub fn next_due(&self) -> Option<Millis> {
-        self.lots.iter().filter(|l| l.remaining > 0).filter_map(|l| l.pending_until_ms.or(l.expires_at_ms)).min()
+        [self.next_activation(), self.next_expiry()].into_iter().flatten().min()
+    }
+
+    /// When the next pending lot becomes active.
+    pub fn next_activation(&self) -> Option<Millis> {
+        if self.pending_count == 0 {
+            return None;
+        }
+        self.lots.iter().filter(|l| l.remaining > 0).filter_map(|l| l.pending_until_ms).min()
+    }
+
+    /// When the next active points expire: the first active lot with points
+    /// in spending order (the soonest expiry) says.
+    pub fn next_expiry(&self) -> Option<Millis> {
+        self.lots.iter().find(|l| l.is_active() && l.remaining > 0).and_then(|l| l.expires_at_ms)
     }
 
     /// Activates every pending lot due at the earliest pending time, if that
     /// is at or before `now`. Active points pay debt first.
     pub fn activate_due(&mut self, now: Millis) -> Option<Due> {
-        let at = self.lots.iter().filter(|l| l.remaining > 0).filter_map(|l| l.pending_until_ms).min();
-        let at = at.filter(|&at| at <= now)?;
+        let at = self.next_activation().filter(|&at| at <= now)?;
         let mut draws = Vec::new();
         let mut debt = self.debt;
         for lot in self.lots.iter_mut().filter(|l| l.remaining > 0 && l.pending_until_ms == Some(at)) {
@@ -284,8 +337,10 @@ impl Lots {
             let paid = lot.remaining.min(debt).max(0);
             debt -= paid;
             self.pending_sum -= lot.remaining;
+            self.pending_count -= 1;
             lot.remaining -= paid;
             self.active_sum += lot.remaining;
+            self.empties += usize::from(lot.remaining == 0);
         }
         self.debt = debt;
         Some(Due { at_ms: at, draws })
@@ -294,19 +349,14 @@ impl Lots {
     /// Expires what remains of every active lot due at the earliest expiry,
     /// if that is at or before `now`.
     pub fn expire_due(&mut self, now: Millis) -> Option<Due> {
-        let at = self
-            .lots
-            .iter()
-            .filter(|l| l.is_active() && l.remaining > 0)
-            .filter_map(|l| l.expires_at_ms)
-            .min()
-            .filter(|&at| at <= now)?;
+        let at = self.next_expiry().filter(|&at| at <= now)?;
         let mut draws = Vec::new();
         for lot in self.lots.iter_mut().filter(|l| l.is_active() && l.remaining > 0 && l.expires_at_ms == Some(at)) {
             draws.push(Draw { lot: lot.id.clone(), points: lot.remaining });
             lot.remaining = 0;
         }
         self.active_sum -= drawn(&draws);
+        self.empties += draws.len();
         Some(Due { at_ms: at, draws })
     }
 
@@ -318,6 +368,7 @@ impl Lots {
             lot.remaining = 0;
         }
         self.active_sum -= drawn(&draws);
+        self.empties += draws.len();
         draws
     }
 
@@ -332,7 +383,8 @@ impl Lots {
     /// instead of its own.
     pub fn compact(&mut self, held_from: &HashSet<&str>) {
         self.lots.retain(|l| l.remaining > 0 || held_from.contains(l.id.as_str()));
-        if self.approximate_bytes() <= LOTS_BYTES_BUDGET {
+        self.recount();
+        if self.bytes <= LOTS_BYTES_BUDGET {
             return;
         }
         let day = |l: &Lot| l.expires_at_ms.map(|at| at.div_euclid(86_400_000));
@@ -362,11 +414,12 @@ impl Lots {
         merged.extend(kept);
         merged.sort_by_key(Lot::spend_key);
         self.lots = merged;
+        self.recount();
     }
 
     /// About how many bytes the lots take in JSON.
     pub fn approximate_bytes(&self) -> usize {
-        self.lots.iter().map(|l| l.id.len() + 48).sum()
+        self.bytes
     }
 
     /// Points expiring in `[from, until)`, and the next expiry after `from`
@@ -473,7 +526,7 @@ mod tests {
     #[test]
     fn past_the_budget_lots_expiring_the_same_day_merge_and_no_point_expires_earlier() {
         let mut l = Lots::default();
-        let long = "x".repeat(120);
+        let long = "order-".repeat(3);
         let day = 86_400_000;
         for i in 0..5_000 {
             l.add(Lot { earned_at_ms: i, ..lot(&format!("{long}{i}"), 1, None, Some(day * (i % 10) + i)) });
@@ -490,7 +543,7 @@ mod tests {
         assert!(l.get(&format!("{long}4999")).is_some() && l.get(&format!("{long}3999")).is_none());
         assert!(l.approximate_bytes() < LOTS_BYTES_BUDGET);
         let first = l.lots.iter().find(|m| m.id == "merged/0").unwrap();
-        assert_eq!(first.expires_at_ms, Some(3_990), "the latest time of the day among the merged");
+        assert_eq!(first.expires_at_ms, Some(4_490), "the latest time of the day among the merged");
     }
 
     #[test]

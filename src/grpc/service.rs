@@ -56,7 +56,7 @@ pub(super) enum Known {
     /// The ledger could not tell.
     Unknown,
     /// This same event, already applied.
-    Applied(HistoryEntry),
+    Applied(Box<HistoryEntry>),
 }
 
 impl LoyaltyApi {
@@ -94,7 +94,7 @@ impl LoyaltyApi {
         let found = lookup.await.unwrap_or_else(|_| Err(LedgerError::TimedOut(LEDGER_LOOKUP_TIMEOUT)));
         match found {
             Ok(None) => Ok(Known::New),
-            Ok(Some(row)) if movement.same_as(&row.request()) => Ok(Known::Applied(row)),
+            Ok(Some(row)) if movement.same_as(&row.request()) => Ok(Known::Applied(Box::new(row))),
             Ok(Some(_)) => {
                 Err(ApiError::EventIdReused(Rejection::EventIdReused(movement.event_id.clone()).to_string()))
             }

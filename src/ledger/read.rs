@@ -111,6 +111,10 @@ pub struct AccountAudit {
     pub last_balance_after: Option<i64>,
     /// Number of rows.
     pub entries: i64,
+    /// Held points as the account's totals say.
+    pub held: i64,
+    /// Held points as the hold, capture and release rows add up.
+    pub held_by_rows: i64,
 }
 
 impl AccountAudit {
@@ -128,6 +132,12 @@ impl AccountAudit {
         }
         if let Some(last) = self.last_balance_after.filter(|b| *b != self.totals.balance) {
             out.push(format!("newest row's balance_after is {last} but the balance is {}", self.totals.balance));
+        }
+        if self.held != self.held_by_rows {
+            out.push(format!(
+                "hold rows add up to {} held points but the account holds {}",
+                self.held_by_rows, self.held
+            ));
         }
         out
     }
@@ -227,6 +237,17 @@ impl Ledger {
         .fetch_one(&self.pool)
         .await?;
         let last_balance_after = self.history(customer_id, None, 1).await?.first().map(|e| e.balance_after);
+        // A hold sets -points aside; a release gives points back; a capture of c
+        // from a hold of h gives back h - c (its points) and spends c (requested).
+        let held_by_rows: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(CASE kind WHEN 'hold' THEN -points WHEN 'release' THEN -points
+                                            WHEN 'capture' THEN -(points + requested) ELSE 0 END), 0) AS BIGINT)
+             FROM ledger_entries WHERE customer_id = $1",
+        )
+        .bind(customer_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let (_, held) = self.pending_and_held(customer_id).await?;
         Ok(Some(AccountAudit {
             customer_id: customer_id.to_owned(),
             totals,
@@ -234,6 +255,8 @@ impl Ledger {
             sum_lifetime,
             last_balance_after,
             entries,
+            held,
+            held_by_rows,
         }))
     }
 

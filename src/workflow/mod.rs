@@ -103,6 +103,9 @@ pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// [`LEDGER_RETRY_MAX`], and while it fails each try carries one entry, so a
 /// long outage adds little to the run's history.
 const LEDGER_RETRY: Duration = Duration::from_secs(5);
+/// First wait of a [`LIFECYCLE`] run: shorter, so a short outage leaves a
+/// short backlog (each try carries one entry, so trying often is cheap).
+const LEDGER_RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest wait between tries of a failing ledger.
 const LEDGER_RETRY_MAX: Duration = Duration::from_secs(300);
 /// Wait before trying a held (fenced) ledger again.
@@ -201,7 +204,10 @@ impl LoyaltyEntityWorkflow {
         if self.closing || !self.run_is_full(suggested) {
             return false;
         }
-        let forced = suggested
+        // Temporal's suggestion comes far from its hard limits: a lifecycle run
+        // writes its backlog down first, since a large carried state makes the
+        // continue-as-new slow enough to keep losing the race with new signals.
+        let forced = (suggested && !self.lifecycle)
             || self.signals_this_run >= FORCE_SIGNALS_PER_RUN
             || self.accruals_this_run >= FORCE_ACCRUALS_PER_RUN
             || self.updates_this_run >= FORCE_UPDATES_PER_RUN;
@@ -320,7 +326,7 @@ impl LoyaltyEntityWorkflow {
         let ctx: &Ctx = ctx;
         let mut sleep = Sleep::new(ctx);
         loop {
-            ctx.state_mut(|s| s.state.compact_lots());
+            ctx.state_mut(|s| s.state.tidy_lots());
             if lifecycle {
                 if !sleep.until_work_or_due().await? {
                     continue;
@@ -333,7 +339,8 @@ impl LoyaltyEntityWorkflow {
                 Projection::Done => {}
                 Projection::Failed => {
                     let failures = ctx.state(|s| s.failures);
-                    let wait = LEDGER_RETRY.saturating_mul(1 << failures.min(8).saturating_sub(1));
+                    let first = if lifecycle { LEDGER_RETRY_FIRST } else { LEDGER_RETRY };
+                    let wait = first.saturating_mul(1 << failures.min(9).saturating_sub(1));
                     ctx.timer(wait.min(LEDGER_RETRY_MAX)).await;
                 }
                 Projection::Held => {
@@ -357,6 +364,7 @@ impl LoyaltyEntityWorkflow {
             if carry {
                 sleep.cancel();
                 wait_for_handlers(ctx).await?;
+                ctx.state_mut(|s| s.state.compact_lots());
                 let carried = ctx.state(|s| s.state.clone());
                 log(ctx, |s| {
                     let behind = s.seq - s.projected_seq;
@@ -870,6 +878,9 @@ mod tests {
         wf.updates_this_run = MAX_UPDATES_PER_RUN;
         assert!(!wf.should_carry_over(false));
         assert!(wf.should_carry_over(true), "Temporal suggests a new run: carried with its backlog");
+        wf.lifecycle = true;
+        assert!(!wf.should_carry_over(true), "a lifecycle run writes its backlog down first");
+        wf.lifecycle = false;
         wf.updates_this_run = FORCE_UPDATES_PER_RUN;
         assert!(wf.should_carry_over(false), "forced: carried with its backlog");
 

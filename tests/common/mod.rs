@@ -28,7 +28,26 @@ pub struct Shared {
 
 fn dev_server() -> &'static DevServer {
     static DEV: OnceLock<DevServer> = OnceLock::new();
-    DEV.get_or_init(|| DevServer::start(&DevServerOptions::default()).expect("temporal dev server starts"))
+    // LOYALTY_TEST_TEMPORAL_DB=<file> keeps the dev server's data, to read
+    // a failed run's histories afterwards (`temporal server start-dev --db-filename`).
+    let options = DevServerOptions {
+        db_file: std::env::var_os("LOYALTY_TEST_TEMPORAL_DB").map(PathBuf::from),
+        ..DevServerOptions::default()
+    };
+    DEV.get_or_init(|| {
+        let dev = DevServer::start(&options).expect("temporal dev server starts");
+        // LOYALTY_TEST_KEEP_ON_FAILURE=1 keeps a failed test's process (and
+        // its dev server) alive for ten minutes, to read its histories.
+        if std::env::var_os("LOYALTY_TEST_KEEP_ON_FAILURE").is_some() {
+            eprintln!("dev server at {}", dev.address());
+            let hook = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                hook(info);
+                std::thread::sleep(Duration::from_secs(600));
+            }));
+        }
+        dev
+    })
 }
 
 /// A scratch folder unique to this process.
@@ -63,7 +82,18 @@ pub fn start_app(
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         rt.block_on(async move {
-            let app = Application::build(settings).await.expect("application builds");
+            // A dev server that just started may answer "Frontend is not healthy yet" for a moment.
+            let mut attempts = 0;
+            let app = loop {
+                match Application::build(settings.clone()).await {
+                    Ok(app) => break app,
+                    Err(e) if attempts < 20 && e.to_string().contains("not healthy yet") => {
+                        attempts += 1;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(e) => panic!("application builds: {e}"),
+                }
+            };
             ready_tx.send(app.grpc_addr()).expect("test waits");
             app.run_until(async move {
                 let _ = stop.await;
