@@ -537,7 +537,7 @@ async fn the_projection_applies_only_on_top_of_the_sequence_it_expects(db: Db) {
     };
     account.accrue(&event("f1", 1_200), 0).unwrap();
     account.accrue(&event("f2", 30), 0).unwrap();
-    let first = account.projection(2, usize::MAX);
+    let first = account.projection(2, usize::MAX, true);
     let written = |reply: &ProjectionReply| matches!(reply, ProjectionReply::Written { .. });
 
     let (reply, recovered) = ledger.project(&first).await.unwrap();
@@ -553,7 +553,7 @@ async fn the_projection_applies_only_on_top_of_the_sequence_it_expects(db: Db) {
     account
         .redeem(&loyalty::domain::RedemptionRequest { event_id: "f3".into(), points: 5, reward: "pen".into() }, 0)
         .unwrap();
-    let longer = account.projection(10, usize::MAX);
+    let longer = account.projection(10, usize::MAX, true);
     assert_eq!((longer.after_seq, longer.entries.len()), (0, 3));
     let (reply, recovered) = ledger.project(&longer).await.unwrap();
     assert!(written(&reply) && recovered, "{reply:?}");
@@ -563,7 +563,7 @@ async fn the_projection_applies_only_on_top_of_the_sequence_it_expects(db: Db) {
 
     // Behind (a lost database or an old backup): the account is at 3, this ledger at 0.
     account.accrue(&event("f4", 1), 0).unwrap();
-    let next = account.projection(10, usize::MAX);
+    let next = account.projection(10, usize::MAX, true);
     let lost = customer(db, "fenced-lost");
     let (reply, _) = ledger.project(&ProjectionBatch { customer_id: lost.clone(), ..next.clone() }).await.unwrap();
     assert!(matches!(reply, ProjectionReply::Fenced { ledger_seq: 0, .. }), "{reply:?}");

@@ -349,3 +349,30 @@ async fn holds_and_bad_input() {
     let kinds: Vec<_> = rows.iter().map(|r| r.kind.as_str()).collect();
     assert_eq!(kinds, ["accrual", "hold", "capture", "hold", "release", "reversal", "accrual"], "{rows:?}");
 }
+
+/// The account sleeps toward a lot's expiry; a redemption empties that lot
+/// (its expiry no longer due): the account goes on answering at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spending_the_lot_the_account_sleeps_toward_keeps_it_answering() {
+    let mut grpc = common::client().await;
+    let c = "sleeper";
+    let soon = pb::AccrueRequest {
+        pending_days: Some(0),
+        expires_at: Some(ts(now_ms() + 30_000)),
+        ..accrual(c, "sleeper-a", 100)
+    };
+    grpc.accrue(soon).await.unwrap();
+    grpc.accrue(accrual(c, "sleeper-b", 50)).await.unwrap();
+    common::summary_when(&mut grpc, c, SETTLE, |s| s.points_balance == 150).await;
+    grpc.redeem(redemption(c, "sleeper-r1", 100, "lamp")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for i in 2..5 {
+        let started = Instant::now();
+        let r = grpc.redeem(redemption(c, &format!("sleeper-r{i}"), 10, "pen")).await.expect("answered");
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert_eq!(r.get_ref().remaining_balance, 50 - 10 * (i - 1));
+        let started = Instant::now();
+        summary(&mut grpc, c).await;
+        assert!(started.elapsed() < Duration::from_secs(5), "summary took {:?}", started.elapsed());
+    }
+}

@@ -12,7 +12,8 @@
 //! - `mixed`: one customer taking a steady Accrue stream while Redeem and
 //!   Adjust calls go to the same account, all through the service: latency
 //!   per kind, retries and errors, and how far the applied balance lags;
-//! - `memory`: resident memory of the service process per cached account.
+//! - `memory`: resident memory of the service process per cached account;
+//! - `lots`: GetSummary on an account that took 10,000 lots, next to a fresh one.
 //!
 //! Results go to `--out` as `results.json` and `chart.svg`.
 
@@ -21,6 +22,7 @@ mod chart;
 mod cpu;
 mod hot;
 mod load;
+mod lots;
 mod memory;
 mod mixed;
 pub mod reference;
@@ -103,8 +105,14 @@ pub struct BenchArgs {
     #[arg(long)]
     bench_database_url: Option<String>,
     /// Which phases to run.
-    #[arg(long, value_delimiter = ',', default_value = "api,hot,mixed,memory")]
+    #[arg(long, value_delimiter = ',', default_value = "api,hot,mixed,memory,lots")]
     phases: Vec<String>,
+    /// Accruals (each its own lot, expiring on its own date) the lots phase gives one account.
+    #[arg(long, default_value_t = 10_000)]
+    lots: usize,
+    /// GetSummary calls per account in the lots phase.
+    #[arg(long, default_value_t = 400)]
+    lots_summaries: usize,
     /// Written into the results: how the dev server stores its data.
     #[arg(long, default_value = "file-backed (SQLite)")]
     dev_server_storage: String,
@@ -188,6 +196,9 @@ async fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             Some(pid) => report.memory = Some(memory::run(&bench, pid).await?),
             None => eprintln!("memory phase skipped: give --service-pid"),
         }
+    }
+    if phase("lots") {
+        report.lots = Some(lots::run(&bench).await?);
     }
     report.judge();
     report.print();

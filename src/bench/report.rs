@@ -50,6 +50,9 @@ pub struct Report {
     pub mixed: Option<Mixed>,
     /// The memory phase.
     pub memory: Option<Memory>,
+    /// The lots phase (absent from results of runs before it existed).
+    #[serde(default)]
+    pub lots: Option<super::lots::Lots>,
     /// The targets, filled by [`Report::judge`].
     pub targets: Vec<Target>,
 }
@@ -76,6 +79,7 @@ impl Report {
             hot: None,
             mixed: None,
             memory: None,
+            lots: None,
             targets: Vec::new(),
         }
     }
@@ -131,6 +135,10 @@ impl Report {
             let catch_up = hot.stream.catch_up_seconds;
             add("steady stream: seconds to catch up after it stops", "<= 1.0", catch_up, Some(catch_up <= 1.0));
         }
+        if let Some(l) = &self.lots {
+            let ratio = l.p50_ratio;
+            add("GetSummary p50: 10,000-lot account / fresh account", "<= 2.0", ratio, Some(ratio <= 2.0));
+        }
         if let Some(m) = &self.mixed
             && let Some(redeem) = m.kind(Kind::Redeem)
         {
@@ -175,6 +183,12 @@ impl Report {
                     cpu(s.service_cpu_ms_per_call),
                     cpu(s.temporal_cpu_ms_per_call)
                 );
+            }
+        }
+        if let Some(l) = &self.lots {
+            println!("\nlots: {} accruals to one account, each its own lot", l.accruals);
+            for s in [&l.big, &l.fresh] {
+                println!("{:<36} {:>6} p50 {:>6.2} ms  p99 {:>6.2} ms", s.name, s.ok, s.p50_ms, s.p99_ms);
             }
         }
         if let Some(hot) = &self.hot {

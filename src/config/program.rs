@@ -27,6 +27,12 @@ pub fn load(env: &impl Fn(&str) -> Option<String>) -> Result<Program, ConfigErro
             reason: format!("{raw:?} is not within_balance or allow_negative"),
         })?,
     };
+    if inactivity_expiry_ms.is_some_and(|idle| idle <= pending_ms) {
+        return Err(ConfigError {
+            setting: "LOYALTY_POINTS_EXPIRE_INACTIVE_AFTER",
+            reason: "must be longer than LOYALTY_POINTS_PENDING (points would expire as they activate)".into(),
+        });
+    }
     Ok(Program { pending_ms, lot_expiry_ms, inactivity_expiry_ms, refund })
 }
 

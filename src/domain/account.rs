@@ -81,6 +81,9 @@ pub enum Rejection {
     /// No open or recently finished hold has this id.
     #[error("hold_id: no hold {0} on this account")]
     HoldNotFound(String),
+    /// The account has as many open holds as it may.
+    #[error("too many open holds (at most {0}): capture or release one first")]
+    TooManyHolds(usize),
     /// The hold ended in another way (captured, released or expired).
     #[error("hold {hold_id} is {status:?}, not open")]
     HoldNotOpen {
@@ -109,7 +112,7 @@ impl Rejection {
                 failure_type::NOT_REVERSIBLE
             }
             Rejection::HoldNotFound(_) => failure_type::HOLD_NOT_FOUND,
-            Rejection::HoldNotOpen { .. } => failure_type::HOLD_NOT_OPEN,
+            Rejection::HoldNotOpen { .. } | Rejection::TooManyHolds(_) => failure_type::HOLD_NOT_OPEN,
         }
     }
 }

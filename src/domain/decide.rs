@@ -255,7 +255,9 @@ impl LoyaltyState {
     /// The next write to the ledger: at most `max` entries on top of what it
     /// holds, and at most `max` accruals to check, within `max_bytes` of
     /// text (the activity's input must stay well below Temporal's 2 MB).
-    pub fn projection(&self, max: usize, max_bytes: usize) -> ProjectionBatch {
+    /// A run recorded before lots (`lifecycle` false) cut its writes by the
+    /// movements' text alone, and its replay must cut them the same way.
+    pub fn projection(&self, max: usize, max_bytes: usize, lifecycle: bool) -> ProjectionBatch {
         let mut budget = max_bytes;
         let mut fits = |size: usize| {
             let ok = size <= budget;
@@ -264,8 +266,12 @@ impl LoyaltyState {
         };
         let mut taken = 0;
         for entry in self.unprojected.iter().take(max) {
-            // The first entry always goes: one drawing on thousands of lots may exceed the budget alone.
-            if !fits(entry.approximate_size()) && taken > 0 {
+            if lifecycle {
+                // The first entry always goes: one drawing on thousands of lots may exceed the budget alone.
+                if !fits(entry.approximate_size()) && taken > 0 {
+                    break;
+                }
+            } else if !fits(entry.movement.approximate_size()) {
                 break;
             }
             taken += 1;
@@ -291,6 +297,9 @@ impl LoyaltyState {
     /// The ledger holds `batch`: its entries leave memory (their results stay
     /// a while for resends), and the checked accruals are decided, in order.
     pub fn projected(&mut self, batch: &ProjectionBatch, known: &[Known], now: Millis) -> VetReport {
+        if !self.lots_tracked && !self.needs_settling() {
+            self.track_lots(now);
+        }
         let last = batch.last_seq();
         self.unprojected.retain(|e| e.seq > last);
         self.projected_seq = self.projected_seq.max(last);
@@ -368,10 +377,12 @@ impl LoyaltyState {
             original.reversed += effect.requested;
             self.originals.put(id, original, seq);
         }
-        debug_assert_eq!(
+        debug_assert!(
+            !self.lots_tracked || self.points_balance == self.lots.active() - self.lots.debt,
+            "balance {} and lots {} - {} agree after {movement:?}",
             self.points_balance,
-            self.lots.active() - self.lots.debt,
-            "balance and lots agree after {movement:?}"
+            self.lots.active(),
+            self.lots.debt
         );
         let (pending_after, held_after) = (self.lots.pending(), self.held_points());
         self.unprojected.push(Entry {
@@ -453,7 +464,7 @@ mod tests {
 
     /// The ledger takes every entry: what a healthy projection does.
     fn project_all(s: &mut LoyaltyState) -> VetReport {
-        let batch = s.projection(usize::MAX, usize::MAX);
+        let batch = s.projection(usize::MAX, usize::MAX, true);
         let known = vec![Known::New; batch.check.len()];
         s.projected(&batch, &known, 0)
     }
@@ -567,7 +578,7 @@ mod tests {
         let unchecked = |id: &str, p| PointsEvent { ledger_checked: false, ..event(id, p) };
         s.pending_events = vec![unchecked("x", 5), unchecked("y", 7), unchecked("z", 9), unchecked("bad", -1)];
         assert_eq!(s.unapplied_points(), 21);
-        let batch = s.projection(10, usize::MAX);
+        let batch = s.projection(10, usize::MAX, true);
         assert_eq!(batch.check.len(), 4);
         let report = s.projected(&batch, &[Known::New, Known::Same, Known::Other, Known::New], 0);
         assert_eq!(report.applied, vec!["x".to_string()]);
@@ -586,9 +597,9 @@ mod tests {
         }
         let one = s.unprojected[0].movement.approximate_size();
         assert!(one > 2_000, "two 256-character 4-byte texts: {one}");
-        assert_eq!(s.projection(100, 3 * one).entries.len(), 3);
+        assert_eq!(s.projection(100, 3 * one, true).entries.len(), 3);
         assert_eq!(
-            s.projection(100, 0).entries.len(),
+            s.projection(100, 0, true).entries.len(),
             1,
             "a zero budget still takes one entry: a write always makes progress"
         );
@@ -617,7 +628,7 @@ mod tests {
         for i in 0..RESULTS_WINDOW + 10 {
             s.redeem(&redeem(&format!("r{i}"), 1), 0).unwrap();
         }
-        let batch = s.projection(5, usize::MAX);
+        let batch = s.projection(5, usize::MAX, true);
         assert_eq!((batch.after_seq, batch.entries.len()), (1, 5));
         assert_eq!(batch.totals_before, crate::domain::Totals { balance: 1_000, lifetime: 1_000 });
         assert_eq!(s.recent_redemptions.len(), RESULTS_WINDOW + 10, "unwritten results are all kept");

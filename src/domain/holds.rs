@@ -18,6 +18,8 @@ use super::text::BoundedText;
 pub const MIN_HOLD_TTL_MS: Millis = 1_000;
 /// Longest hold: 30 days; a checkout does not take longer.
 pub const MAX_HOLD_TTL_MS: Millis = 30 * 24 * 3_600_000;
+/// Most holds open at once on one account: a checkout holds one or two.
+pub const MAX_OPEN_HOLDS: usize = 100;
 /// How many finished holds an account remembers to answer a resend.
 pub const FINISHED_HOLDS_WINDOW: usize = 256;
 
@@ -76,6 +78,10 @@ pub struct ReserveRequest {
     pub points: i64,
     /// How long the hold lasts if not captured or released, in milliseconds.
     pub ttl_ms: Millis,
+    /// Set by our gRPC layer when the ledger already has a hold under this
+    /// id: the account refuses it unless it still remembers that hold.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ledger_known: bool,
 }
 
 /// Input of the `capture_points` update.
@@ -201,7 +207,7 @@ mod tests {
 
     #[test]
     fn requests_are_checked() {
-        let ok = ReserveRequest { hold_id: "h1".into(), points: 5, ttl_ms: 60_000 };
+        let ok = ReserveRequest { hold_id: "h1".into(), points: 5, ttl_ms: 60_000, ledger_known: false };
         assert!(ok.validate().is_ok());
         assert_eq!(ReserveRequest { ttl_ms: 0, ..ok.clone() }.validate().unwrap_err().field, "ttl");
         assert_eq!(ReserveRequest { ttl_ms: 365 * 86_400_000, ..ok.clone() }.validate().unwrap_err().field, "ttl");

@@ -15,8 +15,8 @@ use std::collections::HashSet;
 use super::account::Rejection;
 use super::entry::RESULTS_WINDOW;
 use super::holds::{
-    CaptureRequest, FINISHED_HOLDS_WINDOW, Hold, HoldEnd, HoldRecord, HoldResult, HoldStatus, ReleaseRequest,
-    ReserveRequest, split_draws,
+    CaptureRequest, FINISHED_HOLDS_WINDOW, Hold, HoldEnd, HoldRecord, HoldResult, HoldStatus, MAX_OPEN_HOLDS,
+    ReleaseRequest, ReserveRequest, split_draws,
 };
 use super::lots::{CARRIED_LOT, Lot, Millis, drawn};
 use super::messages::{EntryKind, LoyaltyState};
@@ -131,11 +131,14 @@ impl LoyaltyState {
 
     /// A state carried from before lots existed: its balance becomes one
     /// never-expiring lot, and its inactivity clock starts now.
-    fn track_lots(&mut self, now: Millis) {
-        if self.points_balance > 0 && self.lots.lots.is_empty() {
+    pub(super) fn track_lots(&mut self, now: Millis) {
+        // Whatever the lots do not account for (the whole balance, in a state
+        // carried from before lots) is one never-expiring lot.
+        let untracked = self.points_balance - (self.lots.active() - self.lots.debt);
+        if untracked > 0 {
             self.lots.add(Lot {
                 id: CARRIED_LOT.into(),
-                remaining: self.points_balance,
+                remaining: untracked,
                 earned_at_ms: now,
                 pending_until_ms: None,
                 expires_at_ms: None,
@@ -193,8 +196,15 @@ impl LoyaltyState {
         if let Some(r) = self.finished_holds.iter().find(|r| r.hold.hold_id == req.hold_id) {
             return if same(&r.hold) { Ok(Some(self.finished_result(r))) } else { Err(self.reused(&req.hold_id)) };
         }
+        if req.ledger_known {
+            // The ledger has a hold under this id that the account no longer remembers.
+            return Err(self.reused(&req.hold_id));
+        }
         if !self.is_active {
             return Err(Rejection::Inactive);
+        }
+        if self.holds.len() >= MAX_OPEN_HOLDS {
+            return Err(Rejection::TooManyHolds(MAX_OPEN_HOLDS));
         }
         if req.points > self.points_balance {
             return Err(Rejection::Insufficient { requested: req.points, available: self.points_balance });
@@ -246,7 +256,10 @@ impl LoyaltyState {
                 {
                     Ok(Some(self.finished_result(r)))
                 }
-                HoldEnd::Captured { .. } => Err(self.reused(&req.event_id)),
+                HoldEnd::Captured { event_id, .. } if *event_id == req.event_id => Err(self.reused(&req.event_id)),
+                HoldEnd::Captured { .. } => {
+                    Err(Rejection::HoldNotOpen { hold_id: req.hold_id.clone(), status: HoldStatus::Captured })
+                }
                 _ => Err(Rejection::HoldNotOpen { hold_id: req.hold_id.clone(), status: r.status().0 }),
             },
             None => Err(Rejection::HoldNotFound(req.hold_id.clone())),
@@ -325,10 +338,19 @@ impl LoyaltyState {
             }
         };
         let seq = self.push_entry(m, effect, draws, at);
+        // A finished hold answers resends; its draws are in the ledger.
+        let hold = Hold { draws: Vec::new(), ..hold };
         self.finished_holds.push(HoldRecord { hold, end, seq });
         self.trim_finished_holds();
         let record = self.finished_holds.last().expect("just pushed").clone();
         self.finished_result(&record)
+    }
+
+    /// Gives every open hold back (the account is closing).
+    pub fn release_all_holds(&mut self, now: Millis) {
+        while !self.holds.is_empty() {
+            self.end_hold(0, HoldEnd::Released, now);
+        }
     }
 
     /// Keeps every finished hold the ledger does not hold yet and the newest
@@ -406,7 +428,7 @@ mod tests {
     }
 
     fn reserve(id: &str, points: i64, ttl_ms: Millis) -> ReserveRequest {
-        ReserveRequest { hold_id: id.into(), points, ttl_ms }
+        ReserveRequest { hold_id: id.into(), points, ttl_ms, ledger_known: false }
     }
 
     fn clawback(id: &str, original: &str) -> Movement {
@@ -577,6 +599,38 @@ mod tests {
         s.advance(5);
         assert_eq!((s.lots.active(), s.lots.lots[0].id.as_str()), (70, crate::domain::lots::CARRIED_LOT));
         s.redeem(&RedemptionRequest { event_id: "r".into(), points: 70, reward: String::new() }, 6).unwrap();
+    }
+
+    #[test]
+    fn a_carried_balance_is_tracked_even_when_the_run_loop_decides_first() {
+        let mut s = LoyaltyState::open("c");
+        (s.points_balance, s.lifetime_points, s.lots_tracked) = (500, 500, false);
+        s.pending_events.push(PointsEvent { ledger_checked: false, ..accrual("q", 20, None, None) });
+        let batch = s.projection(10, usize::MAX, true);
+        s.projected(&batch, &[crate::domain::Known::New], 7);
+        assert_eq!((s.points_balance, s.lots.active()), (520, 520), "the carried 500 has its lot");
+    }
+
+    #[test]
+    fn finished_holds_forget_their_draws_a_closing_account_gives_holds_back_and_a_second_capture_is_refused() {
+        let mut s = LoyaltyState::open("c");
+        s.accrue(&accrual("a", 100, None, None), 0).unwrap();
+        s.reserve(&reserve("h1", 30, 60_000), 1).unwrap();
+        s.reserve(&reserve("h2", 20, 60_000), 1).unwrap();
+        let capture = CaptureRequest { hold_id: "h1".into(), points: 30, event_id: "k1".into(), reward: String::new() };
+        s.capture(&capture, 2).unwrap();
+        assert!(s.finished_holds[0].hold.draws.is_empty());
+        let again = CaptureRequest { event_id: "k2".into(), ..capture };
+        assert!(matches!(s.capture(&again, 3), Err(Rejection::HoldNotOpen { status: HoldStatus::Captured, .. })));
+        s.release_all_holds(4);
+        assert_eq!((s.points_balance, s.held_points()), (70, 0));
+        assert!(
+            matches!(
+                s.reserve(&ReserveRequest { ledger_known: true, ..reserve("old", 1, 60_000) }, 5),
+                Err(Rejection::EventIdReused(_))
+            ),
+            "a hold id the ledger has"
+        );
     }
 
     /// Many mixed operations at random times: after each, the totals equal

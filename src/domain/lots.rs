@@ -123,6 +123,10 @@ pub struct Lots {
     /// About how many bytes the lots take in JSON.
     #[serde(skip)]
     bytes: usize,
+    /// Bytes right after the last compaction: when the newest lots alone
+    /// exceed the budget, merging again waits until a quarter more arrived.
+    #[serde(skip)]
+    compacted_bytes: usize,
 }
 
 /// Empty lots tolerated before the run loop drops them: a spend skips them.
@@ -187,7 +191,7 @@ impl Lots {
 
     /// Whether [`Lots::compact`] has work: many empty lots, or over budget.
     pub fn needs_compaction(&self) -> bool {
-        self.empties >= EMPTY_LOTS_SLACK || self.bytes > LOTS_BYTES_BUDGET
+        self.empties >= EMPTY_LOTS_SLACK || self.bytes > LOTS_BYTES_BUDGET.max(self.compacted_bytes * 5 / 4)
     }
 
     /// The lot `id`, if live.
@@ -384,6 +388,7 @@ impl Lots {
     pub fn compact(&mut self, held_from: &HashSet<&str>) {
         self.lots.retain(|l| l.remaining > 0 || held_from.contains(l.id.as_str()));
         self.recount();
+        self.compacted_bytes = self.bytes;
         if self.bytes <= LOTS_BYTES_BUDGET {
             return;
         }
@@ -402,11 +407,16 @@ impl Lots {
             match merged.iter_mut().find(|m| day(m) == key) {
                 Some(m) => {
                     m.remaining += lot.remaining;
-                    m.earned_at_ms = m.earned_at_ms.min(lot.earned_at_ms);
                     m.expires_at_ms = m.expires_at_ms.max(lot.expires_at_ms);
                 }
                 None => merged.push(Lot {
-                    id: format!("merged/{}", key.map_or_else(|| "never".to_owned(), |d| d.to_string())),
+                    // The day and its first lot's date: apart from an earlier
+                    // merged lot of that day that a hold keeps out of the merge.
+                    id: format!(
+                        "merged/{}/{}",
+                        key.map_or_else(|| "never".to_owned(), |d| d.to_string()),
+                        lot.earned_at_ms
+                    ),
                     ..lot
                 }),
             }
@@ -415,6 +425,7 @@ impl Lots {
         merged.sort_by_key(Lot::spend_key);
         self.lots = merged;
         self.recount();
+        self.compacted_bytes = self.bytes;
     }
 
     /// About how many bytes the lots take in JSON.
@@ -538,11 +549,12 @@ mod tests {
         assert_eq!((l.active(), l.pending()), before, "merging keeps every point");
         // Ten expiry days and "never" merged; the newest 1,000 and the pending lot as they were.
         assert_eq!(l.lots.len(), 11 + UNMERGED_LOTS + 1);
-        let tail: Vec<_> = l.lots.iter().rev().take(2).map(|l| l.id.as_str()).collect();
+        let tail: Vec<_> =
+            l.lots.iter().rev().take(2).map(|l| l.id.split('/').take(2).collect::<Vec<_>>().join("/")).collect();
         assert_eq!(tail, ["pending", "merged/never"], "spending order: never-expiring last, oldest first");
         assert!(l.get(&format!("{long}4999")).is_some() && l.get(&format!("{long}3999")).is_none());
         assert!(l.approximate_bytes() < LOTS_BYTES_BUDGET);
-        let first = l.lots.iter().find(|m| m.id == "merged/0").unwrap();
+        let first = l.lots.iter().find(|m| m.id.starts_with("merged/0/")).unwrap();
         assert_eq!(first.expires_at_ms, Some(4_490), "the latest time of the day among the merged");
     }
 

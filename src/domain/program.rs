@@ -118,6 +118,9 @@ impl Program {
             }
             (None, None) => self.lot_expiry_ms.map(|after| active_from + after),
         };
+        if self.inactivity_expiry_ms.is_some_and(|idle| active_from - now >= idle) {
+            return Err(FieldError::new("pending_days", "must be shorter than the program's inactivity period"));
+        }
         Ok(LotDates { active_from_ms: (active_from > now).then_some(active_from), expires_at_ms: expires_at })
     }
 

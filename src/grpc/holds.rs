@@ -5,15 +5,20 @@
 use super::error::ApiError;
 use super::pb;
 use super::requests::{HoldCommand, timestamp};
-use super::service::{Known, LoyaltyApi, update_options};
+use super::service::{Known, LEDGER_LOOKUP_TIMEOUT, LoyaltyApi, update_options};
 use crate::domain::messages::EntryKind;
 use crate::domain::{CaptureRequest, HoldResult, HoldStatus, Movement, ReleaseRequest, ReserveRequest};
 use crate::workflow::LoyaltyEntityWorkflow;
 
 impl LoyaltyApi {
     /// Sets points aside; idempotent by hold id.
-    pub(super) async fn reserve(&self, cmd: HoldCommand<ReserveRequest>) -> Result<pb::HoldResponse, ApiError> {
+    pub(super) async fn reserve(&self, mut cmd: HoldCommand<ReserveRequest>) -> Result<pb::HoldResponse, ApiError> {
         let options = update_options("reserve", &cmd.request.hold_id, &cmd.request);
+        // The lifelong guard: a hold id the ledger has, the account refuses
+        // unless it still remembers that hold (a resend).
+        let entry = format!("hold/{}", cmd.request.hold_id);
+        let lookup = tokio::time::timeout(LEDGER_LOOKUP_TIMEOUT, self.ledger.find(cmd.customer.as_str(), &entry));
+        cmd.request.ledger_known = matches!(lookup.await, Ok(Ok(Some(_))));
         let handle = self.account(&cmd.customer);
         match handle.execute_update(LoyaltyEntityWorkflow::reserve_points, cmd.request, options).await {
             Ok(r) => Ok(hold_response(r)),

@@ -56,7 +56,7 @@ impl TryFrom<pb::ReserveRequest> for HoldCommand<ReserveRequest> {
             return Err(FieldError::new("ttl", "must be between 1 second and 30 days"));
         }
         let ttl_ms = ttl.seconds * 1_000 + i64::from(ttl.nanos) / 1_000_000;
-        let request = ReserveRequest { hold_id: r.hold_id, points: r.points, ttl_ms };
+        let request = ReserveRequest { hold_id: r.hold_id, points: r.points, ttl_ms, ledger_known: false };
         request.validate()?;
         Ok(Self { customer, request })
     }

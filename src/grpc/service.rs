@@ -32,7 +32,7 @@ use crate::workflow::LoyaltyEntityWorkflow;
 
 /// How long Accrue and Redeem wait for the ledger's answer before asking the
 /// workflow anyway: a slow or absent ledger must not hold up accepting events.
-const LEDGER_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
+pub(super) const LEDGER_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long GetSummary waits for a worker to answer its query. Temporal holds
 /// a query until a worker takes it, so without one the caller would wait out
 /// its whole deadline; past this (or half the server's RPC deadline, if

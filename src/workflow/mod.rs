@@ -400,8 +400,14 @@ impl LoyaltyEntityWorkflow {
 
     /// Closes the account: refuse redemptions, write everything, complete with the state.
     #[signal]
-    pub fn shutdown(&mut self, _ctx: &mut SyncWorkflowContext<Self>) {
+    pub fn shutdown(&mut self, ctx: &mut SyncWorkflowContext<Self>) {
         self.closing = true;
+        if self.one_writer() && !self.state.needs_settling() {
+            // Open holds give their points back, so none stay set aside for good.
+            let now = now_ms(ctx.workflow_time());
+            self.state.advance(now);
+            self.state.release_all_holds(now);
+        }
         self.state.close();
     }
 
@@ -418,7 +424,7 @@ impl LoyaltyEntityWorkflow {
         if self.state.needs_settling() {
             return Err(rejection(Rejection::Settling));
         }
-        self.state.plan_redeem(req).map(|_| ()).map_err(rejection)
+        unadvanced(&self.state, self.state.plan_redeem(req))
     }
 
     /// Spends points, decided against the account's state in this workflow
@@ -512,7 +518,7 @@ impl LoyaltyEntityWorkflow {
         req: &ReserveRequest,
     ) -> Result<(), HandlerError> {
         self.check_hold()?;
-        self.state.plan_reserve(req).map(|_| ()).map_err(rejection)
+        unadvanced(&self.state, self.state.plan_reserve(req))
     }
 
     /// Sets points aside for a checkout (ours); idempotent by `hold_id`.
@@ -596,6 +602,17 @@ fn mode_of(ctx: &Ctx) -> Mode {
     mode
 }
 
+/// A validator's verdict on a state not advanced to the task's time (a
+/// validator cannot read the clock): "not enough points" is left to the
+/// handler, which advances first, while pending points or holds may have
+/// come due since.
+fn unadvanced<T>(state: &LoyaltyState, plan: Result<T, Rejection>) -> Result<(), HandlerError> {
+    match plan {
+        Err(Rejection::Insufficient { .. }) if state.lots.pending() > 0 || !state.holds.is_empty() => Ok(()),
+        other => other.map(|_| ()).map_err(rejection),
+    }
+}
+
 /// The workflow's clock in Unix milliseconds (0 if the SDK has none yet).
 fn now_ms(time: Option<std::time::SystemTime>) -> Millis {
     time.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis() as Millis)
@@ -639,15 +656,27 @@ impl<'a> Sleep<'a> {
         let ctx = self.ctx;
         let now = now_ms(ctx.workflow_time());
         ctx.state_mut(|s| s.state.advance(now));
-        let wake_at = *self.wake_at.get_or_insert(now.saturating_add(IDLE_WAKE_MS));
-        if now >= wake_at {
+        let mut wake_at = *self.wake_at.get_or_insert(now.saturating_add(IDLE_WAKE_MS));
+        let woke = now >= wake_at;
+        if woke {
             // The daily wake: the run looks at whether its deployment moved on.
-            self.wake_at = Some(now.saturating_add(IDLE_WAKE_MS));
+            wake_at = now.saturating_add(IDLE_WAKE_MS);
+            self.wake_at = Some(wake_at);
         }
+        // Temporal's flags (a suggested continue-as-new, a new deployment
+        // version) are read only when the loop runs for an event in history
+        // or at the daily wake: a task whose only news is a rejected update is
+        // dropped from history, so nothing may change in it.
         if ctx.state(|s| s.has_work(should_continue(ctx))) {
             return Ok(true);
         }
-        let due = ctx.state(|s| s.state.next_due());
+        // The exact next due time: the hint becomes it, so the wait below
+        // wakes only when something makes a due time earlier.
+        let due = ctx.state_mut(|s| {
+            let due = s.state.next_due();
+            s.state.due_hint = Some(due.unwrap_or(Millis::MAX));
+            due
+        });
         let deadline = due.map_or(wake_at, |d| d.min(wake_at));
         if self.timer.as_ref().is_none_or(|(at, t)| *at != deadline || t.is_terminated()) {
             self.cancel();
@@ -655,13 +684,12 @@ impl<'a> Sleep<'a> {
             self.timer = Some((deadline, Box::new(ctx.timer(wait))));
         }
         let mut timer = &mut self.timer.as_mut().expect("set above").1;
-        let c = ctx.clone();
         // Cheap to evaluate on every activation: the hint drops (or is
         // forgotten) whenever something may fall due before the deadline.
         select! {
             _ = timer => {}
             r = ctx.wait_condition(move |s: &LoyaltyEntityWorkflow| {
-                s.has_work(should_continue(&c)) || s.state.due_hint.is_none_or(|hint| hint < deadline)
+                s.has_work(false) || s.state.due_hint.is_none_or(|hint| hint < deadline)
             }) => r?,
         }
         Ok(false)
@@ -695,7 +723,7 @@ async fn project_once(ctx: &Ctx) -> Projection {
     }
     // While the ledger fails, each try carries one entry.
     let max = if ctx.state(|s| s.failures) > 0 { 1 } else { MAX_BATCH };
-    let batch = ctx.state(|s| s.state.projection(max, MAX_BATCH_BYTES));
+    let batch = ctx.state(|s| s.state.projection(max, MAX_BATCH_BYTES, s.lifecycle));
     if batch.entries.is_empty() && batch.check.is_empty() {
         return Projection::Done;
     }
@@ -888,7 +916,7 @@ mod tests {
         let mut wf = account(LoyaltyState::open("c"));
         for i in 0..2_000 {
             wf.state.accrue(&accrual(i, ""), 0).unwrap();
-            let batch = wf.state.projection(MAX_BATCH, usize::MAX);
+            let batch = wf.state.projection(MAX_BATCH, usize::MAX, true);
             wf.state.projected(&batch, &[], 0);
         }
         wf.accruals_this_run = MAX_ACCRUALS_PER_RUN;
