@@ -633,6 +633,33 @@ mod tests {
         );
     }
 
+    /// What an account that took 10,000 lots carries, each lot expiring on
+    /// its own date over a year: the newest 500 as they are, the others
+    /// merged per expiry day.
+    #[test]
+    fn ten_thousand_lots_carry_in_a_small_state() {
+        let mut s = LoyaltyState::open("c");
+        let year = 365 * 86_400_000;
+        for i in 0..10_000_i64 {
+            let expires = Some(86_400_000 + year * i / 10_000);
+            s.accrue(&accrual(&format!("order-{i}"), 1, None, expires), i).unwrap();
+            if i % 500 == 0 {
+                let batch = s.projection(usize::MAX, usize::MAX, true);
+                s.projected(&batch, &[], i);
+                s.tidy_lots();
+            }
+        }
+        let batch = s.projection(usize::MAX, usize::MAX, true);
+        s.projected(&batch, &[], 10_000);
+        s.compact_lots();
+        let bytes = serde_json::to_vec(&s).unwrap().len();
+        let lots = serde_json::to_vec(&s.lots).unwrap().len();
+        println!("10,000 lots: {} carried, lots {lots} bytes, whole state {bytes} bytes", s.lots.lots.len());
+        assert_eq!(s.lots.active(), 10_000, "every point kept");
+        assert!(s.lots.lots.len() <= crate::domain::lots::UNMERGED_LOTS + 366, "{}", s.lots.lots.len());
+        assert!(bytes < 192 * 1024, "{bytes}");
+    }
+
     /// Many mixed operations at random times: after each, the totals equal
     /// the sum of the entries, the balance equals the lots, and no due time
     /// is left behind.
