@@ -754,6 +754,7 @@ async fn hold_caller(grpc: Grpc, hot: Arc<Hot>) -> Vec<(Rpc, Tally)> {
         };
         match reserves.call(&hot, &hold_id, send).await {
             Ok(r) => {
+                let r = r.hold.expect("a hold");
                 assert_eq!((r.held, r.status()), (points, pb::HoldStatus::Held), "{hold_id}: {r:?}");
                 reserves.outcome.holds.push((EntryKind::Hold, format!("hold/{hold_id}"), (-points, 0)));
             }
@@ -770,6 +771,7 @@ async fn hold_caller(grpc: Grpc, hot: Arc<Hot>) -> Vec<(Rpc, Tally)> {
                 async move { grpc.release(request).await }
             };
             let r = releases.call(&hot, &hold_id, send).await.unwrap_or_else(|s| panic!("{hold_id}: {s:?}"));
+            let r = r.hold.expect("a hold");
             assert_eq!(r.status(), pb::HoldStatus::Released, "{hold_id}: {r:?}");
             releases.outcome.holds.push((EntryKind::Release, format!("release/{hold_id}"), (points, 0)));
         } else {
@@ -787,6 +789,7 @@ async fn hold_caller(grpc: Grpc, hot: Arc<Hot>) -> Vec<(Rpc, Tally)> {
                 async move { grpc.capture(request).await }
             };
             let r = captures.call(&hot, &event, send).await.unwrap_or_else(|s| panic!("{event}: {s:?}"));
+            let r = r.hold.expect("a hold");
             assert_eq!((r.captured, r.status()), (captured, pb::HoldStatus::Captured), "{event}: {r:?}");
             captures.outcome.holds.push((EntryKind::Capture, event, (points - captured, 0)));
         }

@@ -135,7 +135,7 @@ async fn a_lots_whole_life(db: Db) {
         points: 300,
         ttl: Some(prost_types::Duration { seconds: 3, nanos: 0 }),
     };
-    let held = grpc.reserve(hold).await.expect("reserved").into_inner();
+    let held = grpc.reserve(hold).await.expect("reserved").into_inner().hold.unwrap();
     assert_eq!((held.status(), held.points_balance, held.held_points), (pb::HoldStatus::Held, 2_250, 300));
 
     // The worker is down while a1 activates and the hold expires.
@@ -255,7 +255,9 @@ async fn holds_and_bad_input() {
         points,
         ttl: Some(prost_types::Duration { seconds: secs, nanos: 0 }),
     };
-    let code = |r: Result<tonic::Response<pb::HoldResponse>, tonic::Status>| r.unwrap_err();
+    fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> tonic::Status {
+        r.unwrap_err()
+    }
 
     for (bad, field) in [
         (reserve("h0", 10, 0), "ttl"),
@@ -271,9 +273,13 @@ async fn holds_and_bad_input() {
     let s = code(grpc.reserve(reserve("h0", 501, 60)).await);
     assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
 
-    let held = grpc.reserve(reserve("h1", 200, 60)).await.unwrap().into_inner();
+    let held = grpc.reserve(reserve("h1", 200, 60)).await.unwrap().into_inner().hold.unwrap();
     assert_eq!((held.points_balance, held.held_points), (300, 200));
-    assert_eq!(grpc.reserve(reserve("h1", 200, 60)).await.unwrap().into_inner(), held, "a resend is answered");
+    assert_eq!(
+        grpc.reserve(reserve("h1", 200, 60)).await.unwrap().into_inner().hold.unwrap(),
+        held,
+        "a resend is answered"
+    );
     assert_eq!(code(grpc.reserve(reserve("h1", 201, 60)).await).code(), Code::AlreadyExists);
 
     let capture = |hold: &str, points, event: &str| pb::CaptureRequest {
@@ -291,22 +297,25 @@ async fn holds_and_bad_input() {
     let s = summary(&mut grpc, c).await;
     assert_eq!((s.points_balance, s.held_points), (300, 200), "nothing half-applied");
 
-    let captured = grpc.capture(capture("h1", 150, "cap1")).await.unwrap().into_inner();
+    let captured = grpc.capture(capture("h1", 150, "cap1")).await.unwrap().into_inner().hold.unwrap();
     assert_eq!(
         (captured.status(), captured.captured, captured.points_balance, captured.held_points),
         (pb::HoldStatus::Captured, 150, 350, 0)
     );
-    let again = grpc.capture(capture("h1", 150, "cap1")).await.unwrap().into_inner();
+    let again = grpc.capture(capture("h1", 150, "cap1")).await.unwrap().into_inner().hold.unwrap();
     // From the account, or from the ledger's row once written (which has no expires_at).
-    let without_expiry = |r: pb::HoldResponse| pb::HoldResponse { expires_at: None, ..r };
+    let without_expiry = |r: pb::Hold| pb::Hold { expires_at: None, ..r };
     assert_eq!(without_expiry(again), without_expiry(captured.clone()), "a resend is answered");
     assert_eq!(code(grpc.capture(capture("h1", 140, "cap1")).await).code(), Code::AlreadyExists);
     assert_eq!(code(grpc.release(release("h1")).await).code(), Code::FailedPrecondition, "captured");
 
     grpc.reserve(reserve("h2", 100, 60)).await.unwrap();
-    let released = grpc.release(release("h2")).await.unwrap().into_inner();
+    let released = grpc.release(release("h2")).await.unwrap().into_inner().hold.unwrap();
     assert_eq!((released.status(), released.points_balance), (pb::HoldStatus::Released, 350));
-    assert_eq!(grpc.release(release("h2")).await.unwrap().into_inner().status(), pb::HoldStatus::Released);
+    assert_eq!(
+        grpc.release(release("h2")).await.unwrap().into_inner().hold.unwrap().status(),
+        pb::HoldStatus::Released
+    );
     assert_eq!(code(grpc.capture(capture("h2", 1, "cap2")).await).code(), Code::FailedPrecondition);
 
     // A capture is a redemption a refund can cancel.

@@ -54,7 +54,7 @@ pub struct ReleaseArgs {
     target: Target,
 }
 
-fn printed(r: &pb::HoldResponse) -> (serde_json::Value, String) {
+fn printed(r: &pb::Hold) -> (serde_json::Value, String) {
     let status = match r.status() {
         pb::HoldStatus::Held => "held",
         pb::HoldStatus::Captured => "captured",
@@ -76,7 +76,7 @@ fn printed(r: &pb::HoldResponse) -> (serde_json::Value, String) {
     (value, line)
 }
 
-fn answer(result: Result<pb::HoldResponse, tonic::Status>, as_json: bool) -> ExitCode {
+fn answer(result: Result<pb::Hold, tonic::Status>, as_json: bool) -> ExitCode {
     report(result, as_json, |r| printed(r).0, |r| printed(r).1)
 }
 
@@ -92,7 +92,8 @@ pub async fn reserve(args: ReserveArgs) -> ExitCode {
         points: args.points,
         ttl: Some(prost_types::Duration { seconds: ttl_ms / 1000, nanos: ((ttl_ms % 1000) * 1_000_000) as i32 }),
     };
-    let result = async { Ok(connect(&args.target).await?.reserve(request).await?.into_inner()) }.await;
+    let result =
+        async { Ok(connect(&args.target).await?.reserve(request).await?.into_inner().hold.unwrap_or_default()) }.await;
     answer(result, args.target.json)
 }
 
@@ -105,13 +106,15 @@ pub async fn capture(args: CaptureArgs) -> ExitCode {
         event_id: args.event,
         reward: args.reward,
     };
-    let result = async { Ok(connect(&args.target).await?.capture(request).await?.into_inner()) }.await;
+    let result =
+        async { Ok(connect(&args.target).await?.capture(request).await?.into_inner().hold.unwrap_or_default()) }.await;
     answer(result, args.target.json)
 }
 
 /// Gives a hold back.
 pub async fn release(args: ReleaseArgs) -> ExitCode {
     let request = pb::ReleaseRequest { customer_id: args.customer, hold_id: args.hold };
-    let result = async { Ok(connect(&args.target).await?.release(request).await?.into_inner()) }.await;
+    let result =
+        async { Ok(connect(&args.target).await?.release(request).await?.into_inner().hold.unwrap_or_default()) }.await;
     answer(result, args.target.json)
 }

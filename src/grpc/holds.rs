@@ -12,7 +12,7 @@ use crate::workflow::LoyaltyEntityWorkflow;
 
 impl LoyaltyApi {
     /// Sets points aside; idempotent by hold id.
-    pub(super) async fn reserve(&self, mut cmd: HoldCommand<ReserveRequest>) -> Result<pb::HoldResponse, ApiError> {
+    pub(super) async fn reserve(&self, mut cmd: HoldCommand<ReserveRequest>) -> Result<pb::ReserveResponse, ApiError> {
         let options = update_options("reserve", &cmd.request.hold_id, &cmd.request);
         // The lifelong guard: a hold id the ledger has, the account refuses
         // unless it still remembers that hold (a resend).
@@ -21,13 +21,13 @@ impl LoyaltyApi {
         cmd.request.ledger_known = matches!(lookup.await, Ok(Ok(Some(_))));
         let handle = self.account(&cmd.customer);
         match handle.execute_update(LoyaltyEntityWorkflow::reserve_points, cmd.request, options).await {
-            Ok(r) => Ok(hold_response(r)),
+            Ok(r) => Ok(pb::ReserveResponse { hold: Some(hold(r)) }),
             Err(e) => Err(self.update_error(&cmd.customer, e).await),
         }
     }
 
     /// Spends (part of) a hold; idempotent by event id.
-    pub(super) async fn capture(&self, cmd: HoldCommand<CaptureRequest>) -> Result<pb::HoldResponse, ApiError> {
+    pub(super) async fn capture(&self, cmd: HoldCommand<CaptureRequest>) -> Result<pb::CaptureResponse, ApiError> {
         let r = &cmd.request;
         let movement = Movement {
             event_id: r.event_id.clone(),
@@ -40,7 +40,7 @@ impl LoyaltyApi {
         if let Known::Applied(row) = self.known(&cmd.customer, &movement).await? {
             let totals = self.ledger.totals(cmd.customer.as_str()).await?.unwrap_or_default();
             let (_, held) = self.ledger.pending_and_held(cmd.customer.as_str()).await?;
-            return Ok(pb::HoldResponse {
+            let hold = pb::Hold {
                 hold_id: r.hold_id.clone(),
                 status: pb::HoldStatus::Captured.into(),
                 held: row.requested + row.points,
@@ -48,35 +48,36 @@ impl LoyaltyApi {
                 expires_at: None,
                 points_balance: totals.balance,
                 held_points: held,
-            });
+            };
+            return Ok(pb::CaptureResponse { hold: Some(hold) });
         }
         let options = update_options("capture", &r.event_id, &movement);
         let handle = self.account(&cmd.customer);
         match handle.execute_update(LoyaltyEntityWorkflow::capture_points, cmd.request, options).await {
-            Ok(r) => Ok(hold_response(r)),
+            Ok(r) => Ok(pb::CaptureResponse { hold: Some(hold(r)) }),
             Err(e) => Err(self.update_error(&cmd.customer, e).await),
         }
     }
 
     /// Gives a hold back; idempotent by hold id.
-    pub(super) async fn release(&self, cmd: HoldCommand<ReleaseRequest>) -> Result<pb::HoldResponse, ApiError> {
+    pub(super) async fn release(&self, cmd: HoldCommand<ReleaseRequest>) -> Result<pb::ReleaseResponse, ApiError> {
         let options = update_options("release", &cmd.request.hold_id, &cmd.request);
         let handle = self.account(&cmd.customer);
         match handle.execute_update(LoyaltyEntityWorkflow::release_points, cmd.request, options).await {
-            Ok(r) => Ok(hold_response(r)),
+            Ok(r) => Ok(pb::ReleaseResponse { hold: Some(hold(r)) }),
             Err(e) => Err(self.update_error(&cmd.customer, e).await),
         }
     }
 }
 
-fn hold_response(r: HoldResult) -> pb::HoldResponse {
+fn hold(r: HoldResult) -> pb::Hold {
     let status = match r.status {
         HoldStatus::Held => pb::HoldStatus::Held,
         HoldStatus::Captured => pb::HoldStatus::Captured,
         HoldStatus::Released => pb::HoldStatus::Released,
         HoldStatus::Expired => pb::HoldStatus::Expired,
     };
-    pb::HoldResponse {
+    pb::Hold {
         hold_id: r.hold_id,
         status: status.into(),
         held: r.held,

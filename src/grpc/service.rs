@@ -334,19 +334,19 @@ fn wall_clock_ms() -> Millis {
 
 #[tonic::async_trait]
 impl LoyaltyService for LoyaltyApi {
-    async fn reserve(&self, request: Request<pb::ReserveRequest>) -> Result<Response<pb::HoldResponse>, Status> {
+    async fn reserve(&self, request: Request<pb::ReserveRequest>) -> Result<Response<pb::ReserveResponse>, Status> {
         let (metadata, _, message) = request.into_parts();
         let cmd = HoldCommand::try_from(message).map_err(ApiError::from)?;
         Ok(Response::new(self.serve("Reserve", &metadata, LoyaltyApi::reserve(self, cmd)).await?))
     }
 
-    async fn capture(&self, request: Request<pb::CaptureRequest>) -> Result<Response<pb::HoldResponse>, Status> {
+    async fn capture(&self, request: Request<pb::CaptureRequest>) -> Result<Response<pb::CaptureResponse>, Status> {
         let (metadata, _, message) = request.into_parts();
         let cmd = HoldCommand::try_from(message).map_err(ApiError::from)?;
         Ok(Response::new(self.serve("Capture", &metadata, LoyaltyApi::capture(self, cmd)).await?))
     }
 
-    async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::HoldResponse>, Status> {
+    async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::ReleaseResponse>, Status> {
         let (metadata, _, message) = request.into_parts();
         let cmd = HoldCommand::try_from(message).map_err(ApiError::from)?;
         Ok(Response::new(self.serve("Release", &metadata, LoyaltyApi::release(self, cmd)).await?))
