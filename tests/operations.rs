@@ -739,7 +739,7 @@ async fn a_callers_trace_is_carried_into_the_workflow_and_its_activities() {
     receiver.abort();
 }
 
-/// `loyalty bench` runs every phase (mixed included) against a real service
+/// `loyalty bench` runs every phase (mixed and lots included) against a real service
 /// and dev server and writes complete results. A smoke run with tiny numbers:
 /// it checks that the benchmark works, that batching shows in history and
 /// that the mixed load's balance adds up, not how fast anything is.
@@ -753,7 +753,7 @@ fn the_benchmark_runs_every_phase_and_writes_its_results() {
         .args(["--temporal-address", &common::temporal_address(), "--task-queue", &shared.task_queue])
         .args(["--concurrency", "1,4", "--customers", "3", "--accruals", "2", "--summaries", "2", "--redeems", "1"])
         .args(["--backlog", "60", "--reference-backlog", "10", "--stream-seconds", "2", "--memory-accounts", "20"])
-        .args(["--mixed-seconds", "2", "--mixed-accrue-callers", "2"])
+        .args(["--mixed-seconds", "2", "--mixed-accrue-callers", "2", "--lots", "200", "--lots-summaries", "8"])
         // The application runs inside this test process.
         .args(["--service-pid", &std::process::id().to_string()])
         .args(["--bench-database-url", &format!("sqlite:{}/bench.db", out.display())])
@@ -791,7 +791,10 @@ fn the_benchmark_runs_every_phase_and_writes_its_results() {
     );
     assert_eq!(mixed["balance_drift"], 0, "{mixed}");
     assert_eq!(results["memory"]["accounts"], 20);
-    assert_eq!(results["targets"].as_array().unwrap().len(), 13, "every target judged");
+    // GetSummary on an account that took 200 lots, next to a fresh one.
+    assert_eq!(results["lots"]["accruals"], 200);
+    assert!(results["lots"]["p50_ratio"].as_f64().is_some_and(|r| r > 0.0), "{}", results["lots"]);
+    assert_eq!(results["targets"].as_array().unwrap().len(), 14, "every target judged");
     let chart = std::fs::read_to_string(out.join("chart.svg")).unwrap();
     assert!(chart.contains("Hot customer") && chart.contains("4 in flight") && chart.contains("Mixed load"));
 }
