@@ -231,14 +231,23 @@ async fn capture_lifecycle_histories() {
 
 /// Writes every run of the account, first to last, as `<prefix><n>.json`.
 async fn write_runs(temporal: &temporalio_client::Client, customer: &str, prefix: &str) {
-    let handle = temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(format!("loyalty-{customer}"));
+    std::fs::create_dir_all(histories_dir()).unwrap();
+    for (n, (_, json, _)) in fetch_runs(temporal, &format!("loyalty-{customer}")).await.into_iter().enumerate() {
+        std::fs::write(histories_dir().join(format!("{prefix}{}.json", n + 1)), json).unwrap();
+    }
+}
+
+/// Every run of `workflow_id`, first to last, following continue-as-new:
+/// its run id, its history as JSON bytes, and how many events it has.
+async fn fetch_runs(temporal: &temporalio_client::Client, workflow_id: &str) -> Vec<(String, Vec<u8>, usize)> {
+    let handle = temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(workflow_id);
     let (first, last) = describe_runs(&handle).await;
+    let mut runs = Vec::new();
     let mut run_id = Some(first);
-    let mut n = 1;
     while let Some(id) = run_id.take() {
         let run = WorkflowExecutionInfo::builder()
             .namespace("default")
-            .workflow_id(format!("loyalty-{customer}"))
+            .workflow_id(workflow_id)
             .run_id(id.clone())
             .build()
             .bind_untyped(temporal.clone());
@@ -248,10 +257,10 @@ async fn write_runs(temporal: &temporalio_client::Client, customer: &str, prefix
             Some(Attributes::WorkflowExecutionContinuedAsNewEventAttributes(a)) => Some(a.new_execution_run_id.clone()),
             _ => None,
         });
-        std::fs::write(histories_dir().join(format!("{prefix}{n}.json")), json).unwrap();
         assert!(run_id.is_some() || id == last, "the chain ends at the last run");
-        n += 1;
+        runs.push((id, json, events.len()));
     }
+    runs
 }
 
 /// Records the current version's histories: every kind of decision, an
@@ -329,27 +338,7 @@ async fn capture_histories() {
         .expect("the account must close")
         .expect("it completes");
 
-    let (first, last) = describe_runs(&handle).await;
-    std::fs::create_dir_all(histories_dir()).unwrap();
-    let mut run_id = Some(first);
-    let mut n = 1;
-    while let Some(id) = run_id.take() {
-        let run = WorkflowExecutionInfo::builder()
-            .namespace("default")
-            .workflow_id(format!("loyalty-{CUSTOMER}"))
-            .run_id(id.clone())
-            .build()
-            .bind_untyped(temporal.clone());
-        let json = run.fetch_history(Default::default()).to_json().await.unwrap();
-        let events = WorkflowHistory::from_json(&json).unwrap().into_events().await.unwrap();
-        run_id = events.iter().find_map(|e| match &e.attributes {
-            Some(Attributes::WorkflowExecutionContinuedAsNewEventAttributes(a)) => Some(a.new_execution_run_id.clone()),
-            _ => None,
-        });
-        std::fs::write(histories_dir().join(format!("one_writer_run{n}.json")), json).unwrap();
-        assert!(run_id.is_some() || id == last, "the chain ends at the last run");
-        n += 1;
-    }
+    write_runs(&temporal, CUSTOMER, "one_writer_run").await;
 }
 
 /// Records an account that the previous version carried over (its state
@@ -421,25 +410,10 @@ async fn replay_a_live_account() {
         WorkflowReplayerOptions::new().register_workflow::<LoyaltyEntityWorkflow>().expect("registers").build(),
     )
     .expect("replayer");
-    let handle = temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(workflow_id.clone());
-    let (first, _) = describe_runs(&handle).await;
-    let mut run_id = Some(first);
     let mut failed = Vec::new();
-    while let Some(id) = run_id.take() {
-        let run = WorkflowExecutionInfo::builder()
-            .namespace("default")
-            .workflow_id(workflow_id.clone())
-            .run_id(id.clone())
-            .build()
-            .bind_untyped(temporal.clone());
-        let json = run.fetch_history(Default::default()).to_json().await.unwrap();
-        let events = WorkflowHistory::from_json(&json).unwrap().into_events().await.unwrap();
-        run_id = events.iter().find_map(|e| match &e.attributes {
-            Some(Attributes::WorkflowExecutionContinuedAsNewEventAttributes(a)) => Some(a.new_execution_run_id.clone()),
-            _ => None,
-        });
+    for (id, json, events) in fetch_runs(&temporal, &workflow_id).await {
         match replayer.replay_workflow(WorkflowHistory::from_json(&json).unwrap()).await {
-            Ok(_) => println!("run {id}: replays ({} events)", events.len()),
+            Ok(_) => println!("run {id}: replays ({events} events)"),
             Err(e) => {
                 println!("run {id}: {e}");
                 let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("diverged-{id}.json"));
