@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::error::FieldError;
 use super::ids::EventId;
 use super::lots::{Draw, Millis};
+use super::messages::EntryKind;
+use super::movement::Movement;
 use super::points::Points;
 use super::text::BoundedText;
 
@@ -180,6 +182,25 @@ impl HoldRecord {
             HoldEnd::Released => (HoldStatus::Released, 0),
             HoldEnd::Expired => (HoldStatus::Expired, 0),
         }
+    }
+}
+
+/// The ledger id of the entry that made hold `hold_id` (`/` keeps it apart
+/// from every id a caller can send).
+pub fn hold_entry_id(hold_id: &str) -> String {
+    format!("hold/{hold_id}")
+}
+
+/// The ledger movement of a capture: what the account records and what the
+/// gRPC layer compares a resend with, so the two can never differ.
+pub fn capture_movement(hold_id: &str, event_id: &str, points: i64, reward: &str) -> Movement {
+    Movement {
+        event_id: event_id.to_owned(),
+        kind: EntryKind::Capture,
+        points,
+        reason: reward.to_owned(),
+        source: hold_entry_id(hold_id),
+        reverses: None,
     }
 }
 

@@ -16,7 +16,7 @@ use super::account::Rejection;
 use super::entry::RESULTS_WINDOW;
 use super::holds::{
     CaptureRequest, FINISHED_HOLDS_WINDOW, Hold, HoldEnd, HoldRecord, HoldResult, HoldStatus, MAX_OPEN_HOLDS,
-    ReleaseRequest, ReserveRequest, split_draws,
+    ReleaseRequest, ReserveRequest, capture_movement, hold_entry_id, split_draws,
 };
 use super::lots::{CARRIED_LOT, Lot, Millis, drawn};
 use super::messages::{EntryKind, LoyaltyState};
@@ -228,7 +228,7 @@ impl LoyaltyState {
         self.may_be_due(Some(hold.expires_at_ms));
         self.holds.push(hold.clone());
         let effect = Effect { requested: req.points, balance_delta: -req.points, lifetime_delta: 0, shortfall: 0 };
-        let m = hold_movement(EntryKind::Hold, "hold", &req.hold_id, req.points, "");
+        let m = hold_movement(EntryKind::Hold, hold_entry_id(&req.hold_id), req.points, "");
         self.push_entry(m, effect, draws, now);
         Ok(self.open_result(&hold))
     }
@@ -315,15 +315,7 @@ impl LoyaltyState {
                 self.lots.give_back(&back, at);
                 let effect =
                     Effect { requested: *points, balance_delta: hold.points - points, lifetime_delta: 0, shortfall: 0 };
-                let m = Movement {
-                    event_id: event_id.clone(),
-                    kind: EntryKind::Capture,
-                    points: *points,
-                    reason: reward.clone(),
-                    source: format!("hold/{}", hold.hold_id),
-                    reverses: None,
-                };
-                (m, effect, spent)
+                (capture_movement(&hold.hold_id, event_id, *points, reward), effect, spent)
             }
             HoldEnd::Released | HoldEnd::Expired => {
                 self.lots.give_back(&hold.draws, at);
@@ -331,7 +323,7 @@ impl LoyaltyState {
                 let effect =
                     Effect { requested: hold.points, balance_delta: hold.points, lifetime_delta: 0, shortfall: 0 };
                 (
-                    hold_movement(EntryKind::Release, "release", &hold.hold_id, hold.points, why),
+                    hold_movement(EntryKind::Release, format!("release/{}", hold.hold_id), hold.points, why),
                     effect,
                     hold.draws.clone(),
                 )
@@ -399,15 +391,8 @@ impl LoyaltyState {
     }
 }
 
-fn hold_movement(kind: EntryKind, name: &str, hold_id: &str, points: i64, reason: &str) -> Movement {
-    Movement {
-        event_id: format!("{name}/{hold_id}"),
-        kind,
-        points,
-        reason: reason.into(),
-        source: String::new(),
-        reverses: None,
-    }
+fn hold_movement(kind: EntryKind, event_id: String, points: i64, reason: &str) -> Movement {
+    Movement { event_id, kind, points, reason: reason.into(), source: String::new(), reverses: None }
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use super::error::ApiError;
 use super::pb;
 use super::requests::{HoldCommand, timestamp};
 use super::service::{Known, LEDGER_LOOKUP_TIMEOUT, LoyaltyApi, update_options};
-use crate::domain::messages::EntryKind;
-use crate::domain::{CaptureRequest, HoldResult, HoldStatus, Movement, ReleaseRequest, ReserveRequest};
+use crate::domain::holds::{capture_movement, hold_entry_id};
+use crate::domain::{CaptureRequest, HoldResult, HoldStatus, ReleaseRequest, ReserveRequest};
 use crate::workflow::LoyaltyEntityWorkflow;
 
 impl LoyaltyApi {
@@ -16,7 +16,7 @@ impl LoyaltyApi {
         let options = update_options("reserve", &cmd.request.hold_id, &cmd.request);
         // The lifelong guard: a hold id the ledger has, the account refuses
         // unless it still remembers that hold (a resend).
-        let entry = format!("hold/{}", cmd.request.hold_id);
+        let entry = hold_entry_id(&cmd.request.hold_id);
         let lookup = tokio::time::timeout(LEDGER_LOOKUP_TIMEOUT, self.ledger.find(cmd.customer.as_str(), &entry));
         cmd.request.ledger_known = matches!(lookup.await, Ok(Ok(Some(_))));
         let handle = self.account(&cmd.customer);
@@ -29,14 +29,7 @@ impl LoyaltyApi {
     /// Spends (part of) a hold; idempotent by event id.
     pub(super) async fn capture(&self, cmd: HoldCommand<CaptureRequest>) -> Result<pb::CaptureResponse, ApiError> {
         let r = &cmd.request;
-        let movement = Movement {
-            event_id: r.event_id.clone(),
-            kind: EntryKind::Capture,
-            points: r.points,
-            reason: r.reward.clone(),
-            source: format!("hold/{}", r.hold_id),
-            reverses: None,
-        };
+        let movement = capture_movement(&r.hold_id, &r.event_id, r.points, &r.reward);
         if let Known::Applied(row) = self.known(&cmd.customer, &movement).await? {
             let totals = self.ledger.totals(cmd.customer.as_str()).await?.unwrap_or_default();
             let (_, held) = self.ledger.pending_and_held(cmd.customer.as_str()).await?;
