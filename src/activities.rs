@@ -140,14 +140,16 @@ impl LoyaltyActivities {
         Ok(Nullable(Some(self.ledger.void_redemptions(&request.customer_id, &request.event_ids).await?)))
     }
 
-    /// Queues a tier-change notification in the outbox.
+    /// Kept for runs of the previous version that still schedule it: the
+    /// tier change is already an event, recorded with the write that caused
+    /// it (`Ledger::apply`).
     #[activity(name = "send_tier_change_notification")]
     pub async fn send_tier_change_notification(
         self: Arc<Self>,
         _ctx: ActivityContext,
         change: TierChange,
     ) -> Result<(), ActivityError> {
-        self.ledger.record_tier_change(&change).await?;
+        tracing::debug!(customer = %change.customer_id, to = %change.new_tier, "tier change already recorded as an event");
         Ok(())
     }
 }

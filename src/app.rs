@@ -29,6 +29,7 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::{Metrics, MetricsLayer};
 use crate::otel::Tracing;
 use crate::readiness::{self, Reported};
+use crate::webhooks::relay::Relay;
 use crate::workflow::LoyaltyEntityWorkflow;
 
 /// Why the application could not start or stopped with an error.
@@ -106,6 +107,7 @@ pub struct Application {
     reported: Reported,
     client: Client,
     worker: Option<Worker>,
+    relay: Option<Relay>,
     drain_timeout: Duration,
     tracing: Option<Tracing>,
     // The SDK runtime must outlive the worker.
@@ -163,6 +165,13 @@ impl Application {
             None
         };
 
+        // Events are recorded by the worker's writes: its processes deliver them.
+        let relay = match &settings.webhooks {
+            Some(config) if settings.role.runs_worker() => {
+                Some(Relay::new(ledger.clone(), config.clone(), metrics.clone()).map_err(AppError::Server)?)
+            }
+            _ => None,
+        };
         let listener = TcpListener::bind(settings.grpc_addr).await.map_err(|e| AppError::Server(e.to_string()))?;
         let grpc_addr = listener.local_addr().map_err(|e| AppError::Server(e.to_string()))?;
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -215,6 +224,7 @@ impl Application {
             reported,
             client,
             worker,
+            relay,
             drain_timeout: settings.drain_timeout,
             tracing,
             _runtime: runtime,
@@ -238,9 +248,10 @@ impl Application {
     /// workflows on this task.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
         let Application {
-            listener, router, health, reported, client, worker, drain_timeout, tracing, _runtime, ..
+            listener, router, health, reported, client, worker, relay, drain_timeout, tracing, _runtime, ..
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let relay = relay.map(|r| tokio::spawn(r.run(stop_rx.clone())));
         // Nagle's algorithm would hold small responses back waiting for an ACK.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let mut server_stop = stop_rx.clone();
@@ -312,6 +323,9 @@ impl Application {
             None if has_worker => worker.await,
             None => Ok(()),
         };
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
         if let Some(tracing) = tracing {
             tracing.shutdown();
         }

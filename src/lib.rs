@@ -21,5 +21,6 @@ pub mod payload;
 pub mod readiness;
 pub mod reconcile;
 pub mod telemetry;
+pub mod webhooks;
 #[allow(missing_docs)]
 pub mod workflow;

@@ -6,7 +6,10 @@
 //! Ours: `loyalty_rpc_requests_total{method,status}`,
 //! `loyalty_rpc_duration_seconds{method,status}` (histogram) and
 //! `loyalty_ledger_entries_total{kind,outcome}` (accruals, redemptions,
-//! reversals and adjustments the ledger applied, or recognised as resends).
+//! reversals and adjustments the ledger applied, or recognised as resends),
+//! `loyalty_webhook_deliveries_total{endpoint,outcome}`,
+//! `loyalty_webhook_oldest_undelivered_seconds{endpoint}` and
+//! `loyalty_webhook_parked_accounts{endpoint}`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use temporalio_common::telemetry::metrics::{
-    CoreMeter, Counter, HistogramDuration, MetricKeyValue, MetricParameters, NewAttributes, NoOpCoreMeter,
+    CoreMeter, Counter, Gauge, GaugeF64, HistogramDuration, MetricKeyValue, MetricParameters, NewAttributes, NoOpCoreMeter,
 };
 use temporalio_common::telemetry::{
     HistogramBucketOverrides, PrometheusExporterOptions, start_prometheus_metric_exporter,
@@ -34,6 +37,9 @@ pub struct Metrics {
     rpc_duration: HistogramDuration,
     ledger_entries: Counter,
     ledger_fenced: Counter,
+    webhooks: Counter,
+    webhook_oldest: GaugeF64,
+    webhook_parked: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -94,7 +100,25 @@ impl Metrics {
                 )
                 .build(),
         );
-        Self { meter, rpcs, rpc_duration, ledger_entries, ledger_fenced }
+        let webhooks = meter.counter(
+            MetricParameters::builder()
+                .name("loyalty_webhook_deliveries")
+                .description("Webhook delivery attempts by endpoint and outcome (delivered, failed, parked)")
+                .build(),
+        );
+        let webhook_oldest = meter.gauge_f64(
+            MetricParameters::builder()
+                .name("loyalty_webhook_oldest_undelivered_seconds")
+                .description("Age of the oldest event an endpoint has not received (0: none waiting)")
+                .build(),
+        );
+        let webhook_parked = meter.gauge(
+            MetricParameters::builder()
+                .name("loyalty_webhook_parked_accounts")
+                .description("Accounts whose events wait as dead letters for an endpoint")
+                .build(),
+        );
+        Self { meter, rpcs, rpc_duration, ledger_entries, ledger_fenced, webhooks, webhook_oldest, webhook_parked }
     }
 
     /// The meter, for the Temporal SDK's own metrics.
@@ -143,6 +167,21 @@ impl Metrics {
                 self.ledger_fenced.add(1, &attributes);
             }
         }
+    }
+
+    /// Records one webhook delivery attempt's outcome.
+    pub fn webhook(&self, endpoint: &str, outcome: &'static str) {
+        let attributes = self.attributes([("endpoint", endpoint.to_owned()), ("outcome", outcome.to_owned())]);
+        self.webhooks.add(1, &attributes);
+    }
+
+    /// Records an endpoint's backlog: the oldest waiting event's age and the
+    /// accounts parked for it.
+    pub fn webhook_backlog(&self, endpoint: &str, oldest: Duration, parked: u64) {
+        let attributes =
+            self.meter.new_attributes(NewAttributes::from(vec![MetricKeyValue::new("endpoint", endpoint.to_owned())]));
+        self.webhook_oldest.record(oldest.as_secs_f64(), &attributes);
+        self.webhook_parked.record(parked, &attributes);
     }
 
     /// Records what the ledger did with each event of a write.

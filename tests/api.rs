@@ -67,7 +67,7 @@ async fn tiers_upgrade_at_their_thresholds_and_are_notified() {
     }
     // Recorded with the entries that caused them, as the ledger takes them.
     rows_when(&ledger().await, "tiers", steps.len()).await;
-    let notes = ledger().await.tier_notifications("tiers").await.unwrap();
+    let notes = ledger().await.tier_changes("tiers").await.unwrap();
     let expected = [("Bronze", "Silver"), ("Silver", "Gold"), ("Gold", "Platinum")];
     assert_eq!(notes, expected.map(|(a, b)| (a.to_string(), b.to_string())).to_vec());
 }
@@ -345,22 +345,27 @@ async fn concurrent_retries_of_one_redemption_deduct_once() {
 }
 
 #[tokio::test]
-async fn a_failing_tier_notification_never_holds_back_points() {
+async fn a_failing_event_insert_never_holds_back_points_and_loses_no_event() {
     let mut grpc = client().await;
-    let db = fail_inserts("outage_ivy", "tier_notifications", "NEW.customer_id = 'ivy'").await;
+    let db = fail_inserts("outage_ivy", "account_events", "NEW.customer_id = 'ivy'").await;
     grpc.accrue(accrual("ivy", "i1", 1_500)).await.unwrap();
     let s = summary_when(&mut grpc, "ivy", SETTLE, |s| s.lifetime_points == 1_500).await;
     assert_eq!((s.points_balance, s.tier.as_str()), (1_500, "Silver"));
-    // The notification's retries run out (about 3 s); later accruals still apply.
+    // The account keeps deciding while its entries wait for the ledger.
     grpc.accrue(accrual("ivy", "i2", 10)).await.unwrap();
     let s = summary_when(&mut grpc, "ivy", SETTLE, |s| s.lifetime_points == 1_510).await;
     assert_eq!(s.points_balance, 1_510);
-    assert!(ledger().await.tier_notifications("ivy").await.unwrap().is_empty());
+    // An entry and its events commit together (a transactional outbox): neither is in yet.
+    let l = ledger().await;
+    assert!(l.tier_changes("ivy").await.unwrap().is_empty());
+    assert!(l.entries("ivy").await.unwrap().is_empty(), "no entry without its event");
     end_outage(&db).await;
-    // The change is recorded with the entry that caused it, once, when the ledger takes it.
-    rows_when(&ledger().await, "ivy", 2).await;
-    let notes = ledger().await.tier_notifications("ivy").await.unwrap();
+    // Then each entry lands with its event, and the tier change once.
+    rows_when(&l, "ivy", 2).await;
+    let notes = l.tier_changes("ivy").await.unwrap();
     assert_eq!(notes.len(), 1, "{notes:?}");
+    let types: Vec<String> = l.events("ivy", 0, 10, false).await.unwrap().into_iter().map(|e| e.event_type).collect();
+    assert_eq!(types, ["points.accrued", "tier.changed", "points.accrued"]);
 }
 
 #[tokio::test]

@@ -309,7 +309,7 @@ async fn reversals_and_adjustments_follow_the_documented_policy(db: Db) {
     let refund = grpc.reverse(reverse(&quick, "refund-9", "order-9", None)).await.unwrap().into_inner().change.unwrap();
     assert_eq!((refund.points, refund.points_balance, refund.lifetime_points), (-80, 0, 0));
 
-    let tiers = ledger(db).await.tier_notifications(&c).await.unwrap();
+    let tiers = ledger(db).await.tier_changes(&c).await.unwrap();
     let tiers: Vec<(&str, &str)> = tiers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     assert_eq!(tiers, vec![("Bronze", "Silver"), ("Silver", "Bronze"), ("Bronze", "Gold"), ("Gold", "Silver")]);
 }
@@ -544,7 +544,7 @@ async fn the_projection_applies_only_on_top_of_the_sequence_it_expects(db: Db) {
     assert!(written(&reply) && !recovered, "{reply:?}");
     assert_eq!(ledger.sequence(&c).await.unwrap(), 2);
     assert_eq!(ledger.totals(&c).await.unwrap(), Some(Totals { balance: 1_230, lifetime: 1_230 }));
-    assert_eq!(ledger.tier_notifications(&c).await.unwrap().len(), 1, "the tier change rode with its entry");
+    assert_eq!(ledger.tier_changes(&c).await.unwrap().len(), 1, "the tier change rode with its entry");
 
     // The answer was lost: the same write again changes nothing.
     let (reply, recovered) = ledger.project(&first).await.unwrap();

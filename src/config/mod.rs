@@ -149,6 +149,8 @@ pub struct Settings {
     pub otlp_endpoint: Option<String>,
     /// The program's lifecycle settings (pending, expiry, refunds).
     pub program: Program,
+    /// Webhook endpoints (`LOYALTY_WEBHOOKS_FILE`); none when `None`.
+    pub webhooks: Option<crate::webhooks::WebhookConfig>,
 }
 
 /// A Worker Deployment Version: the deployment's name and this build's id.
@@ -288,6 +290,10 @@ impl Settings {
             deployment,
             otlp_endpoint: env("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|e| !e.trim().is_empty()),
             program: program::load(&env)?,
+            webhooks: env(crate::webhooks::FILE_SETTING)
+                .filter(|p| !p.trim().is_empty())
+                .map(|path| crate::webhooks::WebhookConfig::load(&path, &env))
+                .transpose()?,
         })
     }
 }

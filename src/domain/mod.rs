@@ -9,6 +9,7 @@ pub mod decide;
 pub mod dedup;
 pub mod entry;
 pub mod error;
+pub mod events;
 pub mod holds;
 pub mod ids;
 pub mod legacy;

@@ -1,12 +1,13 @@
 //! The ledger database: the durable record of every event of every account,
-//! the source of history and reconciliation, and the outbox of tier-change
-//! notifications. SQLite is the embedded default, PostgreSQL the production
+//! the source of history and reconciliation, and the outbox of the events
+//! every change sends to webhooks. SQLite is the embedded default, PostgreSQL the production
 //! choice; both run the same queries through sqlx's `Any` driver, and each
 //! has its own migrations (`migrations/sqlite`, `migrations/postgres`).
 //!
 //! Every write is idempotent by `(customer_id, event_id)`: Temporal retries
 //! activities, clients resend events for days, and neither may count twice.
 
+mod events;
 mod project;
 mod read;
 mod write;
@@ -19,6 +20,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Executor};
 
+pub use events::{Cursor, DeadLetter, Failure, StoredEvent};
 pub use read::{AccountAudit, HistoryEntry};
 
 /// Why the ledger could not be opened or used.
@@ -76,6 +78,9 @@ impl Backend {
 pub struct Ledger {
     pool: AnyPool,
     backend: Backend,
+    /// Rung after a commit that appended events: this process's relay
+    /// delivers them at once instead of at its next poll.
+    events_recorded: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Ledger {
@@ -120,7 +125,12 @@ impl Ledger {
             }
             None => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, events_recorded: Default::default() })
+    }
+
+    /// Notified whenever this handle (or a clone) committed new events.
+    pub fn events_recorded(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.events_recorded.clone()
     }
 
     /// The database this ledger writes to.

@@ -7,8 +7,10 @@
 //! elsewhere: a wrong URL, a second writer) applies nothing and answers
 //! `Fenced`, so the account holds its projection instead of guessing.
 
-use super::write::{Tx, find, insert_tier_change, original};
+use super::events::append;
+use super::write::{Tx, find, original};
 use super::{Ledger, LedgerError, now_ms};
+use crate::domain::events::{AccountAfter, NewEvent};
 use crate::domain::{Entry, Known, LedgerView, ProjectionBatch, ProjectionReply, Totals};
 
 impl Ledger {
@@ -45,6 +47,7 @@ impl Ledger {
             });
         }
         tx.commit().await?;
+        self.events_recorded.notify_one();
         Ok((ProjectionReply::Written { duplicates, known }, recovered))
     }
 
@@ -83,8 +86,8 @@ async fn lock_account(tx: &mut Tx, customer_id: &str) -> Result<(Totals, u64), L
     Ok((Totals { balance, lifetime }, last_seq as u64))
 }
 
-/// Inserts the entries and moves the account's totals and sequence to the
-/// last one. An event id the ledger already holds (the account forgot it)
+/// Inserts the entries with their events and moves the account's totals
+/// and sequence to the last one. An event id the ledger already holds (the account forgot it)
 /// is stored as `<event_id>#<seq>` and reported, so the unique key stands
 /// and the row is not lost.
 async fn write_entries(
@@ -94,6 +97,7 @@ async fn write_entries(
     now: i64,
 ) -> Result<Vec<u64>, LedgerError> {
     let mut duplicates = Vec::new();
+    let mut events = Vec::with_capacity(entries.len());
     for entry in entries {
         let event_id = if find(tx, &batch.customer_id, &entry.movement.event_id).await?.is_some() {
             duplicates.push(entry.seq);
@@ -102,10 +106,12 @@ async fn write_entries(
             entry.movement.event_id.clone()
         };
         insert(tx, &batch.customer_id, &event_id, entry, now).await?;
+        events.push(NewEvent::of_entry(entry, &event_id));
         if let Some(change) = &entry.tier_change {
-            insert_tier_change(&mut **tx, change).await?;
+            events.push(NewEvent::of_tier_change(change, Some(AccountAfter::of(entry)), entry.at_ms));
         }
     }
+    append(tx, &batch.customer_id, &events, now).await?;
     if let Some(last) = entries.last() {
         sqlx::query(
             "UPDATE accounts SET balance = $1, lifetime = $2, last_seq = $3, pending = $4, held = $5

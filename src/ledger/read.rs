@@ -260,11 +260,22 @@ impl Ledger {
         }))
     }
 
-    /// The tier changes queued for one account, oldest first, as (old, new).
-    pub async fn tier_notifications(&self, customer_id: &str) -> Result<Vec<(String, String)>, LedgerError> {
-        Ok(sqlx::query_as("SELECT old_tier, new_tier FROM tier_notifications WHERE customer_id = $1 ORDER BY id")
-            .bind(customer_id)
-            .fetch_all(&self.pool)
-            .await?)
+    /// The account's tier changes from its event stream, oldest first, as
+    /// (old, new).
+    pub async fn tier_changes(&self, customer_id: &str) -> Result<Vec<(String, String)>, LedgerError> {
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT body FROM account_events WHERE customer_id = $1 AND type = 'tier.changed' ORDER BY seq",
+        )
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        bodies
+            .iter()
+            .map(|b| {
+                let v: serde_json::Value = serde_json::from_str(b).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+                let tier = |k: &str| v["data"][k].as_str().unwrap_or_default().to_owned();
+                Ok((tier("old_tier"), tier("new_tier")))
+            })
+            .collect()
     }
 }

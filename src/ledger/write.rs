@@ -7,21 +7,28 @@
 
 use sqlx::{Any, Transaction};
 
+use super::events::append;
 use super::read::{HistoryEntry, find_in};
 use super::{Ledger, LedgerError, now_ms};
+use crate::domain::events::{AccountAfter, NewEvent};
 use crate::domain::movement::{Original, effect};
-use crate::domain::{BatchOutcome, EntryKind, LedgerBatch, Movement, Outcome, Recorded, TierChange, Totals};
+use crate::domain::{
+    BatchOutcome, Entry, EntryKind, LedgerBatch, Movement, Outcome, Recorded, Tier, TierChange, Totals,
+};
 
 pub(super) type Tx = Transaction<'static, Any>;
 
 impl Ledger {
     /// Records a batch in order, once per event id for the account's whole
     /// life. A row this same write inserted before (an activity retry) is
-    /// reported `Recovered`, one from another write `Duplicate`.
+    /// reported `Recovered`, one from another write `Duplicate`. Each
+    /// applied row, and the tier change the batch makes, is an event.
     pub async fn apply(&self, batch: &LedgerBatch) -> Result<BatchOutcome, LedgerError> {
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
         let mut totals = lock_account(&mut tx, &batch.customer_id, now).await?;
+        let before = totals;
+        let mut events = Vec::new();
         let mut outcomes = Vec::with_capacity(batch.movements.len());
         for m in &batch.movements {
             let outcome = match find(&mut tx, &batch.customer_id, &m.event_id).await? {
@@ -39,6 +46,7 @@ impl Ledger {
                             totals = e.apply(totals);
                             let recorded = Recorded { effect: e, balance_after: totals.balance };
                             insert(&mut tx, batch, m, &recorded, now).await?;
+                            events.push(NewEvent::of_entry(&legacy_entry(m, &recorded, totals), &m.event_id));
                             Outcome::Applied(recorded)
                         }
                     }
@@ -47,7 +55,29 @@ impl Ledger {
             outcomes.push(outcome);
         }
         store_totals(&mut tx, &batch.customer_id, totals).await?;
+        let (old_tier, new_tier) = (Tier::for_lifetime(before.lifetime), Tier::for_lifetime(totals.lifetime));
+        if old_tier != new_tier {
+            let change = TierChange {
+                customer_id: batch.customer_id.clone(),
+                old_tier,
+                new_tier,
+                lifetime_points: totals.lifetime,
+                caused_by: batch.write_id.clone(),
+            };
+            let account = AccountAfter {
+                balance: totals.balance,
+                lifetime_points: totals.lifetime,
+                pending_points: 0,
+                held_points: 0,
+                tier: new_tier.as_str(),
+            };
+            events.push(NewEvent::of_tier_change(&change, Some(account), 0));
+        }
+        append(&mut tx, &batch.customer_id, &events, now).await?;
         tx.commit().await?;
+        if !events.is_empty() {
+            self.events_recorded.notify_one();
+        }
         Ok(BatchOutcome { outcomes, totals })
     }
 
@@ -96,33 +126,6 @@ impl Ledger {
         tx.commit().await?;
         Ok(totals)
     }
-
-    /// Queues a tier-change notification in the outbox, once per change.
-    pub async fn record_tier_change(&self, change: &TierChange) -> Result<(), LedgerError> {
-        insert_tier_change(&self.pool, change).await
-    }
-}
-
-/// Queues `change` in the outbox unless it is there already.
-pub(super) async fn insert_tier_change<'e>(
-    executor: impl sqlx::Executor<'e, Database = Any>,
-    change: &TierChange,
-) -> Result<(), LedgerError> {
-    {
-        sqlx::query(
-            "INSERT INTO tier_notifications (customer_id, old_tier, new_tier, lifetime_points, caused_by)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (customer_id, new_tier, lifetime_points, caused_by) DO NOTHING",
-        )
-        .bind(&change.customer_id)
-        .bind(change.old_tier.as_str())
-        .bind(change.new_tier.as_str())
-        .bind(change.lifetime_points)
-        .bind(&change.caused_by)
-        .execute(executor)
-        .await?;
-        Ok(())
-    }
 }
 
 /// Creates or touches the account's totals row and returns the totals. The
@@ -167,6 +170,21 @@ pub(super) async fn original(tx: &mut Tx, customer_id: &str, event_id: &str) -> 
     .fetch_one(&mut **tx)
     .await?;
     Ok(Some(Original { kind: row.kind, requested: row.requested, reversed }))
+}
+
+/// A row a previous-version account wrote, as an entry for its event.
+fn legacy_entry(m: &Movement, recorded: &Recorded, after: Totals) -> Entry {
+    Entry {
+        seq: 0,
+        movement: m.clone(),
+        effect: recorded.effect,
+        after,
+        tier_change: None,
+        draws: vec![],
+        at_ms: 0,
+        pending_after: 0,
+        held_after: 0,
+    }
 }
 
 async fn insert(
