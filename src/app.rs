@@ -248,7 +248,17 @@ impl Application {
     /// workflows on this task.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
         let Application {
-            listener, router, health, reported, client, worker, relay, drain_timeout, tracing, _runtime, ..
+            listener,
+            router,
+            health,
+            reported,
+            client,
+            worker,
+            relay,
+            drain_timeout,
+            tracing,
+            _runtime,
+            ..
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let relay = relay.map(|r| tokio::spawn(r.run(stop_rx.clone())));

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use temporalio_common::telemetry::metrics::{
-    CoreMeter, Counter, Gauge, GaugeF64, HistogramDuration, MetricKeyValue, MetricParameters, NewAttributes, NoOpCoreMeter,
+    CoreMeter, Counter, Gauge, GaugeF64, HistogramDuration, MetricKeyValue, MetricParameters, NewAttributes,
+    NoOpCoreMeter,
 };
 use temporalio_common::telemetry::{
     HistogramBucketOverrides, PrometheusExporterOptions, start_prometheus_metric_exporter,

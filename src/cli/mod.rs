@@ -1,6 +1,7 @@
 //! The `loyalty` command line: run the service, or call a running one.
 
 mod client;
+mod events;
 mod holds;
 pub(crate) mod progress;
 mod reconcile;
@@ -44,6 +45,9 @@ enum Command {
     Capture(holds::CaptureArgs),
     /// Give a hold's points back.
     Release(holds::ReleaseArgs),
+    /// Read event streams; handle webhook dead letters.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
     /// Compare every account's workflow state with the ledger; print differences.
     Reconcile(reconcile::ReconcileArgs),
     /// Measure a running service against the Temporal client used directly.
@@ -62,6 +66,7 @@ impl Cli {
             Command::History(args) => client::history(args).await,
             Command::Reverse(args) => client::reverse(args).await,
             Command::Adjust(args) => client::adjust(args).await,
+            Command::Events(command) => command.run().await,
             Command::Reserve(args) => holds::reserve(args).await,
             Command::Capture(args) => holds::capture(args).await,
             Command::Release(args) => holds::release(args).await,

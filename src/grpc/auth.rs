@@ -5,7 +5,7 @@
 //! `name sha256-hex scope[,scope]`, where the hash is of the key itself
 //! (`printf %s "$KEY" | sha256sum`), so the file never holds a usable key. A
 //! presented key is hashed and compared with every stored hash in constant
-//! time. Scopes: `read` (GetSummary, GetHistory), `write` (Accrue, Redeem),
+//! time. Scopes: `read` (GetSummary, GetHistory, ListEvents), `write` (Accrue, Redeem),
 //! `admin` (Reverse, Adjust, and any method this build does not know).
 //! Health and reflection need no key, so probes and grpcurl's listing work.
 //! A refused call gets UNAUTHENTICATED (no or unknown key) or
@@ -121,7 +121,7 @@ pub fn required_scope(path: &str) -> Option<Scope> {
         return None;
     }
     Some(match path.strip_prefix(API) {
-        Some("GetSummary" | "GetHistory") => Scope::Read,
+        Some("GetSummary" | "GetHistory" | "ListEvents") => Scope::Read,
         Some("Accrue" | "Redeem") => Scope::Write,
         _ => Scope::Admin,
     })

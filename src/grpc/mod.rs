@@ -4,6 +4,7 @@ pub mod auth;
 pub mod batcher;
 pub mod deadline;
 pub mod error;
+mod events;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod gate;

@@ -200,23 +200,30 @@ impl TryFrom<pb::GetHistoryRequest> for History {
 
     fn try_from(r: pb::GetHistoryRequest) -> Result<Self, FieldError> {
         let customer = CustomerId::parse(&r.customer_id)?;
-        let page_size = match r.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if (1..=MAX_PAGE_SIZE as i32).contains(&n) => n as u32,
-            n => return Err(FieldError::new("page_size", format!("must be between 0 and {MAX_PAGE_SIZE}, got {n}"))),
-        };
-        let before_seq = match r.page_token.as_str() {
-            "" => None,
-            token => Some(
-                token
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|seq| *seq > 0)
-                    .ok_or_else(|| FieldError::new("page_token", "is not a token this service issued"))?,
-            ),
-        };
+        let (page_size, before_seq) = page(r.page_size, &r.page_token)?;
         Ok(Self { customer, page_size, before_seq })
     }
+}
+
+/// A page request's size (0: the default) and token (a position this
+/// service issued; empty: the first page).
+pub fn page(page_size: i32, page_token: &str) -> Result<(u32, Option<i64>), FieldError> {
+    let size = match page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        n if (1..=MAX_PAGE_SIZE as i32).contains(&n) => n as u32,
+        n => return Err(FieldError::new("page_size", format!("must be between 0 and {MAX_PAGE_SIZE}, got {n}"))),
+    };
+    let position = match page_token {
+        "" => None,
+        token => Some(
+            token
+                .parse::<i64>()
+                .ok()
+                .filter(|seq| *seq > 0)
+                .ok_or_else(|| FieldError::new("page_token", "is not a token this service issued"))?,
+        ),
+    };
+    Ok((size, position))
 }
 
 #[cfg(test)]

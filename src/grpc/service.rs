@@ -22,6 +22,7 @@ use tonic::{Request, Response, Status};
 use super::batcher::Batcher;
 use super::deadline::within;
 use super::error::ApiError;
+use super::events::ListEvents;
 use super::pb::{self, loyalty_service_server::LoyaltyService};
 use super::requests::{Accrue, Adjust, History, HoldCommand, Redeem, Reverse, timestamp};
 use crate::domain::program::{Program, RefundPolicy};
@@ -392,5 +393,14 @@ impl LoyaltyService for LoyaltyApi {
         let (metadata, _, message) = request.into_parts();
         let cmd = Adjust::try_from(message).map_err(ApiError::from)?;
         Ok(Response::new(self.serve("Adjust", &metadata, LoyaltyApi::adjust(self, cmd)).await?))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let (metadata, _, message) = request.into_parts();
+        let cmd = ListEvents::try_from(message).map_err(ApiError::from)?;
+        Ok(Response::new(self.serve("ListEvents", &metadata, self.events_page(cmd)).await?))
     }
 }

@@ -150,7 +150,9 @@ impl Ledger {
                  ORDER BY seq DESC LIMIT $3"
             )
         } else {
-            format!("SELECT {EVENT_COLUMNS} FROM account_events WHERE customer_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+            format!(
+                "SELECT {EVENT_COLUMNS} FROM account_events WHERE customer_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            )
         };
         let rows: Vec<EventRow> = sqlx::query_as(&sql)
             .bind(customer_id)
@@ -164,11 +166,13 @@ impl Ledger {
     /// Records `name` as a configured endpoint (the first replica to see it
     /// decides when) and returns when it was first seen.
     pub async fn register_endpoint(&self, name: &str, now: i64) -> Result<i64, LedgerError> {
-        sqlx::query("INSERT INTO webhook_endpoints (name, first_seen_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO webhook_endpoints (name, first_seen_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         Ok(sqlx::query_scalar("SELECT first_seen_ms FROM webhook_endpoints WHERE name = $1")
             .bind(name)
             .fetch_one(&self.pool)
@@ -212,12 +216,13 @@ impl Ledger {
         next_attempt: Option<i64>,
     ) -> Result<(), LedgerError> {
         if next_attempt.is_none() {
-            let done = sqlx::query("DELETE FROM event_outbox WHERE customer_id = $1 AND lease_owner = $2 AND head_seq = $3")
-                .bind(customer_id)
-                .bind(owner)
-                .bind(head_seq as i64)
-                .execute(&self.pool)
-                .await?;
+            let done =
+                sqlx::query("DELETE FROM event_outbox WHERE customer_id = $1 AND lease_owner = $2 AND head_seq = $3")
+                    .bind(customer_id)
+                    .bind(owner)
+                    .bind(head_seq as i64)
+                    .execute(&self.pool)
+                    .await?;
             if done.rows_affected() > 0 {
                 return Ok(());
             }
@@ -382,9 +387,7 @@ impl Ledger {
         sqlx::query(&format!(
             "INSERT INTO event_outbox (customer_id, head_seq)
              SELECT a.customer_id, a.event_seq FROM accounts a
-             WHERE a.customer_id IN (SELECT customer_id FROM webhook_cursors WHERE {filter} AND next_attempt_ms = 0
-                                     AND parked_at_ms IS NULL AND attempts = 0)
-               AND a.event_seq > 0
+             WHERE a.customer_id IN (SELECT customer_id FROM webhook_cursors WHERE {filter}) AND a.event_seq > 0
              ON CONFLICT (customer_id) DO UPDATE SET head_seq = excluded.head_seq, next_attempt_ms = 0"
         ))
         .bind(endpoint.unwrap_or(""))

@@ -41,7 +41,11 @@ pub struct Endpoint {
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the secrets.
-        f.debug_struct("Endpoint").field("name", &self.name).field("url", &self.url).field("events", &self.events).finish()
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .finish()
     }
 }
 
@@ -98,7 +102,8 @@ impl WebhookConfig {
     pub fn load(path: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError { setting: FILE_SETTING, reason: format!("cannot read {path}: {e}") })?;
-        Self::parse(&text, env).map_err(|reason| ConfigError { setting: FILE_SETTING, reason: format!("{path}: {reason}") })
+        Self::parse(&text, env)
+            .map_err(|reason| ConfigError { setting: FILE_SETTING, reason: format!("{path}: {reason}") })
     }
 
     /// Parses the file's JSON.

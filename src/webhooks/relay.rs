@@ -153,9 +153,10 @@ async fn deliver_account(shared: Arc<Shared>, customer: String, head: u64) -> St
     // Stop sending while a send that starts now still ends inside the lease.
     let deadline = Instant::now() + shared.config.lease.saturating_sub(shared.config.timeout * 2);
     let outcomes = futures::future::join_all(
-        shared.endpoints.iter().map(|(endpoint, first_seen)| {
-            deliver_endpoint(&shared, endpoint, *first_seen, &customer, deadline)
-        }),
+        shared
+            .endpoints
+            .iter()
+            .map(|(endpoint, first_seen)| deliver_endpoint(&shared, endpoint, *first_seen, &customer, deadline)),
     )
     .await;
     let mut next: Option<i64> = None;
