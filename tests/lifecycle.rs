@@ -96,7 +96,9 @@ impl Deployment {
 /// held and released by its TTL, partly spent, refunded, expired during a
 /// ledger outage, on an account that continued-as-new in between.
 async fn a_lots_whole_life(db: Db) {
-    let program = Program { pending_ms: 2_000, lot_expiry_ms: Some(12_000), ..Program::default() };
+    // Announcements before expiry have their own test.
+    let program =
+        Program { pending_ms: 2_000, lot_expiry_ms: Some(12_000), expiry_warning_ms: 0, ..Program::default() };
     let mut d = Deployment::start(db, "life", program);
     let mut grpc = LoyaltyServiceClient::new(common::grpc_channel(d.addr).await);
     let ledger = Ledger::connect(&d.database_url).await.unwrap();
@@ -384,4 +386,39 @@ async fn spending_the_lot_the_account_sleeps_toward_keeps_it_answering() {
         summary(&mut grpc, c).await;
         assert!(started.elapsed() < Duration::from_secs(5), "summary took {:?}", started.elapsed());
     }
+}
+
+/// Points are announced a warning period before they expire: with 8 s
+/// expiry and a 4 s warning, two lots earned a second apart make one
+/// `points.expiring` event (on its timer, not at the accrual), then each
+/// expires; the stream says so in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_are_announced_before_they_expire() {
+    let program = Program { lot_expiry_ms: Some(8_000), expiry_warning_ms: 4_000, ..Program::default() };
+    let d = Deployment::start(Db::Sqlite, "warn", program);
+    let mut grpc = LoyaltyServiceClient::new(common::grpc_channel(d.addr).await);
+    let c = "warned";
+    let t0 = now_ms();
+    grpc.accrue(accrual(c, "w1", 100)).await.expect("accrued");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    grpc.accrue(accrual(c, "w2", 50)).await.expect("accrued");
+    common::summary_when(&mut grpc, c, SETTLE, |s| s.points_balance == 150).await;
+    common::summary_when(&mut grpc, c, SETTLE, |s| s.points_balance == 0).await;
+    let ledger = Ledger::connect(&d.database_url).await.unwrap();
+    let deadline = Instant::now() + SETTLE;
+    let events = loop {
+        let events = ledger.events(c, 0, 50, false).await.unwrap();
+        if events.len() >= 5 || Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["points.accrued", "points.accrued", "points.expiring", "points.expired", "points.expired"]);
+    let warning: serde_json::Value = serde_json::from_str(&events[2].body).unwrap();
+    assert_eq!(warning["data"]["expiring_points"], 150, "{warning}");
+    assert_eq!(warning["data"]["account"]["balance"], 150, "nothing moved yet");
+    let announced = events[2].occurred_at_ms - t0;
+    assert!((3_500..6_500).contains(&announced), "announced about 4 s before w1 expires: {announced} ms");
+    assert!(events[2].occurred_at_ms < events[3].occurred_at_ms);
 }

@@ -6,10 +6,12 @@
 //! (the ledger decided, the account adopted its answer) and replay through
 //! the `legacy` code behind the `one-writer` patch marker; `one_writer_*.json`
 //! by the one-writer version before lots (no `lifecycle` marker: no timers);
-//! `lifecycle_*.json` by the current one. Record the current version's anew (after an intended,
-//! versioned change) with
-//! `cargo test --test replay -- --ignored capture_lifecycle_histories`; keep every
-//! older version's files, so open runs of every version keep replaying.
+//! `lifecycle_*.json` by the lifecycle version before expiry announcements
+//! (no `expiry-warnings` marker); `warnings_*.json` by the current one.
+//! Record the current version's anew (after an intended, versioned change)
+//! with `cargo test --test replay -- --ignored capture_warning_histories`;
+//! keep every older version's files, so open runs of every version keep
+//! replaying.
 
 mod common;
 
@@ -21,7 +23,7 @@ use common::{
 };
 use loyalty::domain::{LoyaltyState, PointsEvent};
 use loyalty::grpc::pb;
-use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_ACCRUALS_PER_RUN};
+use loyalty::workflow::{EXPIRY_WARNINGS, LoyaltyEntityWorkflow, MAX_ACCRUALS_PER_RUN};
 use temporalio_client::{WorkflowDescribeOptions, WorkflowExecutionInfo, WorkflowHistory, WorkflowSignalOptions};
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
@@ -83,11 +85,13 @@ impl Coverage {
                 Attributes::TimerFiredEventAttributes(_) => self.timers_fired += 1,
                 Attributes::TimerCanceledEventAttributes(_) => self.timers_canceled += 1,
                 Attributes::MarkerRecordedEventAttributes(a) => {
+                    // A patch marker's details: `{"id": <patch>, "deprecated": ...}`.
                     let id = a
                         .details
-                        .get("patch_data")
+                        .get("patch-data")
                         .and_then(|p| p.payloads.first())
-                        .map(|p| String::from_utf8_lossy(&p.data).to_string());
+                        .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p.data).ok())
+                        .and_then(|v| v["id"].as_str().map(str::to_owned));
                     self.markers.insert(id.unwrap_or_else(|| a.marker_name.clone()));
                 }
                 Attributes::ActivityTaskScheduledEventAttributes(a) => {
@@ -109,6 +113,7 @@ async fn committed_histories_replay_deterministically() {
     .expect("replayer");
 
     let (mut legacy, mut current, mut lifecycle) = (Coverage::default(), Coverage::default(), Coverage::default());
+    let mut warnings = Coverage::default();
     for (path, json) in &histories {
         let events = WorkflowHistory::from_json(json).expect("history JSON").into_events().await.expect("events");
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
@@ -116,6 +121,8 @@ async fn committed_histories_replay_deterministically() {
             legacy.count(&events)
         } else if name.starts_with("lifecycle_") {
             lifecycle.count(&events)
+        } else if name.starts_with("warnings_") {
+            warnings.count(&events)
         } else {
             current.count(&events)
         }
@@ -150,6 +157,56 @@ async fn committed_histories_replay_deterministically() {
     assert!(lifecycle.timers_canceled >= 1, "lifecycle: a timer replaced {lifecycle:?}");
     assert!(lifecycle.continued_with_lifecycle >= 1, "lifecycle: pending lots carried {lifecycle:?}");
     assert!(lifecycle.completed >= 1, "lifecycle: a closed account {lifecycle:?}");
+    assert!(!lifecycle.markers.contains(EXPIRY_WARNINGS), "lifecycle: recorded before announcements");
+    // The announcing runs: announcements on their own timers in both runs
+    // of a continue-as-new, expiries after them, close.
+    assert!(warnings.markers.contains(EXPIRY_WARNINGS), "warnings: the marker {warnings:?}");
+    assert!(warnings.timers_fired >= 4, "warnings: announcements and expiries on timers {warnings:?}");
+    assert!(warnings.continued >= 1 && warnings.completed >= 1, "warnings: continue-as-new and close {warnings:?}");
+    assert!(warnings.updates.contains_key("redeem_points"), "warnings: a spend {warnings:?}");
+}
+
+/// Records the announcing version's histories on an app of its own whose
+/// program announces 3 s before expiry: two lots announced together on a
+/// timer, a spend, expiries, a continue-as-new, lots announced and expired
+/// in the next run, and close.
+#[tokio::test]
+#[ignore = "writes tests/histories from a real run"]
+async fn capture_warning_histories() {
+    const CUSTOMER: &str = "replay-5";
+    let mut settings = common::settings("replay-warnings");
+    settings.program.lot_expiry_ms = Some(7_000);
+    settings.program.expiry_warning_ms = 3_000;
+    let (_stop, stopped) = tokio::sync::oneshot::channel();
+    let (addr, _thread) = common::start_app(settings, stopped);
+    let mut grpc = pb::loyalty_service_client::LoyaltyServiceClient::new(common::grpc_channel(addr).await);
+    let settle = Duration::from_secs(60);
+    grpc.accrue(accrual(CUSTOMER, "w1", 100)).await.unwrap();
+    grpc.accrue(accrual(CUSTOMER, "w2", 50)).await.unwrap();
+    summary_when(&mut grpc, CUSTOMER, settle, |s| s.points_balance == 150).await;
+    grpc.redeem(redemption(CUSTOMER, "r1", 20, "pen")).await.unwrap();
+    summary_when(&mut grpc, CUSTOMER, settle, |s| s.points_balance == 0).await;
+    let burst = (0..MAX_ACCRUALS_PER_RUN).map(|i| accrual(CUSTOMER, &format!("b{i}"), 1));
+    for sent in fan_out(&grpc, 16, burst, |mut g, r| async move { g.accrue(r).await }).await {
+        sent.unwrap();
+    }
+    let temporal = temporal().await;
+    let handle = temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(format!("loyalty-{CUSTOMER}"));
+    let first_run = describe_runs(&handle).await.0;
+    let deadline = std::time::Instant::now() + settle;
+    while describe_runs(&handle).await.1 == first_run {
+        assert!(std::time::Instant::now() < deadline, "the run must continue-as-new");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    grpc.accrue(accrual(CUSTOMER, "w3", 30)).await.unwrap();
+    summary_when(&mut grpc, CUSTOMER, settle, |s| s.lifetime_points == 180 + MAX_ACCRUALS_PER_RUN as i64).await;
+    summary_when(&mut grpc, CUSTOMER, settle, |s| s.points_balance == 0).await;
+    handle.signal(LoyaltyEntityWorkflow::shutdown, (), WorkflowSignalOptions::default()).await.unwrap();
+    tokio::time::timeout(settle, handle.get_result(Default::default()))
+        .await
+        .expect("the account must close")
+        .expect("it completes");
+    write_runs(&temporal, CUSTOMER, "warnings_run").await;
 }
 
 /// Records the lifecycle version's histories: pending lots that activate,

@@ -1,5 +1,10 @@
--- The account's event stream (a transactional outbox), as in
--- migrations/sqlite/0005_account_events.sql.
+-- The account's event stream (a transactional outbox) and the `expiring`
+-- entry kind, as in migrations/sqlite/0005_account_events.sql.
+ALTER TABLE ledger_entries DROP CONSTRAINT IF EXISTS ledger_entries_kind_check;
+ALTER TABLE ledger_entries ADD CONSTRAINT ledger_entries_kind_check
+    CHECK (kind IN ('accrual', 'redemption', 'reversal', 'adjustment', 'expiry',
+                    'activation', 'hold', 'capture', 'release', 'expiring'));
+
 CREATE TABLE account_events (
     id             BIGSERIAL PRIMARY KEY,
     customer_id    TEXT   NOT NULL,

@@ -1,3 +1,36 @@
+-- A new entry kind, `expiring` (points about to expire were announced;
+-- it moves nothing). SQLite cannot change a CHECK: the table is rebuilt
+-- with its rows, sequence and indexes, as in 0004.
+CREATE TABLE ledger_entries_v4 (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    customer_id     TEXT    NOT NULL,
+    event_id        TEXT    NOT NULL,
+    kind            TEXT    NOT NULL
+                    CHECK (kind IN ('accrual', 'redemption', 'reversal', 'adjustment', 'expiry',
+                                    'activation', 'hold', 'capture', 'release', 'expiring')),
+    requested       INTEGER NOT NULL,
+    points          INTEGER NOT NULL,
+    lifetime_delta  INTEGER NOT NULL,
+    shortfall       INTEGER NOT NULL DEFAULT 0,
+    balance_after   INTEGER NOT NULL,
+    reason          TEXT    NOT NULL DEFAULT '',
+    source          TEXT    NOT NULL DEFAULT '',
+    reverses        TEXT,
+    write_id        TEXT    NOT NULL DEFAULT '',
+    recorded_at_ms  INTEGER NOT NULL,
+    account_seq     INTEGER,
+    draws           TEXT,
+    effective_at_ms INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (customer_id, event_id)
+);
+INSERT INTO ledger_entries_v4 SELECT * FROM ledger_entries ORDER BY seq;
+DROP TABLE ledger_entries;
+ALTER TABLE ledger_entries_v4 RENAME TO ledger_entries;
+CREATE INDEX ledger_entries_history ON ledger_entries (customer_id, seq);
+CREATE INDEX ledger_entries_reverses ON ledger_entries (customer_id, reverses) WHERE reverses IS NOT NULL;
+CREATE UNIQUE INDEX ledger_entries_account_seq ON ledger_entries (customer_id, account_seq)
+    WHERE account_seq IS NOT NULL;
+
 -- The account's event stream (a transactional outbox): one row per applied
 -- entry and per tier change, written in the entry's own transaction and
 -- numbered per account (`seq`, from `accounts.event_seq`). `body` is the

@@ -303,6 +303,7 @@ fn kind_name(kind: i32) -> &'static str {
         pb::EntryKind::Hold => "hold",
         pb::EntryKind::Capture => "capture",
         pb::EntryKind::Release => "release",
+        pb::EntryKind::Expiring => "expiring",
         pb::EntryKind::Unspecified => "unknown",
     }
 }

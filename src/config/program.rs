@@ -4,7 +4,7 @@
 
 use super::ConfigError;
 use crate::domain::Millis;
-use crate::domain::program::{DAY_MS, MAX_EXPIRY_MS, MAX_PENDING_MS, Program, RefundPolicy};
+use crate::domain::program::{DAY_MS, DEFAULT_EXPIRY_WARNING_MS, MAX_EXPIRY_MS, MAX_PENDING_MS, Program, RefundPolicy};
 
 /// Reads the program's settings; every one is optional.
 pub fn load(env: &impl Fn(&str) -> Option<String>) -> Result<Program, ConfigError> {
@@ -33,7 +33,12 @@ pub fn load(env: &impl Fn(&str) -> Option<String>) -> Result<Program, ConfigErro
             reason: "must be longer than LOYALTY_POINTS_PENDING (points would expire as they activate)".into(),
         });
     }
-    Ok(Program { pending_ms, lot_expiry_ms, inactivity_expiry_ms, refund })
+    let expiry_warning_ms = match env("LOYALTY_POINTS_EXPIRY_WARNING").as_deref().map(str::trim) {
+        None | Some("") => DEFAULT_EXPIRY_WARNING_MS,
+        Some("off") => 0,
+        Some(raw) => duration("LOYALTY_POINTS_EXPIRY_WARNING", raw, 1_000, MAX_EXPIRY_MS)?,
+    };
+    Ok(Program { pending_ms, lot_expiry_ms, inactivity_expiry_ms, refund, expiry_warning_ms })
 }
 
 /// Parses `<number><unit>` (`ms`, `s`, `m`, `h`, `d`) into milliseconds.
@@ -89,8 +94,11 @@ mod tests {
             ("LOYALTY_POINTS_EXPIRE_AFTER", "365d"),
             ("LOYALTY_POINTS_EXPIRE_INACTIVE_AFTER", "never"),
             ("LOYALTY_REFUND_POLICY", "allow_negative"),
+            ("LOYALTY_POINTS_EXPIRY_WARNING", "off"),
         ])
         .unwrap();
+        assert_eq!(p.expiry_warning_ms, 0);
+        assert_eq!(program(&[("LOYALTY_POINTS_EXPIRY_WARNING", "3d")]).unwrap().expiry_warning_ms, 3 * DAY_MS);
         assert_eq!((p.pending_ms, p.lot_expiry_ms, p.inactivity_expiry_ms), (2_000, Some(365 * DAY_MS), None));
         assert_eq!(p.refund, RefundPolicy::AllowNegative);
         for (var, bad) in [
@@ -100,6 +108,7 @@ mod tests {
             ("LOYALTY_POINTS_EXPIRE_AFTER", "10"),
             ("LOYALTY_POINTS_EXPIRE_INACTIVE_AFTER", "99999d"),
             ("LOYALTY_REFUND_POLICY", "debt"),
+            ("LOYALTY_POINTS_EXPIRY_WARNING", "soon"),
         ] {
             assert_eq!(program(&[(var, bad)]).unwrap_err().setting, var, "{var}={bad}");
         }

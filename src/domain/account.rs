@@ -230,6 +230,9 @@ impl LoyaltyState {
             clock_ms: 0,
             last_activity_ms: 0,
             expire_inactive_after_ms: 0,
+            expiry_warning_ms: 0,
+            warned_until_ms: 0,
+            expiry_warnings: false,
             due_hint: None,
         }
     }

@@ -66,6 +66,9 @@ impl LoyaltyState {
         if let Some(after) = event.expire_inactive_after_ms {
             self.expire_inactive_after_ms = after.max(0);
         }
+        if let Some(warning) = event.expiry_warning_ms {
+            self.expiry_warning_ms = warning.max(0);
+        }
         let pending_until_ms = event.active_from_ms.filter(|&at| at > now);
         let effect = if pending_until_ms.is_some() {
             Effect { requested: points, ..Effect::default() }
@@ -81,6 +84,7 @@ impl LoyaltyState {
         });
         self.last_activity_ms = now;
         self.may_be_due(pending_until_ms.or(event.expires_at_ms));
+        self.may_be_due(self.warning_time(event.expires_at_ms));
         if self.expire_inactive_after_ms > 0 {
             self.may_be_due(Some(now.saturating_add(self.expire_inactive_after_ms)));
         }
@@ -395,6 +399,7 @@ impl LoyaltyState {
             at_ms,
             pending_after,
             held_after,
+            expires_at_ms: None,
         });
         seq
     }

@@ -50,6 +50,9 @@ pub struct Entry {
     /// Held points right after it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub held_after: i64,
+    /// An `expiring` entry's soonest expiry (for its event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<Millis>,
 }
 
 fn is_zero(v: &i64) -> bool {

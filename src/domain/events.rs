@@ -42,6 +42,7 @@ pub fn entry_event_type(kind: EntryKind) -> &'static str {
         EntryKind::Hold => "points.held",
         EntryKind::Capture => "points.captured",
         EntryKind::Release => "points.released",
+        EntryKind::Expiring => "points.expiring",
     }
 }
 
@@ -122,6 +123,11 @@ impl NewEvent {
         }
         if entry.effect.shortfall != 0 {
             extra.insert("shortfall".into(), entry.effect.shortfall.into());
+        }
+        if let Some(at) = entry.expires_at_ms {
+            // An announcement: what expires, from when; `points` moved nothing.
+            extra.insert("expiring_points".into(), entry.effect.requested.into());
+            extra.insert("expires_at".into(), rfc3339(at).into());
         }
         if !entry.draws.is_empty() {
             let lots: Vec<Value> = entry.draws.iter().map(|d| json!({"lot": d.lot, "points": d.points})).collect();
@@ -208,6 +214,7 @@ mod tests {
             at_ms: 0,
             pending_after: 3,
             held_after: 2,
+            expires_at_ms: None,
         }
     }
 

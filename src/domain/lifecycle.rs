@@ -21,6 +21,7 @@ use super::holds::{
 use super::lots::{CARRIED_LOT, Lot, Millis, drawn};
 use super::messages::{EntryKind, LoyaltyState};
 use super::movement::{Effect, Movement};
+use super::program::DAY_MS;
 
 /// The window of "expiring soon" in the summary: 30 days.
 pub const EXPIRING_SOON_MS: Millis = 30 * 86_400_000;
@@ -50,7 +51,63 @@ impl LoyaltyState {
     /// a hold's deadline or the inactivity deadline.
     pub fn next_due(&self) -> Option<Millis> {
         let holds = self.holds.iter().map(|h| h.expires_at_ms).min();
-        [self.lots.next_due(), holds, self.inactivity_deadline()].into_iter().flatten().min()
+        [self.lots.next_due(), holds, self.inactivity_deadline(), self.next_warning()].into_iter().flatten().min()
+    }
+
+    /// When points expiring at `expires_at` are announced, if this run
+    /// announces expiries.
+    pub(super) fn warning_time(&self, expires_at: Option<Millis>) -> Option<Millis> {
+        let on = self.expiry_warnings && self.expiry_warning_ms > 0;
+        expires_at.filter(|&at| on && at > self.warned_until_ms).map(|at| at.saturating_sub(self.expiry_warning_ms))
+    }
+
+    /// When the next announcement is due: the soonest active lot with points
+    /// that expires after what was announced.
+    fn next_warning(&self) -> Option<Millis> {
+        if !self.expiry_warnings || self.expiry_warning_ms == 0 {
+            return None;
+        }
+        let lot = self.lots.lots.iter().find(|l| {
+            l.is_active() && l.remaining > 0 && l.expires_at_ms.is_some_and(|at| at > self.warned_until_ms)
+        })?;
+        // A lot earned inside its warning period is announced when earned.
+        self.warning_time(lot.expires_at_ms).map(|at| at.max(lot.earned_at_ms))
+    }
+
+    /// Lets this run announce expiries (the workflow's `expiry-warnings`
+    /// marker); what is due is looked at again.
+    pub fn enable_expiry_warnings(&mut self) {
+        self.expiry_warnings = true;
+        self.forget_due();
+    }
+
+    /// Announces, at `at`, the active points expiring within the warning
+    /// period from then (and up to a day more, so lots earned on the same
+    /// day make one announcement): one `expiring` entry that moves nothing.
+    fn warn(&mut self, at: Millis) {
+        let group = self.expiry_warning_ms.min(DAY_MS);
+        let until = at.saturating_add(self.expiry_warning_ms).saturating_add(group);
+        let mut draws = Vec::new();
+        let mut first: Option<Millis> = None;
+        for lot in self.lots.lots.iter().filter(|l| l.is_active() && l.remaining > 0) {
+            match lot.expires_at_ms {
+                Some(exp) if exp > self.warned_until_ms && exp <= until => {
+                    first = Some(first.map_or(exp, |f| f.min(exp)));
+                    draws.push(super::lots::Draw { lot: lot.id.clone(), points: lot.remaining });
+                }
+                _ => {}
+            }
+        }
+        self.warned_until_ms = until;
+        let Some(first) = first else { return };
+        let points = drawn(&draws);
+        let effect = Effect { requested: points, balance_delta: 0, lifetime_delta: 0, shortfall: 0 };
+        let reason = format!("expiring from {}", super::events::rfc3339(first));
+        let m = self.own_movement(EntryKind::Expiring, "expiring", points, &reason);
+        self.push_entry(m, effect, draws, at);
+        if let Some(entry) = self.unprojected.last_mut() {
+            entry.expires_at_ms = Some(first);
+        }
     }
 
     fn inactivity_deadline(&self) -> Option<Millis> {
@@ -81,8 +138,10 @@ impl LoyaltyState {
             let expiry = self.lots.next_expiry();
             let hold = self.holds.iter().map(|h| h.expires_at_ms).min();
             let idle = self.inactivity_deadline();
-            // Ties: activate first, then give holds back, then expire.
-            let Some((at, what)) = [(activation, 0), (hold, 1), (expiry, 2), (idle, 3)]
+            let warning = self.next_warning();
+            // Ties: activate first, then give holds back, then expire; an
+            // announcement last, so it counts only points still there.
+            let Some((at, what)) = [(activation, 0), (hold, 1), (expiry, 2), (idle, 3), (warning, 4)]
                 .into_iter()
                 .filter_map(|(at, what)| at.map(|at| (at, what)))
                 .min()
@@ -107,10 +166,11 @@ impl LoyaltyState {
                     let due = self.lots.expire_due(at).expect("due");
                     self.expire(due.draws, "lot expired", at);
                 }
-                _ => {
+                3 => {
                     let draws = self.lots.expire_all();
                     self.expire(draws, "inactivity", at);
                 }
+                _ => self.warn(at),
             }
         }
         self.due_hint = Some(self.next_due().unwrap_or(Millis::MAX));
@@ -455,6 +515,33 @@ mod tests {
     }
 
     #[test]
+    fn points_are_announced_once_a_warning_period_before_they_expire() {
+        let mut s = LoyaltyState::open("c");
+        s.enable_expiry_warnings();
+        let with_warning = |id: &str, points, expires| PointsEvent {
+            expiry_warning_ms: Some(5_000),
+            ..accrual(id, points, None, Some(expires))
+        };
+        s.accrue(&with_warning("a", 100, 100_000), 0).unwrap();
+        s.accrue(&with_warning("b", 50, 103_000), 0).unwrap();
+        s.accrue(&with_warning("c", 70, 200_000), 0).unwrap();
+        s.accrue(&with_warning("d", 30, 300_000), 0).unwrap();
+        assert_eq!(s.next_due(), Some(95_000));
+        assert_eq!(s.advance(94_999), 0);
+        // Lots expiring within the period (and as long again) make one announcement.
+        assert_eq!(s.advance(95_000), 1);
+        let e = s.unprojected.last().unwrap();
+        assert_eq!((e.movement.kind, e.effect.requested, e.effect.balance_delta), (EntryKind::Expiring, 150, 0));
+        assert_eq!((e.at_ms, e.expires_at_ms, e.draws.len()), (95_000, Some(100_000), 2));
+        assert_eq!(s.points_balance, 250, "an announcement moves nothing");
+        assert_eq!(s.advance(99_999), 0, "announced once");
+        assert_eq!(s.advance(100_000), 1, "then they expire");
+        // Points spent before their announcement are not announced.
+        s.redeem(&RedemptionRequest { event_id: "r".into(), points: 120, reward: String::new() }, 150_000).unwrap();
+        assert_eq!(s.next_due(), Some(295_000), "c was spent: only d is left to announce");
+    }
+
+    #[test]
     fn lots_expire_soonest_first_and_spent_points_never_expire() {
         let mut s = LoyaltyState::open("c");
         s.accrue(&accrual("old", 100, None, Some(1_000)), 0).unwrap();
@@ -651,6 +738,8 @@ mod tests {
     #[test]
     fn mixed_operations_keep_the_books_exact() {
         let mut s = LoyaltyState::open("c");
+        s.enable_expiry_warnings();
+        s.expiry_warning_ms = 300;
         let mut rng = 0x9e3779b97f4a7c15_u64;
         let mut next = |n: u64| {
             rng ^= rng << 13;
@@ -739,6 +828,7 @@ mod tests {
             assert!(s.next_due().is_none_or(|due| due > now), "nothing due is left behind at step {i}");
         }
         assert!(s.unprojected.iter().any(|e| e.movement.kind == EntryKind::Expiry));
+        assert!(s.unprojected.iter().any(|e| e.movement.kind == EntryKind::Expiring));
         assert!(s.unprojected.iter().any(|e| e.movement.kind == EntryKind::Activation));
         assert!(s.unprojected.iter().any(|e| e.movement.kind == EntryKind::Capture));
         assert!(s.unprojected.iter().any(|e| e.movement.kind == EntryKind::Release));

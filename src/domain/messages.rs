@@ -43,6 +43,10 @@ pub struct PointsEvent {
     /// an accrual or a spend (0: never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expire_inactive_after_ms: Option<Millis>,
+    /// The program's warning period, set by the gRPC layer on the accrual
+    /// that carries it: points expiring within it are announced (0: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_warning_ms: Option<Millis>,
 }
 
 /// Input of the `redeem_points` update.
@@ -211,6 +215,17 @@ pub struct LoyaltyState {
     /// activity (0: never).
     #[serde(default)]
     pub expire_inactive_after_ms: Millis,
+    /// How long before points expire they are announced (an `expiring`
+    /// entry and a `points.expiring` event); 0: never.
+    #[serde(default, skip_serializing_if = "is_zero_ms")]
+    pub expiry_warning_ms: Millis,
+    /// Active points expiring at or before this time were announced.
+    #[serde(default, skip_serializing_if = "is_zero_ms")]
+    pub warned_until_ms: Millis,
+    /// Whether this run announces expiries: runs recorded before the
+    /// `expiry-warnings` marker never do (set by the workflow at run start).
+    #[serde(skip)]
+    pub expiry_warnings: bool,
     /// Nothing is due before this time (`None`: not known; look). Kept so
     /// an accrual does not walk every lot; not carried, it is recomputed.
     #[serde(skip)]
@@ -219,6 +234,10 @@ pub struct LoyaltyState {
 
 fn active() -> bool {
     true
+}
+
+fn is_zero_ms(v: &Millis) -> bool {
+    *v == 0
 }
 
 /// What kind of change a ledger row records.
@@ -243,11 +262,13 @@ pub enum EntryKind {
     Capture,
     /// Held points given back (released, or the hold expired).
     Release,
+    /// Points about to expire were announced; moves nothing.
+    Expiring,
 }
 
 impl EntryKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EntryKind; 9] = [
+    pub const ALL: [EntryKind; 10] = [
         EntryKind::Accrual,
         EntryKind::Redemption,
         EntryKind::Reversal,
@@ -257,6 +278,7 @@ impl EntryKind {
         EntryKind::Hold,
         EntryKind::Capture,
         EntryKind::Release,
+        EntryKind::Expiring,
     ];
 
     /// The name stored in the ledger.
@@ -271,6 +293,7 @@ impl EntryKind {
             EntryKind::Hold => "hold",
             EntryKind::Capture => "capture",
             EntryKind::Release => "release",
+            EntryKind::Expiring => "expiring",
         }
     }
 

@@ -182,7 +182,9 @@ pub fn effect(movement: &Movement, totals: Totals, original: Option<Original>) -
         // Decided by the lots (`lifecycle`), never asked for by a caller.
         EntryKind::Activation => Ok(Effect { requested: p, balance_delta: p, lifetime_delta: p, shortfall: 0 }),
         EntryKind::Release => Ok(Effect { requested: p, balance_delta: p, lifetime_delta: 0, shortfall: 0 }),
-        EntryKind::Capture => Ok(Effect { requested: p, balance_delta: 0, lifetime_delta: 0, shortfall: 0 }),
+        EntryKind::Capture | EntryKind::Expiring => {
+            Ok(Effect { requested: p, balance_delta: 0, lifetime_delta: 0, shortfall: 0 })
+        }
     }
 }
 

@@ -36,8 +36,11 @@ impl RefundPolicy {
     }
 }
 
+/// How long before points expire they are announced, unless set.
+pub const DEFAULT_EXPIRY_WARNING_MS: Millis = 7 * DAY_MS;
+
 /// The program's lifecycle settings.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Program {
     /// How long new points stay pending (0: active at once).
     pub pending_ms: Millis,
@@ -48,6 +51,21 @@ pub struct Program {
     pub inactivity_expiry_ms: Option<Millis>,
     /// What a clawback beyond the balance does.
     pub refund: RefundPolicy,
+    /// How long before points expire a `points.expiring` event announces
+    /// them (0: never).
+    pub expiry_warning_ms: Millis,
+}
+
+impl Default for Program {
+    fn default() -> Self {
+        Self {
+            pending_ms: 0,
+            lot_expiry_ms: None,
+            inactivity_expiry_ms: None,
+            refund: RefundPolicy::default(),
+            expiry_warning_ms: DEFAULT_EXPIRY_WARNING_MS,
+        }
+    }
 }
 
 /// An accrual's own dates, as the caller sent them (all optional).

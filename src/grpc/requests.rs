@@ -108,6 +108,7 @@ impl TryFrom<pb::AccrueRequest> for Accrue {
                 active_from_ms: None,
                 expires_at_ms: None,
                 expire_inactive_after_ms: None,
+                expiry_warning_ms: None,
             },
             lot: LotRequest {
                 pending_days: r.pending_days.map(i64::from),

@@ -118,6 +118,7 @@ impl LoyaltyApi {
         cmd.event.active_from_ms = dates.active_from_ms;
         cmd.event.expires_at_ms = dates.expires_at_ms;
         cmd.event.expire_inactive_after_ms = Some(self.program.inactivity_expiry_ms.unwrap_or(0));
+        cmd.event.expiry_warning_ms = Some(self.program.expiry_warning_ms);
         match self.known(&cmd.customer, &cmd.event.movement()).await? {
             Known::Applied(_) => return Ok(pb::AccrueResponse { workflow_id }),
             Known::New => cmd.event.ledger_checked = true,
@@ -311,6 +312,7 @@ fn history_entry(e: HistoryEntry) -> pb::HistoryEntry {
         K::Hold => pb::EntryKind::Hold,
         K::Capture => pb::EntryKind::Capture,
         K::Release => pb::EntryKind::Release,
+        K::Expiring => pb::EntryKind::Expiring,
     };
     pb::HistoryEntry {
         event_id: e.event_id,

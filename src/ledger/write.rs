@@ -184,6 +184,7 @@ fn legacy_entry(m: &Movement, recorded: &Recorded, after: Totals) -> Entry {
         at_ms: 0,
         pending_after: 0,
         held_after: 0,
+        expires_at_ms: None,
     }
 }
 

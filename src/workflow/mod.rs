@@ -92,6 +92,10 @@ pub const ONE_WRITER: &str = "one-writer";
 /// time (a pending lot, an expiry, a hold's deadline) or a daily wake;
 /// histories without it never start timers.
 pub const LIFECYCLE: &str = "lifecycle";
+/// [`LIFECYCLE`] runs with this marker announce points before they expire
+/// (an `expiring` entry, a `points.expiring` event); histories without it
+/// never do, so their timers and entries replay as recorded.
+pub const EXPIRY_WARNINGS: &str = "expiry-warnings";
 /// An idle account wakes at least this often to learn that the Worker
 /// Deployment's current version changed (and continue-as-new onto it).
 pub const IDLE_WAKE_MS: Millis = 86_400_000;
@@ -322,7 +326,13 @@ impl LoyaltyEntityWorkflow {
             return legacy::run(ctx).await;
         }
         let lifecycle = ctx.patched(LIFECYCLE);
-        ctx.state_mut(|s| s.lifecycle = lifecycle);
+        let warnings = lifecycle && ctx.patched(EXPIRY_WARNINGS);
+        ctx.state_mut(|s| {
+            s.lifecycle = lifecycle;
+            if warnings {
+                s.state.enable_expiry_warnings();
+            }
+        });
         let ctx: &Ctx = ctx;
         let mut sleep = Sleep::new(ctx);
         loop {
