@@ -42,7 +42,14 @@ fi
 pids+=($!)
 wait_port "$temporal_port"
 
+# The benchmark is the webhook endpoint (it reports delivery at mixed load).
+hook_port=$(free_port)
+hook_secret="whsec_$(python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')"
+printf '{"endpoints": [{"name": "bench", "url": "http://127.0.0.1:%s/hook", "secrets": ["%s"]}]}' \
+    "$hook_port" "$hook_secret" >"$work/webhooks.json"
+
 grpc_port=$(free_port)
+LOYALTY_WEBHOOKS_FILE="$work/webhooks.json" \
 LOYALTY_GRPC_ADDR="127.0.0.1:$grpc_port" \
 TEMPORAL_ADDRESS="127.0.0.1:$temporal_port" \
 LOYALTY_DATABASE_URL="sqlite:$work/loyalty.db" \
@@ -54,4 +61,5 @@ pids+=($service)
 wait_port "$grpc_port"
 
 RUST_LOG="${RUST_LOG:-warn}" target/release/loyalty bench --server "http://127.0.0.1:$grpc_port" --temporal-address "127.0.0.1:$temporal_port" \
-    --service-pid "$service" --temporal-pid "${pids[0]}" --dev-server-storage "$storage" --bench-database-url "sqlite:$work/bench-ledger.db" "$@"
+    --service-pid "$service" --temporal-pid "${pids[0]}" --dev-server-storage "$storage" --bench-database-url "sqlite:$work/bench-ledger.db" \
+    --webhook-port "$hook_port" "$@"

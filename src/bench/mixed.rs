@@ -299,8 +299,13 @@ impl Bench {
 }
 
 /// Runs the mixed phase.
+/// The one customer of the mixed phase.
+pub fn customer(bench: &Bench) -> String {
+    format!("bench-{}-mixed", bench.run)
+}
+
 pub async fn run(bench: &Bench) -> Result<Mixed, String> {
-    let customer = format!("bench-{}-mixed", bench.run);
+    let customer = customer(bench);
     let accrue_callers = bench.args.mixed_accrue_callers.max(1);
     let seconds = Duration::from_secs(bench.args.mixed_seconds);
 

@@ -28,6 +28,7 @@ mod mixed;
 pub mod reference;
 mod report;
 pub mod stats;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,6 +105,10 @@ pub struct BenchArgs {
     /// Ledger of the benchmark's own worker (hot phase baselines).
     #[arg(long)]
     bench_database_url: Option<String>,
+    /// Be the endpoint of the service's webhooks on this loopback port for
+    /// the whole run, and report delivery under the mixed load.
+    #[arg(long)]
+    webhook_port: Option<u16>,
     /// Which phases to run.
     #[arg(long, value_delimiter = ',', default_value = "api,hot,mixed,memory,lots")]
     phases: Vec<String>,
@@ -181,6 +186,10 @@ async fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         args,
     };
     let mut report = report::Report::new(&bench.args.dev_server_storage, bench.load());
+    let receiver = match bench.args.webhook_port {
+        Some(port) => Some(webhooks::Receiver::listen(port).await?),
+        None => None,
+    };
     let phase = |name: &str| bench.args.phases.iter().any(|p| p == name);
     if phase("api") {
         report.api = api::run(&bench).await?;
@@ -189,7 +198,11 @@ async fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         report.hot = Some(hot::run(&bench).await?);
     }
     if phase("mixed") {
+        let from = webhooks::now_ms();
         report.mixed = Some(mixed::run(&bench).await?);
+        if let Some(receiver) = &receiver {
+            report.webhooks = Some(receiver.measure(&mixed::customer(&bench), from, webhooks::now_ms()).await);
+        }
     }
     if phase("memory") {
         match bench.args.service_pid {

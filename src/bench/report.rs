@@ -53,6 +53,10 @@ pub struct Report {
     /// The lots phase (absent from results of runs before it existed).
     #[serde(default)]
     pub lots: Option<super::lots::Lots>,
+    /// Webhook delivery during the mixed phase (absent unless the
+    /// benchmark was the endpoint, and from runs before it existed).
+    #[serde(default)]
+    pub webhooks: Option<super::webhooks::Webhooks>,
     /// The targets, filled by [`Report::judge`].
     pub targets: Vec<Target>,
 }
@@ -80,6 +84,7 @@ impl Report {
             mixed: None,
             memory: None,
             lots: None,
+            webhooks: None,
             targets: Vec::new(),
         }
     }
@@ -146,6 +151,11 @@ impl Report {
             let met = redeem.ok > 0 && m.errors() == 0 && redeem.p99_ms < 1_000.0;
             add("mixed: Redeem p99 (ms), and no call errors", "< 1000", redeem.p99_ms, Some(met));
         }
+        if let Some(w) = &self.webhooks {
+            // Events wait for their ledger write, then one POST each, in order.
+            let met = w.in_order && w.events > 0 && w.lag_p99_ms <= 1_000.0;
+            add("mixed: webhook delivery lag p99 (ms), in order", "<= 1000", w.lag_p99_ms, Some(met));
+        }
         if let Some(m) = &self.memory {
             add(
                 &format!("resident memory per idle cached account, {} cached (KiB)", m.accounts),
@@ -184,6 +194,12 @@ impl Report {
                     cpu(s.temporal_cpu_ms_per_call)
                 );
             }
+        }
+        if let Some(w) = &self.webhooks {
+            println!(
+                "\nwebhooks at mixed load: {} events of the account, {:.1} deliveries/s to the endpoint, lag p50 {:.1} ms p99 {:.1} ms max {:.1} ms, in order {}, last one {:.2}s after the last call",
+                w.events, w.delivered_per_second, w.lag_p50_ms, w.lag_p99_ms, w.lag_max_ms, w.in_order, w.caught_up_seconds
+            );
         }
         if let Some(l) = &self.lots {
             println!("\nlots: {} accruals to one account, each its own lot", l.accruals);

@@ -191,6 +191,28 @@ pub fn rfc3339(ms: Millis) -> String {
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
 }
 
+/// The inverse of [`rfc3339`] (UTC, `Z`, optional fraction), for readers
+/// of event bodies.
+pub fn parse_rfc3339(text: &str) -> Option<Millis> {
+    let t = text.strip_suffix('Z')?;
+    let (date, time) = t.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    let mut h = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (h.next()??, h.next()??, h.next()??);
+    let milli = format!("{fraction:0<3}")[..3].parse::<i64>().ok()?;
+    // Civil date to days (H. Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1_000 + milli)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +281,10 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(rfc3339(1_796_000_000_000), "2026-11-30T00:53:20.000Z");
+        for ms in [0, 951_782_400_123, 1_796_000_000_007, 4_102_444_799_999] {
+            assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms));
+        }
+        assert_eq!(parse_rfc3339("2026-11-29T07:00:00Z"), Some(1_795_935_600_000));
+        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }
