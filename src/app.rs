@@ -168,7 +168,8 @@ impl Application {
         // Events are recorded by the worker's writes: its processes deliver them.
         let relay = match &settings.webhooks {
             Some(config) if settings.role.runs_worker() => {
-                Some(Relay::new(ledger.clone(), config.clone(), metrics.clone()).map_err(AppError::Server)?)
+                let relay_ledger = ledger.side_pool(&settings.database_url).await?;
+                Some(Relay::new(relay_ledger, config.clone(), metrics.clone()).map_err(AppError::Server)?)
             }
             _ => None,
         };

@@ -175,9 +175,37 @@ impl Book {
             }
             let newest = rows.last().map(|r| r.balance_after);
             assert_eq!(newest, Some(balance), "{customer}: the newest row's balance_after vs book");
+            check_events(ledger, customer, &rows).await;
         }
         figures
     }
+}
+
+/// The account's event stream against its ledger rows: numbered from 1
+/// without gaps, one event per row in the rows' order (no event lost or
+/// invented), and one `tier.changed` at each tier boundary the rows cross.
+async fn check_events(ledger: &Ledger, customer: &str, rows: &[loyalty::ledger::HistoryEntry]) {
+    let events = ledger.events(customer, 0, u32::MAX, false).await.expect("events");
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1, "{customer}: event numbers without gaps");
+    }
+    let body = |e: &loyalty::ledger::StoredEvent| serde_json::from_str::<serde_json::Value>(&e.body).unwrap();
+    let entries: Vec<String> = events
+        .iter()
+        .filter(|e| e.event_type != "tier.changed")
+        .map(|e| body(e)["data"]["event_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let row_ids: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
+    assert_eq!(entries, row_ids, "{customer}: one event per ledger row, in order");
+    let mut lifetime = 0;
+    let mut crossings = 0;
+    for r in rows {
+        let before = Tier::for_lifetime(lifetime);
+        lifetime += r.lifetime_delta;
+        crossings += usize::from(Tier::for_lifetime(lifetime) != before);
+    }
+    let tiers = events.iter().filter(|e| e.event_type == "tier.changed").count();
+    assert_eq!(tiers, crossings, "{customer}: one tier.changed per tier change");
 }
 
 /// Figures of a scenario, for the README's reliability section: printed, and

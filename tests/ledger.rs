@@ -43,6 +43,7 @@ on_both_ledgers!(
     an_activity_retry_is_told_from_a_true_duplicate,
     reconcile_finds_no_difference_and_reports_a_tampered_ledger,
     the_projection_applies_only_on_top_of_the_sequence_it_expects,
+    entries_a_previous_build_wrote_get_their_events_in_order,
 );
 
 async fn client(db: Db) -> LoyaltyServiceClient<Channel> {
@@ -587,4 +588,59 @@ async fn the_projection_applies_only_on_top_of_the_sequence_it_expects(db: Db) {
     assert_eq!(duplicates, vec![4]);
     assert_eq!(known, vec![Known::Same, Known::New, Known::Other]);
     assert!(ledger.entries(&c).await.unwrap().iter().any(|r| r.event_id == "f1#4"));
+}
+
+/// During a rollout a previous build's workers still write entries, without
+/// events. This build's next write of the account records their events
+/// first (a tier change among them), so the stream stays complete and in
+/// entry order.
+async fn entries_a_previous_build_wrote_get_their_events_in_order(db: Db) {
+    let ledger = ledger(db).await;
+    let c = customer(db, "backfill");
+    let mut account = LoyaltyState::open(&c);
+    let event =
+        |id: &str, points| PointsEvent { event_id: id.into(), points, ledger_checked: true, ..Default::default() };
+    let write = async |account: &mut LoyaltyState| {
+        let batch = account.projection(10, usize::MAX, true);
+        let (reply, _) = ledger.project(&batch).await.unwrap();
+        assert!(matches!(reply, ProjectionReply::Written { .. }), "{reply:?}");
+        account.projected(&batch, &[], 0);
+    };
+    account.accrue(&event("b1", 600), 0).unwrap();
+    write(&mut account).await;
+    // The previous build writes the next two entries: rows, no events.
+    account.accrue(&event("b2", 500), 0).unwrap();
+    account
+        .redeem(&loyalty::domain::RedemptionRequest { event_id: "b3".into(), points: 100, reward: "pen".into() }, 0)
+        .unwrap();
+    write(&mut account).await;
+    let db_pool = sqlx::AnyPool::connect(&app_on(db).database_url).await.unwrap();
+    sqlx::query("DELETE FROM account_events WHERE customer_id = $1 AND seq > 1")
+        .bind(&c)
+        .execute(&db_pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE accounts SET event_seq = 1, evented_seq = 1 WHERE customer_id = $1")
+        .bind(&c)
+        .execute(&db_pool)
+        .await
+        .unwrap();
+    account.accrue(&event("b4", 10), 0).unwrap();
+    write(&mut account).await;
+    let events = ledger.events(&c, 0, 50, false).await.unwrap();
+    let seen: Vec<(u64, &str)> = events.iter().map(|e| (e.seq, e.event_type.as_str())).collect();
+    assert_eq!(
+        seen,
+        [
+            (1, "points.accrued"),
+            (2, "points.accrued"),
+            (3, "tier.changed"),
+            (4, "points.redeemed"),
+            (5, "points.accrued")
+        ]
+    );
+    let redeemed: serde_json::Value = serde_json::from_str(&events[3].body).unwrap();
+    assert_eq!(redeemed["data"]["event_id"], "b3");
+    assert_eq!(redeemed["data"]["account"]["balance"], 1_000);
+    assert_eq!(redeemed["data"]["account"]["lifetime_points"], 1_100);
 }

@@ -18,6 +18,18 @@ CREATE TABLE account_events (
 );
 ALTER TABLE accounts ADD COLUMN event_seq BIGINT NOT NULL DEFAULT 0;
 
+-- Entries a previous build writes after this migration (its workers may run
+-- beside this build's during a rollout) carry no events: this build adds
+-- them when it next writes the account, from `evented_seq` (the newest
+-- entry with its event), or, until then, from the account's newest entry at
+-- this migration (`event_epochs`).
+ALTER TABLE accounts ADD COLUMN evented_seq BIGINT;
+CREATE TABLE event_epochs (
+    customer_id TEXT    PRIMARY KEY,
+    last_seq    BIGINT NOT NULL
+);
+INSERT INTO event_epochs (customer_id, last_seq) SELECT customer_id, last_seq FROM accounts;
+
 CREATE TABLE event_outbox (
     customer_id     TEXT   PRIMARY KEY,
     head_seq        BIGINT NOT NULL,
@@ -41,6 +53,7 @@ CREATE TABLE webhook_cursors (
     failing_since_ms BIGINT,
     last_error       TEXT   NOT NULL DEFAULT '',
     parked_at_ms     BIGINT,
+    generation       INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (endpoint, customer_id)
 );
 CREATE INDEX webhook_cursors_parked ON webhook_cursors (endpoint) WHERE parked_at_ms IS NOT NULL;
@@ -59,5 +72,7 @@ SELECT customer_id, n, 'evt_' || customer_id || '_' || n, 'tier.changed', at_ms,
 FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY id) AS n,
              (EXTRACT(EPOCH FROM created_at) * 1000)::BIGINT AS at_ms
       FROM tier_notifications t) numbered;
-UPDATE accounts SET event_seq = (SELECT COUNT(*) FROM account_events e WHERE e.customer_id = accounts.customer_id);
-DROP TABLE tier_notifications;
+UPDATE accounts SET event_seq = (SELECT COUNT(*) FROM account_events e WHERE e.customer_id = accounts.customer_id)
+WHERE customer_id IN (SELECT customer_id FROM account_events);
+-- tier_notifications stays (unread) while a previous build may still write it;
+-- a later version drops it.

@@ -48,6 +48,18 @@ CREATE TABLE account_events (
 );
 ALTER TABLE accounts ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 0;
 
+-- Entries a previous build writes after this migration (its workers may run
+-- beside this build's during a rollout) carry no events: this build adds
+-- them when it next writes the account, from `evented_seq` (the newest
+-- entry with its event), or, until then, from the account's newest entry at
+-- this migration (`event_epochs`).
+ALTER TABLE accounts ADD COLUMN evented_seq INTEGER;
+CREATE TABLE event_epochs (
+    customer_id TEXT    PRIMARY KEY,
+    last_seq    INTEGER NOT NULL
+);
+INSERT INTO event_epochs (customer_id, last_seq) SELECT customer_id, last_seq FROM accounts;
+
 -- Accounts with events some endpoint may not have yet. A writer sets
 -- `head_seq`; a relay leases the row, delivers, and deletes it only if
 -- `head_seq` is still what it delivered up to.
@@ -79,12 +91,15 @@ CREATE TABLE webhook_cursors (
     failing_since_ms INTEGER,
     last_error       TEXT    NOT NULL DEFAULT '',
     parked_at_ms     INTEGER,
+    -- Bumped by every redelivery: a relay that read an older cursor writes nothing.
+    generation       INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (endpoint, customer_id)
 );
 CREATE INDEX webhook_cursors_parked ON webhook_cursors (endpoint) WHERE parked_at_ms IS NOT NULL;
 
 -- The tier-change outbox nobody read becomes the first events of each
--- account's stream (their balances were not recorded, so no `account`).
+-- account's stream (their balances were not recorded, so no `account`);
+-- they are history, not pushed to endpoints.
 INSERT INTO accounts (customer_id, balance, lifetime, updated_at_ms)
 SELECT DISTINCT customer_id, 0, 0, 0 FROM tier_notifications
 WHERE customer_id NOT IN (SELECT customer_id FROM accounts);
@@ -97,5 +112,7 @@ SELECT customer_id, n, 'evt_' || customer_id || '_' || n, 'tier.changed', at_ms,
 FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY id) AS n,
              CAST((julianday(created_at) - 2440587.5) * 86400000 AS INTEGER) AS at_ms
       FROM tier_notifications t);
-UPDATE accounts SET event_seq = (SELECT COUNT(*) FROM account_events e WHERE e.customer_id = accounts.customer_id);
-DROP TABLE tier_notifications;
+UPDATE accounts SET event_seq = (SELECT COUNT(*) FROM account_events e WHERE e.customer_id = accounts.customer_id)
+WHERE customer_id IN (SELECT customer_id FROM account_events);
+-- tier_notifications stays (unread) while a previous build may still write it;
+-- a later version drops it.

@@ -198,7 +198,13 @@ impl Report {
         if let Some(w) = &self.webhooks {
             println!(
                 "\nwebhooks at mixed load: {} events of the account, {:.1} deliveries/s to the endpoint, lag p50 {:.1} ms p99 {:.1} ms max {:.1} ms, in order {}, last one {:.2}s after the last call",
-                w.events, w.delivered_per_second, w.lag_p50_ms, w.lag_p99_ms, w.lag_max_ms, w.in_order, w.caught_up_seconds
+                w.events,
+                w.delivered_per_second,
+                w.lag_p50_ms,
+                w.lag_p99_ms,
+                w.lag_max_ms,
+                w.in_order,
+                w.caught_up_seconds
             );
         }
         if let Some(l) = &self.lots {

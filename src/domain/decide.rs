@@ -66,8 +66,12 @@ impl LoyaltyState {
         if let Some(after) = event.expire_inactive_after_ms {
             self.expire_inactive_after_ms = after.max(0);
         }
-        if let Some(warning) = event.expiry_warning_ms {
-            self.expiry_warning_ms = warning.max(0);
+        if let Some(warning) = event.expiry_warning_ms.map(|w| w.max(0))
+            && warning != self.expiry_warning_ms
+        {
+            // Every lot's announcement moves: look again.
+            self.expiry_warning_ms = warning;
+            self.forget_due();
         }
         let pending_until_ms = event.active_from_ms.filter(|&at| at > now);
         let effect = if pending_until_ms.is_some() {

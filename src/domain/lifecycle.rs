@@ -23,6 +23,9 @@ use super::messages::{EntryKind, LoyaltyState};
 use super::movement::{Effect, Movement};
 use super::program::DAY_MS;
 
+/// Most lots an announcement lists (its amount counts every lot).
+pub const ANNOUNCED_LOTS: usize = 100;
+
 /// The window of "expiring soon" in the summary: 30 days.
 pub const EXPIRING_SOON_MS: Millis = 30 * 86_400_000;
 
@@ -88,19 +91,22 @@ impl LoyaltyState {
         let group = self.expiry_warning_ms.min(DAY_MS);
         let until = at.saturating_add(self.expiry_warning_ms).saturating_add(group);
         let mut draws = Vec::new();
-        let mut first: Option<Millis> = None;
+        let (mut first, mut points): (Option<Millis>, i64) = (None, 0);
         for lot in self.lots.lots.iter().filter(|l| l.is_active() && l.remaining > 0) {
             match lot.expires_at_ms {
                 Some(exp) if exp > self.warned_until_ms && exp <= until => {
                     first = Some(first.map_or(exp, |f| f.min(exp)));
-                    draws.push(super::lots::Draw { lot: lot.id.clone(), points: lot.remaining });
+                    points += lot.remaining;
+                    // The soonest lots name it; the amount counts them all.
+                    if draws.len() < ANNOUNCED_LOTS {
+                        draws.push(super::lots::Draw { lot: lot.id.clone(), points: lot.remaining });
+                    }
                 }
                 _ => {}
             }
         }
         self.warned_until_ms = until;
         let Some(first) = first else { return };
-        let points = drawn(&draws);
         let effect = Effect { requested: points, balance_delta: 0, lifetime_delta: 0, shortfall: 0 };
         let reason = format!("expiring from {}", super::events::rfc3339(first));
         let m = self.own_movement(EntryKind::Expiring, "expiring", points, &reason);
@@ -539,6 +545,10 @@ mod tests {
         // Points spent before their announcement are not announced.
         s.redeem(&RedemptionRequest { event_id: "r".into(), points: 120, reward: String::new() }, 150_000).unwrap();
         assert_eq!(s.next_due(), Some(295_000), "c was spent: only d is left to announce");
+        // A longer period from a new accrual moves every lot's announcement.
+        s.advance(150_000);
+        s.accrue(&PointsEvent { expiry_warning_ms: Some(200_000), ..accrual("e", 1, None, None) }, 150_000).unwrap();
+        assert_eq!(s.advance(150_000), 1, "d is inside the new period: announced now");
     }
 
     #[test]

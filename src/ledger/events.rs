@@ -34,6 +34,7 @@ pub struct StoredEvent {
 }
 
 type EventRow = (String, i64, String, String, i64, i64, String);
+type CursorRow = (i64, i32, i64, Option<i64>, Option<i64>, i64);
 
 impl From<EventRow> for StoredEvent {
     fn from((customer_id, seq, event_id, event_type, occurred_at_ms, recorded_at_ms, body): EventRow) -> Self {
@@ -56,6 +57,9 @@ pub struct Cursor {
     pub failing_since_ms: Option<i64>,
     /// Retries exhausted: the account's events wait as dead letters.
     pub parked: bool,
+    /// The cursor's generation: writes of a relay that read an older one
+    /// (before a redelivery) change nothing.
+    pub generation: i64,
 }
 
 /// An endpoint and account whose delivery was parked.
@@ -206,8 +210,10 @@ impl Ledger {
     }
 
     /// Gives a leased account back: unmarked if every endpoint is done and
-    /// no event arrived since `head_seq`, else due again at `next_attempt`.
-    /// Does nothing if the lease passed to another relay.
+    /// no event arrived since `head_seq`, else due again at `next_attempt`
+    /// (or at once, if events arrived meanwhile: they may be for an endpoint
+    /// that is not backing off). Does nothing if the lease passed to another
+    /// relay (or a redelivery took it).
     pub async fn release_outbox(
         &self,
         customer_id: &str,
@@ -228,12 +234,14 @@ impl Ledger {
             }
         }
         sqlx::query(
-            "UPDATE event_outbox SET lease_owner = '', lease_until_ms = 0, next_attempt_ms = $1
+            "UPDATE event_outbox SET lease_owner = '', lease_until_ms = 0,
+                 next_attempt_ms = CASE WHEN head_seq = $4 THEN $1 ELSE 0 END
              WHERE customer_id = $2 AND lease_owner = $3",
         )
         .bind(next_attempt.unwrap_or(0))
         .bind(customer_id)
         .bind(owner)
+        .bind(head_seq as i64)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -253,11 +261,10 @@ impl Ledger {
         .bind(first_seen_ms)
         .execute(&self.pool)
         .await?;
-        let (delivered, attempts, next, failing_since, parked): (i64, i32, i64, Option<i64>, Option<i64>) =
-            sqlx::query_as(
-                "SELECT delivered_seq, attempts, next_attempt_ms, failing_since_ms, parked_at_ms
+        let (delivered, attempts, next, failing_since, parked, generation): CursorRow = sqlx::query_as(
+            "SELECT delivered_seq, attempts, next_attempt_ms, failing_since_ms, parked_at_ms, CAST(generation AS BIGINT)
                  FROM webhook_cursors WHERE endpoint = $1 AND customer_id = $2",
-            )
+        )
             .bind(endpoint)
             .bind(customer_id)
             .fetch_one(&self.pool)
@@ -268,36 +275,47 @@ impl Ledger {
             next_attempt_ms: next,
             failing_since_ms: failing_since,
             parked: parked.is_some(),
+            generation,
         })
     }
 
-    /// Moves the cursor to `seq` (never back) and clears its failures.
-    pub async fn delivered(&self, endpoint: &str, customer_id: &str, seq: u64) -> Result<(), LedgerError> {
-        sqlx::query(
+    /// Moves the cursor read as `cursor` to `seq` (never back) and clears
+    /// its failures; false if a redelivery changed it since (nothing written).
+    pub async fn delivered(
+        &self,
+        endpoint: &str,
+        customer_id: &str,
+        cursor: &Cursor,
+        seq: u64,
+    ) -> Result<bool, LedgerError> {
+        let done = sqlx::query(
             "UPDATE webhook_cursors SET delivered_seq = CASE WHEN delivered_seq < $1 THEN $1 ELSE delivered_seq END,
                  attempts = 0, next_attempt_ms = 0, failing_since_ms = NULL, last_error = ''
-             WHERE endpoint = $2 AND customer_id = $3",
+             WHERE endpoint = $2 AND customer_id = $3 AND generation = $4",
         )
         .bind(seq as i64)
         .bind(endpoint)
         .bind(customer_id)
+        .bind(cursor.generation)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
-    /// Records a failed attempt (and parks the cursor if retries are over).
+    /// Records a failed attempt on the cursor read as `cursor` (and parks it
+    /// if retries are over), unless a redelivery changed it since.
     pub async fn failed(
         &self,
         endpoint: &str,
         customer_id: &str,
+        cursor: &Cursor,
         failure: &Failure,
         now: i64,
     ) -> Result<(), LedgerError> {
         sqlx::query(
             "UPDATE webhook_cursors SET attempts = $1, next_attempt_ms = $2, failing_since_ms = $3, last_error = $4,
                  parked_at_ms = $5
-             WHERE endpoint = $6 AND customer_id = $7",
+             WHERE endpoint = $6 AND customer_id = $7 AND generation = $8",
         )
         .bind(failure.attempts as i32)
         .bind(failure.next_attempt_ms)
@@ -306,6 +324,7 @@ impl Ledger {
         .bind(failure.park.then_some(now))
         .bind(endpoint)
         .bind(customer_id)
+        .bind(cursor.generation)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -370,11 +389,13 @@ impl Ledger {
         let sql = match back_to {
             Some(_) => format!(
                 "UPDATE webhook_cursors SET parked_at_ms = NULL, attempts = 0, next_attempt_ms = 0,
-                     failing_since_ms = NULL, delivered_seq = CASE WHEN delivered_seq > $3 THEN $3 ELSE delivered_seq END
+                     failing_since_ms = NULL, generation = generation + 1,
+                     delivered_seq = CASE WHEN delivered_seq > $3 THEN $3 ELSE delivered_seq END
                  WHERE {filter}"
             ),
             None => format!(
-                "UPDATE webhook_cursors SET parked_at_ms = NULL, attempts = 0, next_attempt_ms = 0, failing_since_ms = NULL
+                "UPDATE webhook_cursors SET parked_at_ms = NULL, attempts = 0, next_attempt_ms = 0, failing_since_ms = NULL,
+                     generation = generation + 1
                  WHERE parked_at_ms IS NOT NULL AND {filter}"
             ),
         };
@@ -383,12 +404,14 @@ impl Ledger {
             query = query.bind(seq);
         }
         let changed = query.execute(&mut *tx).await?.rows_affected();
-        // Mark the accounts again so a relay picks them up.
+        // Mark the accounts again so a relay picks them up, taking the mark
+        // from any relay at work on them (its hand-back must not unmark it).
         sqlx::query(&format!(
             "INSERT INTO event_outbox (customer_id, head_seq)
              SELECT a.customer_id, a.event_seq FROM accounts a
              WHERE a.customer_id IN (SELECT customer_id FROM webhook_cursors WHERE {filter}) AND a.event_seq > 0
-             ON CONFLICT (customer_id) DO UPDATE SET head_seq = excluded.head_seq, next_attempt_ms = 0"
+             ON CONFLICT (customer_id) DO UPDATE SET head_seq = excluded.head_seq, next_attempt_ms = 0,
+                 lease_owner = '', lease_until_ms = 0"
         ))
         .bind(endpoint.unwrap_or(""))
         .bind(customer_id.as_deref().unwrap_or(""))
@@ -398,17 +421,15 @@ impl Ledger {
         Ok(changed)
     }
 
-    /// When the oldest event the endpoint has not received was recorded, and
-    /// how many accounts are parked for it.
-    pub async fn backlog(&self, endpoint: &str, first_seen_ms: i64) -> Result<(Option<i64>, u64), LedgerError> {
-        // Marked accounts (maybe without a cursor yet), and parked ones
-        // (unmarked once every endpoint is done or parked).
+    /// When the oldest event the endpoint has not received was recorded
+    /// (among marked accounts the endpoint has a cursor for, and parked
+    /// ones), and how many accounts are parked for it.
+    pub async fn backlog(&self, endpoint: &str) -> Result<(Option<i64>, u64), LedgerError> {
         let oldest: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(at) FROM (
                  SELECT MIN(e.recorded_at_ms) AS at FROM event_outbox o
-                 JOIN account_events e ON e.customer_id = o.customer_id
-                 LEFT JOIN webhook_cursors c ON c.endpoint = $1 AND c.customer_id = o.customer_id
-                 WHERE e.seq > COALESCE(c.delivered_seq, 0) AND e.recorded_at_ms >= $2
+                 JOIN webhook_cursors c ON c.endpoint = $1 AND c.customer_id = o.customer_id
+                 JOIN account_events e ON e.customer_id = c.customer_id AND e.seq = c.delivered_seq + 1
                  UNION ALL
                  SELECT MIN(e.recorded_at_ms) AS at FROM webhook_cursors c
                  JOIN account_events e ON e.customer_id = c.customer_id AND e.seq = c.delivered_seq + 1
@@ -416,7 +437,6 @@ impl Ledger {
              ) undelivered",
         )
         .bind(endpoint)
-        .bind(first_seen_ms)
         .fetch_one(&self.pool)
         .await?;
         let parked: i64 =

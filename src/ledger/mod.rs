@@ -92,6 +92,20 @@ impl Ledger {
     /// Opens the database at `url` (creating a SQLite file if missing) and
     /// applies the migrations.
     pub async fn connect(url: &str) -> Result<Self, LedgerError> {
+        Self::connect_with(url, None).await
+    }
+
+    /// A second handle on the same database with a small pool of its own,
+    /// notifying this one's listeners: the webhook relay's, so deliveries
+    /// never take the connections the account's ledger writes need.
+    pub async fn side_pool(&self, url: &str) -> Result<Self, LedgerError> {
+        let max = if self.backend == Backend::Sqlite { 2 } else { 4 };
+        let mut side = Self::connect_with(url, Some(max)).await?;
+        side.events_recorded = self.events_recorded.clone();
+        Ok(side)
+    }
+
+    async fn connect_with(url: &str, max_connections: Option<u32>) -> Result<Self, LedgerError> {
         let backend = Backend::of(url).ok_or_else(|| LedgerError::UnsupportedUrl(url.to_owned()))?;
         install_default_drivers();
         let (url, max, lock_path) = match backend {
@@ -101,6 +115,7 @@ impl Ledger {
             }
             Backend::Postgres => (url.to_owned(), 10, None),
         };
+        let max = max_connections.unwrap_or(max);
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .after_connect(move |conn, _| {

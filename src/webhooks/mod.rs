@@ -68,8 +68,9 @@ pub struct WebhookConfig {
     pub retry_for: Duration,
     /// The longest wait between two attempts.
     pub max_backoff: Duration,
-    /// How long a relay owns an account it took; a crashed relay's accounts
-    /// are taken over after this.
+    /// How long a relay owns an account it took (at least three timeouts); a
+    /// crashed relay's accounts are taken over after this. Relays' clocks
+    /// must agree to well within a timeout.
     pub lease: Duration,
 }
 
@@ -120,8 +121,10 @@ impl WebhookConfig {
         let retry_for = duration("retry_for", &file.retry_for, "24h", 0)?;
         let max_backoff = duration("max_backoff", &file.max_backoff, "10m", 100)?;
         let lease = duration("lease", &file.lease, "60s", 1_000)?;
-        if lease < timeout * 2 {
-            return Err(format!("lease ({lease:?}) must be at least twice the timeout ({timeout:?})"));
+        // A relay stops sending two timeouts before its lease ends: at least
+        // one timeout is left to send in.
+        if lease < timeout * 3 {
+            return Err(format!("lease ({lease:?}) must be at least three times the timeout ({timeout:?})"));
         }
         let mut endpoints: Vec<Endpoint> = Vec::with_capacity(file.endpoints.len());
         for (i, e) in file.endpoints.into_iter().enumerate() {

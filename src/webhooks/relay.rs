@@ -8,9 +8,10 @@
 //! once); a relay stops before its lease runs out, so outside a crash no
 //! two relays send the same account's events.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, watch};
@@ -47,6 +48,8 @@ struct Shared {
     owner: String,
     metrics: Metrics,
     random: std::collections::hash_map::RandomState,
+    /// Set at shutdown: deliveries hand their accounts back before the next send.
+    stopping: AtomicBool,
 }
 
 impl Relay {
@@ -63,7 +66,8 @@ impl Relay {
         let random = std::collections::hash_map::RandomState::new();
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "relay".into());
         let owner = format!("{host}-{}-{:08x}", std::process::id(), random.hash_one(now_ms()) as u32);
-        let shared = Arc::new(Shared { ledger, config, endpoints: vec![], http, owner, metrics, random });
+        let stopping = AtomicBool::new(false);
+        let shared = Arc::new(Shared { ledger, config, endpoints: vec![], http, owner, metrics, random, stopping });
         let wake = shared.ledger.events_recorded();
         Ok(Self { shared, wake })
     }
@@ -89,8 +93,9 @@ impl Relay {
         Arc::get_mut(&mut self.shared).expect("not shared yet").endpoints = endpoints;
         let shared = self.shared;
         tracing::info!(owner = %shared.owner, endpoints = shared.endpoints.len(), "webhook relay started");
-        let mut working: JoinSet<String> = JoinSet::new();
-        let mut in_flight: HashSet<String> = HashSet::new();
+        let mut working: JoinSet<()> = JoinSet::new();
+        // Accounts in flight by task, so a task that panics frees its account.
+        let mut in_flight: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut gauges_at = Instant::now();
         while !*stop.borrow() {
             let room = MAX_ACCOUNTS_IN_FLIGHT - working.len();
@@ -100,8 +105,9 @@ impl Relay {
                 match shared.ledger.claim_outbox(&shared.owner, now, lease_until, room as u32).await {
                     Ok(claimed) => {
                         for (customer, head) in claimed {
-                            if in_flight.insert(customer.clone()) {
-                                working.spawn(deliver_account(shared.clone(), customer, head));
+                            if !in_flight.values().any(|c| *c == customer) {
+                                let task = working.spawn(deliver_account(shared.clone(), customer.clone(), head));
+                                in_flight.insert(task.id(), customer);
                             }
                         }
                     }
@@ -113,16 +119,22 @@ impl Relay {
                 shared.record_backlog().await;
             }
             tokio::select! {
-                Some(done) = working.join_next() => {
-                    if let Ok(customer) = done {
-                        in_flight.remove(&customer);
-                    }
+                Some(done) = working.join_next_with_id() => {
+                    let id = match done {
+                        Ok((id, ())) => id,
+                        Err(e) => {
+                            tracing::error!(error = %e, "a webhook delivery task failed; its account is retried");
+                            e.id()
+                        }
+                    };
+                    in_flight.remove(&id);
                 }
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(POLL) => {}
                 _ = stop.changed() => {}
             }
         }
+        shared.stopping.store(true, Ordering::SeqCst);
         let finish = async { while working.join_next().await.is_some() {} };
         let _ = tokio::time::timeout(shared.config.timeout + Duration::from_secs(1), finish).await;
         tracing::info!("webhook relay stopped");
@@ -131,8 +143,8 @@ impl Relay {
 
 impl Shared {
     async fn record_backlog(&self) {
-        for (endpoint, first_seen) in &self.endpoints {
-            match self.ledger.backlog(&endpoint.name, *first_seen).await {
+        for (endpoint, _) in &self.endpoints {
+            match self.ledger.backlog(&endpoint.name).await {
                 Ok((oldest, parked)) => {
                     let age = oldest.map_or(0, |at| (now_ms() - at).max(0));
                     self.metrics.webhook_backlog(&endpoint.name, Duration::from_millis(age as u64), parked);
@@ -149,7 +161,7 @@ impl Shared {
 
 /// Works one leased account: every endpoint side by side, then hands the
 /// account back (done, or due again at the earliest retry).
-async fn deliver_account(shared: Arc<Shared>, customer: String, head: u64) -> String {
+async fn deliver_account(shared: Arc<Shared>, customer: String, head: u64) {
     // Stop sending while a send that starts now still ends inside the lease.
     let deadline = Instant::now() + shared.config.lease.saturating_sub(shared.config.timeout * 2);
     let outcomes = futures::future::join_all(
@@ -176,7 +188,6 @@ async fn deliver_account(shared: Arc<Shared>, customer: String, head: u64) -> St
         // The lease runs out by itself.
         tracing::warn!(customer, error = %e, "cannot hand a webhook account back");
     }
-    customer
 }
 
 /// Pushes the account's events the endpoint has not received, in order.
@@ -197,35 +208,36 @@ async fn deliver_endpoint(
         return Ok(Some(cursor.next_attempt_ms));
     }
     let (mut saved, mut at) = (cursor.delivered_seq, cursor.delivered_seq);
+    // Saves the skipped (unwanted) events' place; false: a redelivery
+    // changed the cursor meanwhile, so this run stops and the next reads it.
+    let save = async |at: u64, saved: u64| -> Result<bool, LedgerError> {
+        Ok(at <= saved || ledger.delivered(&endpoint.name, customer, &cursor, at).await?)
+    };
     loop {
         let events = ledger.events(customer, at, PAGE, false).await?;
         if events.is_empty() {
-            if at > saved {
-                ledger.delivered(&endpoint.name, customer, at).await?;
-            }
-            return Ok(None);
+            return Ok(if save(at, saved).await? { None } else { Some(0) });
         }
         for event in events {
             if !endpoint.wants(&event.event_type) {
                 at = event.seq;
                 continue;
             }
-            if Instant::now() >= deadline {
-                if at > saved {
-                    ledger.delivered(&endpoint.name, customer, at).await?;
-                }
+            if Instant::now() >= deadline || shared.stopping.load(Ordering::SeqCst) {
+                save(at, saved).await?;
                 return Ok(Some(0));
             }
             match send(shared, endpoint, &event).await {
                 Ok(()) => {
-                    at = event.seq;
-                    ledger.delivered(&endpoint.name, customer, at).await?;
-                    saved = at;
                     shared.metrics.webhook(&endpoint.name, "delivered");
+                    if !ledger.delivered(&endpoint.name, customer, &cursor, event.seq).await? {
+                        return Ok(Some(0));
+                    }
+                    (at, saved) = (event.seq, event.seq);
                 }
                 Err(why) => {
-                    if at > saved {
-                        ledger.delivered(&endpoint.name, customer, at).await?;
+                    if !save(at, saved).await? {
+                        return Ok(Some(0));
                     }
                     let now = now_ms();
                     // A cursor that moved since this run of failures began has a fresh run.
@@ -241,7 +253,7 @@ async fn deliver_endpoint(
                         park,
                         error: why.clone(),
                     };
-                    ledger.failed(&endpoint.name, customer, &failure, now).await?;
+                    ledger.failed(&endpoint.name, customer, &cursor, &failure, now).await?;
                     if park {
                         tracing::error!(endpoint = %endpoint.name, customer, event = %event.event_id, error = %why,
                             "webhook retries exhausted; the account's events for this endpoint are parked");

@@ -228,8 +228,15 @@ impl LoyaltyEntityWorkflow {
     /// must take the same decision: for such a run the lifecycle fields are
     /// left out of the measure.
     fn carried_size(&self) -> Option<usize> {
-        if self.lifecycle {
+        if self.lifecycle && (self.state.expiry_warnings || self.state.expiry_warning_ms == 0) {
             return serde_json::to_vec(&self.state).ok().map(|json| json.len());
+        }
+        if self.lifecycle {
+            // A run from before announcements measured its state without
+            // the warning period new accruals carry.
+            let mut before = self.state.clone();
+            (before.expiry_warning_ms, before.warned_until_ms) = (0, 0);
+            return serde_json::to_vec(&before).ok().map(|json| json.len());
         }
         let mut before = self.state.clone();
         before.lots = Default::default();
@@ -237,6 +244,7 @@ impl LoyaltyEntityWorkflow {
         before.holds.clear();
         before.finished_holds.clear();
         (before.clock_ms, before.last_activity_ms, before.expire_inactive_after_ms) = (0, 0, 0);
+        (before.expiry_warning_ms, before.warned_until_ms) = (0, 0);
         for e in &mut before.unprojected {
             e.draws.clear();
             (e.at_ms, e.pending_after, e.held_after) = (0, 0, 0);
