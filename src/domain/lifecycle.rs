@@ -70,7 +70,8 @@ impl LoyaltyState {
         if !self.expiry_warnings || self.expiry_warning_ms == 0 {
             return None;
         }
-        let lot = self.lots.lots.iter().find(|l| {
+        // Lots are in expiry order, never-expiring last: stop there.
+        let lot = self.lots.lots.iter().take_while(|l| l.expires_at_ms.is_some()).find(|l| {
             l.is_active() && l.remaining > 0 && l.expires_at_ms.is_some_and(|at| at > self.warned_until_ms)
         })?;
         // A lot earned inside its warning period is announced when earned.
