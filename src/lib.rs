@@ -10,6 +10,7 @@ pub mod app;
 #[allow(missing_docs)]
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod devserver;
 pub mod domain;

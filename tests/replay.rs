@@ -192,12 +192,7 @@ async fn capture_warning_histories() {
     }
     let temporal = temporal().await;
     let handle = temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(format!("loyalty-{CUSTOMER}"));
-    let first_run = describe_runs(&handle).await.0;
-    let deadline = std::time::Instant::now() + settle;
-    while describe_runs(&handle).await.1 == first_run {
-        assert!(std::time::Instant::now() < deadline, "the run must continue-as-new");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    continued_as_new(&handle, settle).await;
     grpc.accrue(accrual(CUSTOMER, "w3", 30)).await.unwrap();
     summary_when(&mut grpc, CUSTOMER, settle, |s| s.lifetime_points == 180 + MAX_ACCRUALS_PER_RUN as i64).await;
     summary_when(&mut grpc, CUSTOMER, settle, |s| s.points_balance == 0).await;
@@ -269,12 +264,7 @@ async fn capture_lifecycle_histories() {
     }
     let temporal = temporal().await;
     let handle = temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(format!("loyalty-{CUSTOMER}"));
-    let first_run = describe_runs(&handle).await.0;
-    let deadline = std::time::Instant::now() + settle;
-    while describe_runs(&handle).await.1 == first_run {
-        assert!(std::time::Instant::now() < deadline, "the run must continue-as-new");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    continued_as_new(&handle, settle).await;
     summary_when(&mut grpc, CUSTOMER, settle, |s| s.pending_points == 0).await;
     rows_when(&ledger().await, CUSTOMER, 2_000).await;
     // h4 is still open: closing the account gives it back.
@@ -284,6 +274,19 @@ async fn capture_lifecycle_histories() {
         .expect("the account must close")
         .expect("it completes");
     write_runs(&temporal, CUSTOMER, "lifecycle_run").await;
+}
+
+/// Waits until the account's first run has continued-as-new.
+async fn continued_as_new(
+    handle: &temporalio_client::WorkflowHandle<temporalio_client::Client, LoyaltyEntityWorkflow>,
+    within: Duration,
+) {
+    let first_run = describe_runs(handle).await.0;
+    let deadline = std::time::Instant::now() + within;
+    while describe_runs(handle).await.1 == first_run {
+        assert!(std::time::Instant::now() < deadline, "the run must continue-as-new");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Writes every run of the account, first to last, as `<prefix><n>.json`.
@@ -379,12 +382,7 @@ async fn capture_histories() {
     for i in 0..40 {
         grpc.accrue(accrual(CUSTOMER, &format!("c{i}"), 1)).await.unwrap();
     }
-    let first_run = describe_runs(&handle).await.0;
-    let deadline = std::time::Instant::now() + settle;
-    while describe_runs(&handle).await.1 == first_run {
-        assert!(std::time::Instant::now() < deadline, "the run must continue-as-new");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    continued_as_new(&handle, settle).await;
     end_outage(&outage).await;
     rows_when(&ledger().await, CUSTOMER, 7 + 2 + MAX_ACCRUALS_PER_RUN as usize + 20).await;
 

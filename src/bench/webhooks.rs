@@ -5,13 +5,14 @@
 //! account's events took from the account's decision to its arrival.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::stats::percentile;
+pub use crate::clock::now_ms;
 use crate::domain::events::parse_rfc3339;
 
 /// How long without a new event of the account counts as caught up.
@@ -156,9 +157,4 @@ async fn serve(mut stream: TcpStream, deliveries: Arc<Mutex<Vec<Delivery>>>) {
             return;
         }
     }
-}
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

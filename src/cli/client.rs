@@ -342,23 +342,39 @@ fn entry_line(e: &pb::HistoryEntry) -> String {
     line
 }
 
+/// Fetches the page at `token` and, with `all`, every page after it: the
+/// items and the token of the page after the last one fetched.
+pub(super) async fn pages<T, Fut>(
+    all: bool,
+    mut token: String,
+    mut fetch: impl FnMut(String) -> Fut,
+) -> Result<(Vec<T>, String), tonic::Status>
+where
+    Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
+{
+    let mut items = Vec::new();
+    loop {
+        let (page, next) = fetch(token).await?;
+        items.extend(page);
+        if !all || next.is_empty() {
+            return Ok((items, next));
+        }
+        token = next;
+    }
+}
+
 pub async fn history(args: HistoryArgs) -> ExitCode {
     let result = async {
-        let mut client = connect(&args.target).await?;
-        let mut request = pb::GetHistoryRequest {
-            customer_id: args.customer.clone(),
-            page_size: args.page_size,
-            page_token: args.page_token,
-        };
-        let mut entries = Vec::new();
-        loop {
-            let page = client.get_history(request.clone()).await?.into_inner();
-            entries.extend(page.entries);
-            if !args.all || page.next_page_token.is_empty() {
-                return Ok((entries, page.next_page_token));
+        let client = connect(&args.target).await?;
+        pages(args.all, args.page_token.clone(), |page_token| {
+            let (mut client, customer_id) = (client.clone(), args.customer.clone());
+            async move {
+                let request = pb::GetHistoryRequest { customer_id, page_size: args.page_size, page_token };
+                let page = client.get_history(request).await?.into_inner();
+                Ok((page.entries, page.next_page_token))
             }
-            request.page_token = page.next_page_token;
-        }
+        })
+        .await
     }
     .await;
     report(

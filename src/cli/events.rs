@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::client::{Target, connect, report};
+use super::client::{Target, connect, pages, report};
 use crate::config::{Overrides, Settings};
 use crate::domain::events::rfc3339;
 use crate::grpc::pb;
@@ -122,22 +122,17 @@ impl EventsCommand {
 
 async fn list(args: ListArgs) -> ExitCode {
     let result = async {
-        let mut client = connect(&args.target).await?;
-        let mut request = pb::ListEventsRequest {
-            customer_id: args.customer.clone(),
-            page_size: args.page_size,
-            page_token: args.page_token,
-            newest_first: args.newest_first,
-        };
-        let mut events = Vec::new();
-        loop {
-            let page = client.list_events(request.clone()).await?.into_inner();
-            events.extend(page.events);
-            if !args.all || page.next_page_token.is_empty() {
-                return Ok((events, page.next_page_token));
+        let client = connect(&args.target).await?;
+        pages(args.all, args.page_token.clone(), |page_token| {
+            let (mut client, customer_id) = (client.clone(), args.customer.clone());
+            let (page_size, newest_first) = (args.page_size, args.newest_first);
+            async move {
+                let request = pb::ListEventsRequest { customer_id, page_size, page_token, newest_first };
+                let page = client.list_events(request).await?.into_inner();
+                Ok((page.events, page.next_page_token))
             }
-            request.page_token = page.next_page_token;
-        }
+        })
+        .await
     }
     .await;
     report(

@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use super::pb;
-use super::requests::{page, timestamp};
+use super::requests::{cut_page, page, timestamp};
 use super::service::LoyaltyApi;
 use crate::domain::{CustomerId, FieldError};
 use crate::ledger::StoredEvent;
@@ -37,16 +37,11 @@ impl LoyaltyApi {
     pub(super) async fn events_page(&self, cmd: ListEvents) -> Result<pb::ListEventsResponse, ApiError> {
         let customer = cmd.customer.as_str();
         let from = cmd.from_seq.unwrap_or(0) as u64;
-        let mut events = self.ledger.events(customer, from, cmd.page_size + 1, cmd.newest_first).await?;
+        let events = self.ledger.events(customer, from, cmd.page_size + 1, cmd.newest_first).await?;
         if events.is_empty() && cmd.from_seq.is_none() && self.ledger.totals(customer).await?.is_none() {
             return Err(ApiError::NotFound(cmd.customer));
         }
-        let more = events.len() > cmd.page_size as usize;
-        events.truncate(cmd.page_size as usize);
-        let next_page_token = match events.last() {
-            Some(last) if more => last.seq.to_string(),
-            _ => String::new(),
-        };
+        let (events, next_page_token) = cut_page(events, cmd.page_size, |e| e.seq as i64);
         Ok(pb::ListEventsResponse { events: events.into_iter().map(event).collect(), next_page_token })
     }
 }

@@ -206,6 +206,19 @@ impl TryFrom<pb::GetHistoryRequest> for History {
     }
 }
 
+/// Cuts rows read with one more than `page_size` (to learn whether more
+/// follow) into the page and the next page's token: the position of its
+/// last row, or empty on the last page.
+pub fn cut_page<T>(mut rows: Vec<T>, page_size: u32, position: impl Fn(&T) -> i64) -> (Vec<T>, String) {
+    let more = rows.len() > page_size as usize;
+    rows.truncate(page_size as usize);
+    let token = match rows.last() {
+        Some(last) if more => position(last).to_string(),
+        _ => String::new(),
+    };
+    (rows, token)
+}
+
 /// A page request's size (0: the default) and token (a position this
 /// service issued; empty: the first page).
 pub fn page(page_size: i32, page_token: &str) -> Result<(u32, Option<i64>), FieldError> {

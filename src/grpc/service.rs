@@ -24,7 +24,7 @@ use super::deadline::within;
 use super::error::ApiError;
 use super::events::ListEvents;
 use super::pb::{self, loyalty_service_server::LoyaltyService};
-use super::requests::{Accrue, Adjust, History, HoldCommand, Redeem, Reverse, timestamp};
+use super::requests::{Accrue, Adjust, History, HoldCommand, Redeem, Reverse, cut_page, timestamp};
 use crate::domain::program::{Program, RefundPolicy};
 use crate::domain::{BalanceChange, CustomerId, Millis, Movement, Rejection, Tier};
 use crate::ledger::{HistoryEntry, Ledger, LedgerError};
@@ -186,16 +186,11 @@ impl LoyaltyApi {
 
     async fn history(&self, cmd: History) -> Result<pb::GetHistoryResponse, ApiError> {
         let customer = cmd.customer.as_str();
-        let mut rows = self.ledger.history(customer, cmd.before_seq, cmd.page_size + 1).await?;
+        let rows = self.ledger.history(customer, cmd.before_seq, cmd.page_size + 1).await?;
         if rows.is_empty() && cmd.before_seq.is_none() && self.ledger.totals(customer).await?.is_none() {
             return Err(ApiError::NotFound(cmd.customer));
         }
-        let more = rows.len() > cmd.page_size as usize;
-        rows.truncate(cmd.page_size as usize);
-        let next_page_token = match rows.last() {
-            Some(last) if more => last.seq.to_string(),
-            _ => String::new(),
-        };
+        let (rows, next_page_token) = cut_page(rows, cmd.page_size, |r| r.seq);
         Ok(pb::GetHistoryResponse { entries: rows.into_iter().map(history_entry).collect(), next_page_token })
     }
 
@@ -332,7 +327,7 @@ fn history_entry(e: HistoryEntry) -> pb::HistoryEntry {
 
 /// The API's clock, for resolving the program's periods into dates.
 fn wall_clock_ms() -> Millis {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
+    crate::clock::now_ms()
 }
 
 #[tonic::async_trait]

@@ -12,13 +12,14 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use super::sign::signature_header;
 use super::{Endpoint, WebhookConfig, retry_delay};
+use crate::clock::now_ms;
 use crate::ledger::{Failure, Ledger, LedgerError, StoredEvent};
 use crate::metrics::Metrics;
 
@@ -322,8 +323,4 @@ fn root_cause(e: &dyn std::error::Error) -> String {
         cause = next;
     }
     cause.to_string()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

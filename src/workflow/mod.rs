@@ -633,7 +633,7 @@ fn unadvanced<T>(state: &LoyaltyState, plan: Result<T, Rejection>) -> Result<(),
 
 /// The workflow's clock in Unix milliseconds (0 if the SDK has none yet).
 fn now_ms(time: Option<std::time::SystemTime>) -> Millis {
-    time.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis() as Millis)
+    time.map_or(0, crate::clock::unix_ms)
 }
 
 /// Runs a hold update: refused on a run of the previous version (it has
