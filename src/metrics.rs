@@ -195,6 +195,15 @@ impl Metrics {
     }
 }
 
+/// The `method` label of a call to `path`: a method of our API, `unknown`
+/// for any other name under it (this layer runs before authentication, so
+/// names a caller makes up must not become label values), and `None` for
+/// health probes and reflection, which would drown the API's figures.
+pub fn method_label(path: &str) -> Option<&'static str> {
+    let name = path.strip_prefix("/loyalty.v1.LoyaltyService/")?;
+    Some(crate::grpc::METHODS.iter().find(|m| **m == name).copied().unwrap_or("unknown"))
+}
+
 /// Tower layer recording every gRPC call's method, status and latency.
 #[derive(Debug, Clone)]
 pub struct MetricsLayer {
@@ -238,9 +247,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let path = req.uri().path();
-        // Only our API: health probes and reflection would drown it.
-        let method = path.strip_prefix("/loyalty.v1.LoyaltyService/").map(str::to_owned);
+        let method = method_label(req.uri().path());
         let started = Instant::now();
         let metrics = self.metrics.clone();
         let call = self.inner.call(req);
@@ -257,9 +264,23 @@ where
                         .map_or(tonic::Code::Ok, tonic::Code::from),
                     Err(_) => tonic::Code::Unavailable,
                 };
-                metrics.rpc(&method, &format!("{status:?}"), started.elapsed());
+                metrics.rpc(method, &format!("{status:?}"), started.elapsed());
             }
             response
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::method_label;
+
+    #[test]
+    fn only_known_methods_become_label_values() {
+        assert_eq!(method_label("/loyalty.v1.LoyaltyService/Accrue"), Some("Accrue"));
+        assert_eq!(method_label("/loyalty.v1.LoyaltyService/ListEvents"), Some("ListEvents"));
+        assert_eq!(method_label("/loyalty.v1.LoyaltyService/x-4f1c"), Some("unknown"));
+        assert_eq!(method_label("/loyalty.v1.LoyaltyService/Accrue/../x"), Some("unknown"));
+        assert_eq!(method_label("/grpc.health.v1.Health/Check"), None);
     }
 }

@@ -24,3 +24,35 @@ pub mod pb {
 
 pub use error::ApiError;
 pub use service::LoyaltyApi;
+
+/// The methods of `loyalty.v1.LoyaltyService` (checked against the proto's
+/// descriptor by a test): metrics label only these, so a caller cannot make
+/// label values up.
+pub const METHODS: [&str; 10] = [
+    "Accrue",
+    "Redeem",
+    "GetSummary",
+    "GetHistory",
+    "Reverse",
+    "Adjust",
+    "Reserve",
+    "Capture",
+    "Release",
+    "ListEvents",
+];
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    #[test]
+    fn the_method_list_is_the_protos() {
+        let set = prost_types::FileDescriptorSet::decode(super::pb::FILE_DESCRIPTOR_SET).unwrap();
+        let service = set.file.iter().flat_map(|f| &f.service).find(|s| s.name() == "LoyaltyService").unwrap();
+        let mut from_proto: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
+        let mut listed = super::METHODS.to_vec();
+        from_proto.sort();
+        listed.sort();
+        assert_eq!(listed, from_proto);
+    }
+}
