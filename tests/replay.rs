@@ -186,13 +186,7 @@ async fn capture_warning_histories() {
     summary_when(&mut grpc, CUSTOMER, settle, |s| s.points_balance == 150).await;
     grpc.redeem(redemption(CUSTOMER, "r1", 20, "pen")).await.unwrap();
     summary_when(&mut grpc, CUSTOMER, settle, |s| s.points_balance == 0).await;
-    let burst = (0..MAX_ACCRUALS_PER_RUN).map(|i| accrual(CUSTOMER, &format!("b{i}"), 1));
-    for sent in fan_out(&grpc, 16, burst, |mut g, r| async move { g.accrue(r).await }).await {
-        sent.unwrap();
-    }
-    let temporal = temporal().await;
-    let handle = temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(format!("loyalty-{CUSTOMER}"));
-    continued_as_new(&handle, settle).await;
+    let (temporal, handle) = fill_a_run(&grpc, CUSTOMER, settle).await;
     grpc.accrue(accrual(CUSTOMER, "w3", 30)).await.unwrap();
     summary_when(&mut grpc, CUSTOMER, settle, |s| s.lifetime_points == 180 + MAX_ACCRUALS_PER_RUN as i64).await;
     summary_when(&mut grpc, CUSTOMER, settle, |s| s.points_balance == 0).await;
@@ -258,13 +252,7 @@ async fn capture_lifecycle_histories() {
     // A pending lot and an open hold cross a continue-as-new.
     grpc.accrue(dated("l3", 70, Some(20_000), None)).await.unwrap();
     grpc.reserve(reserve("h4", 30, 120)).await.unwrap();
-    let burst = (0..MAX_ACCRUALS_PER_RUN).map(|i| accrual(CUSTOMER, &format!("b{i}"), 1));
-    for sent in fan_out(&grpc, 16, burst, |mut g, r| async move { g.accrue(r).await }).await {
-        sent.unwrap();
-    }
-    let temporal = temporal().await;
-    let handle = temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(format!("loyalty-{CUSTOMER}"));
-    continued_as_new(&handle, settle).await;
+    let (temporal, handle) = fill_a_run(&grpc, CUSTOMER, settle).await;
     summary_when(&mut grpc, CUSTOMER, settle, |s| s.pending_points == 0).await;
     rows_when(&ledger().await, CUSTOMER, 2_000).await;
     // h4 is still open: closing the account gives it back.
@@ -274,6 +262,23 @@ async fn capture_lifecycle_histories() {
         .expect("the account must close")
         .expect("it completes");
     write_runs(&temporal, CUSTOMER, "lifecycle_run").await;
+}
+
+/// Sends more accruals than one run takes, then waits for the account's
+/// continue-as-new; the Temporal client and the account's handle.
+async fn fill_a_run(
+    grpc: &pb::loyalty_service_client::LoyaltyServiceClient<tonic::transport::Channel>,
+    customer: &str,
+    within: Duration,
+) -> (temporalio_client::Client, temporalio_client::WorkflowHandle<temporalio_client::Client, LoyaltyEntityWorkflow>) {
+    let burst = (0..MAX_ACCRUALS_PER_RUN).map(|i| accrual(customer, &format!("b{i}"), 1));
+    for sent in fan_out(grpc, 16, burst, |mut g, r| async move { g.accrue(r).await }).await {
+        sent.unwrap();
+    }
+    let temporal = temporal().await;
+    let handle = temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(format!("loyalty-{customer}"));
+    continued_as_new(&handle, within).await;
+    (temporal, handle)
 }
 
 /// Waits until the account's first run has continued-as-new.

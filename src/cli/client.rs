@@ -241,17 +241,24 @@ pub async fn summary(args: SummaryArgs) -> ExitCode {
 pub struct HistoryArgs {
     #[arg(long)]
     customer: String,
-    /// Entries per page (1 to 500).
+    #[command(flatten)]
+    paging: Paging,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// The paging options of the listing commands.
+#[derive(Debug, clap::Args)]
+pub(super) struct Paging {
+    /// Items per page (1 to 500).
     #[arg(long, default_value_t = 50)]
-    page_size: i32,
+    pub(super) page_size: i32,
     /// Continue from a previous page's token.
     #[arg(long, default_value = "")]
     page_token: String,
     /// Print every page, not just one.
     #[arg(long)]
     all: bool,
-    #[command(flatten)]
-    target: Target,
 }
 
 /// Options of `loyalty reverse`.
@@ -342,16 +349,16 @@ fn entry_line(e: &pb::HistoryEntry) -> String {
     line
 }
 
-/// Fetches the page at `token` and, with `all`, every page after it: the
-/// items and the token of the page after the last one fetched.
+/// Fetches the page `paging` names and, with `--all`, every page after it:
+/// the items and the token of the page after the last one fetched.
 pub(super) async fn pages<T, Fut>(
-    all: bool,
-    mut token: String,
+    paging: &Paging,
     mut fetch: impl FnMut(String) -> Fut,
 ) -> Result<(Vec<T>, String), tonic::Status>
 where
     Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
 {
+    let (all, mut token) = (paging.all, paging.page_token.clone());
     let mut items = Vec::new();
     loop {
         let (page, next) = fetch(token).await?;
@@ -366,10 +373,10 @@ where
 pub async fn history(args: HistoryArgs) -> ExitCode {
     let result = async {
         let client = connect(&args.target).await?;
-        pages(args.all, args.page_token.clone(), |page_token| {
+        pages(&args.paging, |page_token| {
             let (mut client, customer_id) = (client.clone(), args.customer.clone());
             async move {
-                let request = pb::GetHistoryRequest { customer_id, page_size: args.page_size, page_token };
+                let request = pb::GetHistoryRequest { customer_id, page_size: args.paging.page_size, page_token };
                 let page = client.get_history(request).await?.into_inner();
                 Ok((page.entries, page.next_page_token))
             }

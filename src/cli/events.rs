@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::client::{Target, connect, pages, report};
+use super::client::{Paging, Target, connect, pages, report};
 use crate::config::{Overrides, Settings};
 use crate::domain::events::rfc3339;
 use crate::grpc::pb;
@@ -30,14 +30,8 @@ pub struct ListArgs {
     /// Newest first.
     #[arg(long)]
     newest_first: bool,
-    /// Events per page (1 to 500).
-    #[arg(long, default_value_t = 50)]
-    page_size: i32,
-    #[arg(long, default_value = "")]
-    page_token: String,
-    /// Print every event, not one page.
-    #[arg(long)]
-    all: bool,
+    #[command(flatten)]
+    paging: Paging,
     #[command(flatten)]
     target: Target,
 }
@@ -123,9 +117,9 @@ impl EventsCommand {
 async fn list(args: ListArgs) -> ExitCode {
     let result = async {
         let client = connect(&args.target).await?;
-        pages(args.all, args.page_token.clone(), |page_token| {
+        pages(&args.paging, |page_token| {
             let (mut client, customer_id) = (client.clone(), args.customer.clone());
-            let (page_size, newest_first) = (args.page_size, args.newest_first);
+            let (page_size, newest_first) = (args.paging.page_size, args.newest_first);
             async move {
                 let request = pb::ListEventsRequest { customer_id, page_size, page_token, newest_first };
                 let page = client.list_events(request).await?.into_inner();
