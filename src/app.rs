@@ -15,7 +15,8 @@ use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::transport::server::{Router, TcpIncoming};
 use tonic::transport::{Certificate, Identity as TlsIdentity, ServerTlsConfig};
-use tonic_health::server::HealthReporter;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
 use tower::layer::util::{Identity, Stack};
 
 use crate::activities::LoyaltyActivities;
@@ -102,6 +103,7 @@ pub struct Application {
     grpc_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     listener: TcpListener,
+    health_listener: Option<TcpListener>,
     router: Router<Layers>,
     health: HealthReporter,
     reported: Reported,
@@ -109,6 +111,7 @@ pub struct Application {
     worker: Option<Worker>,
     relay: Option<Relay>,
     drain_timeout: Duration,
+    shutdown_delay: Duration,
     tracing: Option<Tracing>,
     // The SDK runtime must outlive the worker.
     _runtime: Runtime,
@@ -175,6 +178,14 @@ impl Application {
         };
         let listener = TcpListener::bind(settings.grpc_addr).await.map_err(|e| AppError::Server(e.to_string()))?;
         let grpc_addr = listener.local_addr().map_err(|e| AppError::Server(e.to_string()))?;
+        let health_listener = match settings.health_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| AppError::Server(format!("health listener (LOYALTY_HEALTH_ADDR) on {addr}: {e}")))?,
+            ),
+            None => None,
+        };
         let (health, health_service) = tonic_health::server::health_reporter();
         let reported = Reported {
             services: if settings.role.serves_api() {
@@ -220,6 +231,7 @@ impl Application {
             grpc_addr,
             metrics_addr,
             listener,
+            health_listener,
             router,
             health,
             reported,
@@ -227,6 +239,7 @@ impl Application {
             worker,
             relay,
             drain_timeout: settings.drain_timeout,
+            shutdown_delay: settings.shutdown_delay,
             tracing,
             _runtime: runtime,
         })
@@ -237,19 +250,28 @@ impl Application {
         self.grpc_addr
     }
 
+    /// The bound plaintext health-only address, if `LOYALTY_HEALTH_ADDR` is set.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The bound Prometheus endpoint, if metrics are on.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
     }
 
-    /// Serves until `shutdown` resolves, then stops in order: health goes
-    /// NOT_SERVING, in-flight RPCs get up to the drain timeout to finish, and
-    /// only then the worker stops polling and completes its tasks (an
-    /// in-flight Redeem needs it). The future is not `Send`: the worker runs
-    /// workflows on this task.
+    /// Serves until `shutdown` resolves, then stops in the order a load
+    /// balancer needs: health turns NOT_SERVING while everything keeps
+    /// serving for the shutdown delay (so endpoints stop routing here before
+    /// the listener closes), then the listener closes and in-flight RPCs get
+    /// up to the drain timeout to finish, and only then the worker stops
+    /// polling and completes its tasks (an in-flight Redeem needs it). The
+    /// health-only listener answers (NOT_SERVING) until the very end. The
+    /// future is not `Send`: the worker runs workflows on this task.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
         let Application {
             listener,
+            health_listener,
             router,
             health,
             reported,
@@ -257,19 +279,42 @@ impl Application {
             worker,
             relay,
             drain_timeout,
+            shutdown_delay,
             tracing,
             _runtime,
             ..
         } = self;
+        // Three stops, in shutdown order: readiness (so it cannot flip health
+        // back to SERVING), the API listener, then the relay and the health
+        // listener once the worker is done.
+        let (readiness_stop, readiness_stopped) = tokio::sync::watch::channel(false);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let relay = relay.map(|r| tokio::spawn(r.run(stop_rx.clone())));
+        let (last_tx, last_rx) = tokio::sync::watch::channel(false);
+        let relay = relay.map(|r| tokio::spawn(r.run(last_rx.clone())));
+        let health_server = health_listener.map(|listener| {
+            let service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            let mut stop = last_rx.clone();
+            tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
+                incoming,
+                async move {
+                    let _ = stop.changed().await;
+                },
+            ))
+        });
         // Nagle's algorithm would hold small responses back waiting for an ACK.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let mut server_stop = stop_rx.clone();
+        let mut server_stop = stop_rx;
         let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
             let _ = server_stop.changed().await;
         }));
-        let readiness = tokio::spawn(readiness::follow_temporal(client, health.clone(), reported.clone(), stop_rx));
+        let readiness =
+            tokio::spawn(readiness::follow_temporal(client, health.clone(), reported.clone(), readiness_stopped));
+        let stop_all = || {
+            let _ = readiness_stop.send(true);
+            let _ = stop_tx.send(true);
+            let _ = last_tx.send(true);
+        };
         let has_worker = worker.is_some();
         let stop_worker = worker.as_ref().map(|w| w.shutdown_handle());
         let worker = async move {
@@ -287,12 +332,12 @@ impl Application {
         tokio::select! {
             // The worker only ends by itself on an error (e.g. unknown namespace).
             result = &mut worker => {
-                let _ = stop_tx.send(true);
+                stop_all();
                 let _ = server.await;
                 return result;
             }
             served = &mut server => {
-                let _ = stop_tx.send(true);
+                stop_all();
                 stop_worker();
                 if has_worker {
                     let _ = (&mut worker).await;
@@ -302,16 +347,28 @@ impl Application {
             () = &mut shutdown => {}
         }
 
-        tracing::info!(drain = ?drain_timeout, "shutting down: draining RPCs, then the worker");
-        // Readiness stops first, so it cannot flip health back to SERVING.
-        let _ = stop_tx.send(true);
+        tracing::info!(
+            delay = ?shutdown_delay,
+            drain = ?drain_timeout,
+            "shutting down: NOT_SERVING for the shutdown delay, then draining RPCs, then the worker"
+        );
+        let _ = readiness_stop.send(true);
         let _ = readiness.await;
         readiness::report(&health, &reported, false).await;
-        // The worker keeps running workflows while RPCs drain: an in-flight
-        // Redeem may need it. It runs on this task, so it is polled here.
+        // The worker runs on this task: it is polled while anything else is
+        // awaited here, since an in-flight Redeem may need it.
+        let mut worker_ended = None;
+        let delay = tokio::time::sleep(shutdown_delay);
+        tokio::pin!(delay);
+        loop {
+            tokio::select! {
+                () = &mut delay => break,
+                result = &mut worker, if has_worker && worker_ended.is_none() => worker_ended = Some(result),
+            }
+        }
+        let _ = stop_tx.send(true);
         let drain = tokio::time::timeout(drain_timeout, &mut server);
         tokio::pin!(drain);
-        let mut worker_ended = None;
         let drained = loop {
             tokio::select! {
                 drained = &mut drain => break drained,
@@ -334,8 +391,12 @@ impl Application {
             None if has_worker => worker.await,
             None => Ok(()),
         };
+        let _ = last_tx.send(true);
         if let Some(relay) = relay {
             let _ = relay.await;
+        }
+        if let Some(health_server) = health_server {
+            let _ = health_server.await;
         }
         if let Some(tracing) = tracing {
             tracing.shutdown();

@@ -501,6 +501,65 @@ async fn mutual_tls_and_api_keys_refuse_before_any_work() {
     app.join().unwrap();
 }
 
+/// Kubernetes' gRPC probes speak plaintext without a key: with TLS and API keys
+/// on, they reach health on its own address. At shutdown health turns
+/// NOT_SERVING first while new RPCs still succeed for the shutdown delay; only
+/// then does the listener close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_reach_plaintext_health_and_shutdown_turns_not_serving_before_closing() {
+    let pki = Pki::make("probes");
+    let keys = pki.path("api-keys");
+    std::fs::write(&keys, format!("checkout {} write,read\n", sha256_hex("checkout-key"))).unwrap();
+    let mut settings = settings("probes");
+    settings.tls =
+        Some(loyalty::config::TlsFiles { cert: pki.path("server.pem"), key: pki.path("server.key"), client_ca: None });
+    settings.api_keys = Some(loyalty::grpc::auth::ApiKeys::load(&keys).unwrap());
+    let health_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    settings.health_addr = Some(health_addr);
+    let delay = Duration::from_secs(4);
+    settings.shutdown_delay = delay;
+    settings.drain_timeout = Duration::from_secs(5);
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let (addr, app) = start_app(settings, stopped);
+
+    // The probe's view: plaintext, no key, on the health address.
+    wait_health(health_addr, ServingStatus::Serving, Duration::from_secs(10)).await;
+    assert_eq!(health_of(health_addr, "liveness").await, Some(ServingStatus::Serving));
+    // Only health is served there: the API needs TLS and a key on its own port.
+    let on_health_port = lazy_client(health_addr).await.accrue(accrual("probe-1", "e0", 1)).await.unwrap_err();
+    assert_eq!(on_health_port.code(), tonic::Code::Unimplemented, "{on_health_port:?}");
+    // Plaintext on the API port gets no answer: probes there would fail.
+    assert_eq!(health_of(addr, "").await, None, "the API port speaks only TLS");
+    let tls = pki.channel(addr, false).await.expect("TLS connects");
+    let mut checkout = keyed(tls.clone(), "checkout-key");
+    checkout.accrue(accrual("probe-1", "e1", 10)).await.expect("accrues over TLS with a key");
+    // Health is on the API port too, for clients that look there.
+    let h = HealthClient::new(tls).check(HealthCheckRequest { service: String::new() }).await.unwrap();
+    assert_eq!(h.into_inner().status, ServingStatus::Serving as i32);
+
+    let _ = stop.send(());
+    let stopping = Instant::now();
+    wait_health(health_addr, ServingStatus::NotServing, Duration::from_secs(2)).await;
+    assert_eq!(health_of(health_addr, "liveness").await, Some(ServingStatus::Serving), "a draining pod is alive");
+    // NOT_SERVING, yet still serving: on the open channel and on a new connection.
+    let mut calls = 0;
+    while stopping.elapsed() < delay - Duration::from_millis(1_500) {
+        checkout.accrue(accrual("probe-1", &format!("late-{calls}"), 1)).await.expect("served during the delay");
+        let fresh = pki.channel(addr, false).await.expect("the listener is open during the delay");
+        keyed(fresh, "checkout-key")
+            .get_summary(loyalty::grpc::pb::GetSummaryRequest { customer_id: "probe-1".into() })
+            .await
+            .expect("a new connection is served during the delay");
+        calls += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(calls >= 3, "only {calls} rounds during the delay");
+    assert!(!app.is_finished(), "stopped before the delay ended");
+    tokio::task::spawn_blocking(move || app.join()).await.unwrap().expect("app stops cleanly");
+    assert!(stopping.elapsed() >= delay, "stopped after {:?}, before the delay", stopping.elapsed());
+    assert!(pki.channel(addr, false).await.is_err(), "the listener is closed after the drain");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_concurrency_limit_calls_are_refused_and_health_still_answers() {
     let mut settings = api_role("limit", "nobody-polls-the-limit-queue");

@@ -54,7 +54,7 @@ pub async fn serve(overrides: Overrides) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail("configuration", e),
     };
-    build_and_run(settings, |app| tracing::info!(grpc = %app.grpc_addr(), "serving")).await
+    build_and_run(settings, |app| tracing::info!(grpc = %app.grpc_addr(), health = ?app.health_addr(), "serving")).await
 }
 
 pub async fn dev(mut args: DevArgs) -> ExitCode {

@@ -23,6 +23,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/loyalty.db";
 
 /// Default grace period for in-flight RPCs at shutdown.
 pub const DEFAULT_DRAIN_SECONDS: u64 = 20;
+/// Longest allowed wait between turning NOT_SERVING and closing the
+/// listener at shutdown; endpoint propagation takes seconds, not minutes.
+pub const MAX_SHUTDOWN_DELAY_SECONDS: u64 = 300;
 /// Default deadline of an RPC whose caller sets none (or a longer one).
 pub const DEFAULT_RPC_TIMEOUT_SECONDS: u64 = 30;
 /// Default largest request message accepted.
@@ -124,6 +127,13 @@ pub struct Settings {
     pub role: Role,
     /// How long in-flight RPCs may take to finish at shutdown.
     pub drain_timeout: Duration,
+    /// At shutdown, how long the process keeps serving after health turns
+    /// NOT_SERVING, so load balancers stop routing to it before it stops
+    /// accepting (zero by default: nothing routes to a process run by hand).
+    pub shutdown_delay: Duration,
+    /// A plaintext address serving only gRPC health, for probes that speak
+    /// neither TLS nor API keys (Kubernetes'); none when `None`.
+    pub health_addr: Option<SocketAddr>,
     /// Deadline of an RPC whose caller sets none or a longer one.
     pub rpc_timeout: Duration,
     /// Largest request message accepted; larger ones are refused before any work.
@@ -209,6 +219,17 @@ impl Settings {
             }
         };
         let drain_timeout = Duration::from_secs(number("LOYALTY_DRAIN_SECONDS", DEFAULT_DRAIN_SECONDS, 3_600)?);
+        let shutdown_delay = match env("LOYALTY_SHUTDOWN_DELAY_SECONDS") {
+            None => Duration::ZERO,
+            Some(raw) => Duration::from_secs(
+                raw.trim().parse::<u64>().ok().filter(|n| *n <= MAX_SHUTDOWN_DELAY_SECONDS).ok_or_else(|| {
+                    ConfigError {
+                        setting: "LOYALTY_SHUTDOWN_DELAY_SECONDS",
+                        reason: format!("{raw:?} is not a whole number from 0 to {MAX_SHUTDOWN_DELAY_SECONDS}"),
+                    }
+                })?,
+            ),
+        };
         let rpc_timeout =
             Duration::from_secs(number("LOYALTY_RPC_TIMEOUT_SECONDS", DEFAULT_RPC_TIMEOUT_SECONDS, 3_600)?);
         let max_request_bytes =
@@ -237,14 +258,19 @@ impl Settings {
                 reason: "client certificates need TLS: set LOYALTY_TLS_CERT_FILE and LOYALTY_TLS_KEY_FILE".into(),
             });
         }
-        let metrics_addr = env("LOYALTY_METRICS_ADDR")
-            .map(|raw| {
-                raw.parse().map_err(|e| ConfigError {
-                    setting: "LOYALTY_METRICS_ADDR",
-                    reason: format!("{raw:?} is not a socket address like 0.0.0.0:9464 ({e})"),
+        let address = |setting: &'static str, example: &str| {
+            env(setting)
+                .filter(|raw| !raw.trim().is_empty())
+                .map(|raw| {
+                    raw.trim().parse::<SocketAddr>().map_err(|e| ConfigError {
+                        setting,
+                        reason: format!("{raw:?} is not a socket address like {example} ({e})"),
+                    })
                 })
-            })
-            .transpose()?;
+                .transpose()
+        };
+        let metrics_addr = address("LOYALTY_METRICS_ADDR", "0.0.0.0:9464")?;
+        let health_addr = address("LOYALTY_HEALTH_ADDR", "0.0.0.0:8081")?;
         let deployment = match (env("LOYALTY_DEPLOYMENT_NAME"), env("LOYALTY_BUILD_ID")) {
             (None, None) => None,
             (Some(name), Some(build_id)) if !name.trim().is_empty() && !build_id.trim().is_empty() => {
@@ -279,6 +305,8 @@ impl Settings {
             temporal_client,
             role,
             drain_timeout,
+            shutdown_delay,
+            health_addr,
             rpc_timeout,
             max_request_bytes,
             max_concurrent_rpcs,
@@ -332,6 +360,17 @@ mod tests {
         for bad in ["0", "-1", "x", "99999"] {
             assert_eq!(load(&[("LOYALTY_DRAIN_SECONDS", bad)]).unwrap_err().setting, "LOYALTY_DRAIN_SECONDS");
         }
+        assert_eq!(load(&[]).unwrap().shutdown_delay, Duration::ZERO);
+        assert_eq!(load(&[("LOYALTY_SHUTDOWN_DELAY_SECONDS", "0")]).unwrap().shutdown_delay, Duration::ZERO);
+        assert_eq!(load(&[("LOYALTY_SHUTDOWN_DELAY_SECONDS", "5")]).unwrap().shutdown_delay, Duration::from_secs(5));
+        for bad in ["-1", "x", "301"] {
+            let e = load(&[("LOYALTY_SHUTDOWN_DELAY_SECONDS", bad)]).unwrap_err();
+            assert_eq!(e.setting, "LOYALTY_SHUTDOWN_DELAY_SECONDS");
+        }
+        assert_eq!(load(&[]).unwrap().health_addr, None);
+        let health = load(&[("LOYALTY_HEALTH_ADDR", "0.0.0.0:8081")]).unwrap().health_addr;
+        assert_eq!(health.map(|a| a.port()), Some(8081));
+        assert_eq!(load(&[("LOYALTY_HEALTH_ADDR", "8081")]).unwrap_err().setting, "LOYALTY_HEALTH_ADDR");
         assert_eq!(load(&[("LOYALTY_MAX_REQUEST_BYTES", "1024")]).unwrap().max_request_bytes, 1024);
         assert_eq!(load(&[("LOYALTY_MAX_CONCURRENT_RPCS", "8")]).unwrap().max_concurrent_rpcs, 8);
         assert_eq!(load(&[("LOYALTY_MAX_CACHED_ACCOUNTS", "20000")]).unwrap().max_cached_accounts, 20_000);
