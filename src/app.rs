@@ -221,7 +221,7 @@ impl Application {
             // Outermost first: count every call, then refuse unauthenticated ones
             // before they take a slot.
             .layer(MetricsLayer::new(metrics))
-            .layer(AuthLayer::new(settings.api_keys.clone()))
+            .layer(AuthLayer::new(settings.api_keys.clone(), settings.rate_limits))
             .layer(ConcurrencyLimitLayer::new(settings.max_concurrent_rpcs))
             .add_service(health_service)
             .add_service(reflection().build_v1().map_err(reflection_err)?)

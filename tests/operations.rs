@@ -561,6 +561,35 @@ async fn probes_reach_plaintext_health_and_shutdown_turns_not_serving_before_clo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_past_its_rate_is_refused_with_a_retry_hint_and_other_keys_are_not() {
+    let keys = common::scratch_dir("rate").join("api-keys");
+    std::fs::write(&keys, format!("a {} read\nb {} read\n", sha256_hex("key-a"), sha256_hex("key-b"))).unwrap();
+    let mut settings = api_role("rate", "nobody-polls-the-rate-queue");
+    settings.api_keys = Some(loyalty::grpc::auth::ApiKeys::load(&keys).unwrap());
+    settings.rate_limits.read = Some(loyalty::grpc::rate::Rate::parse("3/min").unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let (addr, app) = start_app(settings, stopped);
+    let channel = grpc_channel(addr).await;
+    let read = |key: &'static str| {
+        let mut client = keyed(channel.clone(), key);
+        async move { client.get_summary(loyalty::grpc::pb::GetSummaryRequest { customer_id: "rate-1".into() }).await }
+    };
+    for _ in 0..3 {
+        // Past the limiter: answered by the service (no such account).
+        assert_eq!(read("key-a").await.unwrap_err().code(), tonic::Code::NotFound);
+    }
+    let refused = read("key-a").await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("API key \"a\""), "{refused:?}");
+    let hint = common::retry_hint(&refused).expect("a retry hint");
+    assert!(hint > Duration::from_secs(10) && hint <= Duration::from_secs(21), "{hint:?}");
+    assert_eq!(read("key-b").await.unwrap_err().code(), tonic::Code::NotFound, "another key has its own bucket");
+    assert_eq!(health_of(addr, "").await, Some(ServingStatus::Serving), "health is never limited");
+    let _ = stop.send(());
+    app.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_concurrency_limit_calls_are_refused_and_health_still_answers() {
     let mut settings = api_role("limit", "nobody-polls-the-limit-queue");
     settings.max_concurrent_rpcs = 1;

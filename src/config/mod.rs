@@ -12,6 +12,7 @@ use temporalio_client::envconfig::LoadClientConfigProfileOptions;
 use temporalio_client::{ClientOptions, ConnectionOptions, Url};
 
 use crate::grpc::auth::ApiKeys;
+use crate::grpc::rate::{Rate, RateLimits};
 use crate::ledger::Ledger;
 
 /// Default gRPC listen address.
@@ -151,6 +152,8 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// API keys callers must present; no authentication when `None`.
     pub api_keys: Option<ApiKeys>,
+    /// Each key's rate per scope (all callers' together when there are no keys).
+    pub rate_limits: RateLimits,
     /// Where the Prometheus endpoint listens; none when `None`.
     pub metrics_addr: Option<SocketAddr>,
     /// Worker Versioning: this worker's deployment version; unversioned when `None`.
@@ -297,6 +300,35 @@ impl Settings {
             .map(|path| ApiKeys::load(std::path::Path::new(&path)))
             .transpose()
             .map_err(|reason| ConfigError { setting: "LOYALTY_API_KEYS_FILE", reason })?;
+        let require_keys = match env("LOYALTY_REQUIRE_API_KEYS").as_deref().map(str::trim) {
+            None | Some("" | "false" | "0") => false,
+            Some("true" | "1") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    setting: "LOYALTY_REQUIRE_API_KEYS",
+                    reason: format!("{other:?} is not true or false"),
+                });
+            }
+        };
+        if require_keys && api_keys.is_none() {
+            return Err(ConfigError {
+                setting: "LOYALTY_API_KEYS_FILE",
+                reason: "LOYALTY_REQUIRE_API_KEYS is true but no keys file is set: refusing to serve without \
+                         authentication"
+                    .into(),
+            });
+        }
+        let rate = |setting: &'static str| {
+            env(setting)
+                .filter(|raw| !matches!(raw.trim(), "" | "off"))
+                .map(|raw| Rate::parse(&raw).map_err(|reason| ConfigError { setting, reason }))
+                .transpose()
+        };
+        let rate_limits = RateLimits {
+            read: rate("LOYALTY_RATE_LIMIT_READ")?,
+            write: rate("LOYALTY_RATE_LIMIT_WRITE")?,
+            admin: rate("LOYALTY_RATE_LIMIT_ADMIN")?,
+        };
         Ok(Self {
             grpc_addr,
             task_queue,
@@ -314,6 +346,7 @@ impl Settings {
             accrual_batching,
             tls,
             api_keys,
+            rate_limits,
             metrics_addr,
             deployment,
             otlp_endpoint: env("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|e| !e.trim().is_empty()),
@@ -399,6 +432,24 @@ mod tests {
         assert_eq!(tls.map(|t| t.client_ca), Some(None));
         let missing = load(&[("LOYALTY_API_KEYS_FILE", "/nonexistent/keys")]).unwrap_err();
         assert_eq!(missing.setting, "LOYALTY_API_KEYS_FILE");
+        // Secure by default where it is asked for: no keys, no start.
+        let required = load(&[("LOYALTY_REQUIRE_API_KEYS", "true")]).unwrap_err();
+        assert_eq!(required.setting, "LOYALTY_API_KEYS_FILE");
+        assert!(required.reason.contains("LOYALTY_REQUIRE_API_KEYS"), "{required}");
+        assert_eq!(load(&[("LOYALTY_REQUIRE_API_KEYS", "yes")]).unwrap_err().setting, "LOYALTY_REQUIRE_API_KEYS");
+        assert!(load(&[("LOYALTY_REQUIRE_API_KEYS", "false")]).unwrap().api_keys.is_none());
+    }
+
+    #[test]
+    fn rate_limits_are_per_scope_and_off_by_default() {
+        assert_eq!(load(&[]).unwrap().rate_limits, RateLimits::default());
+        let limits =
+            load(&[("LOYALTY_RATE_LIMIT_WRITE", "200/s"), ("LOYALTY_RATE_LIMIT_ADMIN", "10/min")]).unwrap().rate_limits;
+        assert_eq!(limits.write.map(|r| r.to_string()), Some("200/s".into()));
+        assert_eq!(limits.admin.map(|r| r.to_string()), Some("10/min".into()));
+        assert_eq!(limits.read, None);
+        assert_eq!(load(&[("LOYALTY_RATE_LIMIT_READ", "off")]).unwrap().rate_limits.read, None);
+        assert_eq!(load(&[("LOYALTY_RATE_LIMIT_READ", "fast")]).unwrap_err().setting, "LOYALTY_RATE_LIMIT_READ");
     }
 
     #[test]

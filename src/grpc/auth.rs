@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 use tonic::Status;
 
 use super::gate::{Gate, GateLayer};
+use super::rate::{Limiters, RateLimits};
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,15 @@ impl Scope {
             "write" => Some(Scope::Write),
             "admin" => Some(Scope::Admin),
             _ => None,
+        }
+    }
+
+    /// The scope's name in the keys file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
         }
     }
 }
@@ -87,29 +97,48 @@ impl ApiKeys {
 
     /// The key matching `presented`. Every stored hash is compared, in
     /// constant time, whether or not an earlier one matched.
-    fn find(&self, presented: &str) -> Option<&ApiKey> {
+    fn find(&self, presented: &str) -> Option<usize> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
-        for key in &self.0 {
+        for (i, key) in self.0.iter().enumerate() {
             if bool::from(key.hash.ct_eq(&digest)) && found.is_none() {
-                found = Some(key);
+                found = Some(i);
             }
         }
         found
     }
 
-    /// Decides a call to `path` carrying `presented` (from `authorization:
-    /// Bearer <key>` or `x-api-key`).
-    pub fn check(&self, path: &str, presented: Option<&str>) -> Result<(), Status> {
-        let Some(needed) = required_scope(path) else { return Ok(()) };
-        let Some(key) = presented.and_then(|k| self.find(k)) else {
+    /// How many keys there are (numbered from 0 by [`ApiKeys::authorize`]).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none (never, once parsed).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Decides a call to `path`, which needs `needed`, carrying `presented`
+    /// (from `authorization: Bearer <key>` or `x-api-key`): the number and
+    /// name of the key admitted.
+    pub fn authorize(&self, path: &str, needed: Scope, presented: Option<&str>) -> Result<(usize, &str), Status> {
+        let Some(i) = presented.and_then(|k| self.find(k)) else {
             return Err(Status::unauthenticated("a valid API key is required (authorization: Bearer <key>)"));
         };
+        let key = &self.0[i];
         if key.scopes.contains(&needed) {
-            Ok(())
+            Ok((i, &key.name))
         } else {
             tracing::warn!(key = %key.name, path, "API key lacks the scope for this method");
             Err(Status::permission_denied(format!("API key {:?} may not call {path}", key.name)))
+        }
+    }
+
+    /// Decides a call to `path` carrying `presented`, as [`ApiKeys::authorize`].
+    pub fn check(&self, path: &str, presented: Option<&str>) -> Result<(), Status> {
+        match required_scope(path) {
+            None => Ok(()),
+            Some(needed) => self.authorize(path, needed, presented).map(|_| ()),
         }
     }
 }
@@ -122,7 +151,7 @@ pub fn required_scope(path: &str) -> Option<Scope> {
     }
     Some(match path.strip_prefix(API) {
         Some("GetSummary" | "GetHistory" | "ListEvents") => Scope::Read,
-        Some("Accrue" | "Redeem") => Scope::Write,
+        Some("Accrue" | "Redeem" | "Reserve" | "Capture" | "Release") => Scope::Write,
         _ => Scope::Admin,
     })
 }
@@ -146,30 +175,38 @@ fn presented(headers: &http::HeaderMap) -> Option<&str> {
     headers.get("x-api-key").and_then(|v| v.to_str().ok())
 }
 
-/// The API-key gate; with no keys configured it admits every call.
-#[derive(Debug, Clone, Default)]
+/// The API-key gate, then the key's rate limit; with no keys configured it
+/// admits every caller, all sharing one rate limit.
+#[derive(Debug, Clone)]
 pub struct ApiKeyGate {
     keys: Option<Arc<ApiKeys>>,
+    limiters: Arc<Limiters>,
 }
 
 impl Gate for ApiKeyGate {
     type Pass = ();
 
     fn admit(&self, path: &str, headers: &http::HeaderMap) -> Result<(), Status> {
+        let Some(needed) = required_scope(path) else { return Ok(()) };
         match &self.keys {
-            Some(keys) => keys.check(path, presented(headers)),
-            None => Ok(()),
+            Some(keys) => {
+                let (caller, name) = keys.authorize(path, needed, presented(headers))?;
+                self.limiters.check(caller, Some(name), needed)
+            }
+            None => self.limiters.check(0, None, needed),
         }
     }
 }
 
-/// Tower layer that checks API keys.
+/// Tower layer that checks API keys and their rate limits.
 pub type AuthLayer = GateLayer<ApiKeyGate>;
 
 impl AuthLayer {
-    /// Checks calls against `keys`; `None` disables authentication.
-    pub fn new(keys: Option<ApiKeys>) -> Self {
-        Self::with(ApiKeyGate { keys: keys.map(Arc::new) })
+    /// Checks calls against `keys` (`None` disables authentication), each
+    /// key limited to `limits`.
+    pub fn new(keys: Option<ApiKeys>, limits: RateLimits) -> Self {
+        let callers = keys.as_ref().map_or(1, ApiKeys::len);
+        Self::with(ApiKeyGate { keys: keys.map(Arc::new), limiters: Arc::new(Limiters::new(limits, callers)) })
     }
 }
 
@@ -205,6 +242,10 @@ mod tests {
         );
         assert!(k.check("/grpc.health.v1.Health/Check", None).is_ok());
         assert_eq!(required_scope("/loyalty.v1.LoyaltyService/SomethingNew"), Some(Scope::Admin));
+        // Checkout holds points with the key it redeems with.
+        for hold in ["Reserve", "Capture", "Release"] {
+            assert_eq!(required_scope(&format!("/loyalty.v1.LoyaltyService/{hold}")), Some(Scope::Write));
+        }
     }
 
     #[test]

@@ -96,8 +96,13 @@ pub const RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(20
 
 /// A status a caller should retry, with the retry hint gRPC clients read.
 pub fn retryable(code: Code, message: impl Into<String>) -> Status {
+    retryable_after(code, message, RETRY_DELAY)
+}
+
+/// A status a caller should retry after `delay`.
+pub fn retryable_after(code: Code, message: impl Into<String>, delay: std::time::Duration) -> Status {
     use tonic_types::{ErrorDetails, StatusExt};
-    Status::with_error_details(code, message, ErrorDetails::with_retry_info(Some(RETRY_DELAY)))
+    Status::with_error_details(code, message, ErrorDetails::with_retry_info(Some(delay)))
 }
 
 impl ApiError {

@@ -10,6 +10,7 @@ mod fuzz_tests;
 pub mod gate;
 mod holds;
 pub mod limit;
+pub mod rate;
 pub mod requests;
 pub mod service;
 
