@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Validates deploy/ against the Kubernetes schemas (kubernetes-validate, from
-# PyPI via scripts/requirements.txt) and lints the public proto (buf, from
+# PyPI via scripts/requirements.txt), checks the base's own promises
+# (scripts/check_deploy_rules.py), and lints the public proto (buf, from
 # npm). The kustomizations are also rendered and validated when kubectl is
 # present. Part of scripts/test.sh.
 set -euo pipefail
@@ -12,6 +13,7 @@ buf_version=1.75.0
 mapfile -t manifests < <(find deploy -name '*.yaml' ! -name kustomization.yaml | sort)
 python3 -m kubernetes_validate -k "$k8s_version" --strict --quiet "${manifests[@]}"
 echo "check-deploy: ${#manifests[@]} manifests valid for Kubernetes $k8s_version" >&2
+python3 scripts/check_deploy_rules.py
 
 if command -v kubectl >/dev/null 2>&1; then
   rendered=$(mktemp -d)
