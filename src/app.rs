@@ -107,6 +107,7 @@ pub struct Application {
     router: Router<Layers>,
     health: HealthReporter,
     reported: Reported,
+    temporal: readiness::TemporalCheck,
     client: Client,
     worker: Option<Worker>,
     relay: Option<Relay>,
@@ -194,7 +195,16 @@ impl Application {
                 vec![]
             },
         };
-        readiness::report(&health, &reported, true).await;
+        // A wrong key or a missing namespace does not stop the process (it
+        // recovers once fixed) but is said at start, and readiness shows it.
+        let temporal = readiness::check_temporal(&client).await;
+        if let readiness::TemporalCheck::Refused(why) = &temporal {
+            tracing::error!(
+                reason = %why,
+                "Temporal refuses this service (TEMPORAL_API_KEY, TLS, TEMPORAL_NAMESPACE): NOT_SERVING until fixed"
+            );
+        }
+        readiness::report(&health, &reported, temporal == readiness::TemporalCheck::Ready).await;
         health.set_service_status(readiness::LIVENESS_SERVICE, tonic_health::ServingStatus::Serving).await;
         // Both reflection versions: older grpcurl releases speak only v1alpha.
         let reflection = || {
@@ -235,6 +245,7 @@ impl Application {
             router,
             health,
             reported,
+            temporal,
             client,
             worker,
             relay,
@@ -275,6 +286,7 @@ impl Application {
             router,
             health,
             reported,
+            temporal,
             client,
             worker,
             relay,
@@ -308,8 +320,13 @@ impl Application {
         let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
             let _ = server_stop.changed().await;
         }));
-        let readiness =
-            tokio::spawn(readiness::follow_temporal(client, health.clone(), reported.clone(), readiness_stopped));
+        let readiness = tokio::spawn(readiness::follow_temporal(
+            client,
+            health.clone(),
+            reported.clone(),
+            temporal,
+            readiness_stopped,
+        ));
         let stop_all = || {
             let _ = readiness_stop.send(true);
             let _ = stop_tx.send(true);

@@ -27,14 +27,51 @@ pub struct Reported {
     pub services: Vec<&'static str>,
 }
 
-/// Whether Temporal's frontend answers its health check now.
-pub async fn temporal_reachable(client: &Client) -> bool {
+/// What a readiness check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemporalCheck {
+    /// The frontend answers and accepts this service in its namespace.
+    Ready,
+    /// The frontend does not answer (or not in time): an outage, which passes.
+    Unreachable,
+    /// The frontend answers but refuses this service: a wrong API key or
+    /// certificate, or a missing namespace. Only an operator can fix it.
+    Refused(String),
+}
+
+/// Checks Temporal's frontend health, then that it accepts this service in
+/// its namespace (describing the namespace needs the same credentials every
+/// call does, so a wrong key shows here and not only per call).
+pub async fn check_temporal(client: &Client) -> TemporalCheck {
+    use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
     let mut health = client.connection().health_service();
     let check = health.check(HealthCheckRequest::default().into_request());
-    matches!(
-        tokio::time::timeout(CHECK_TIMEOUT, check).await,
-        Ok(Ok(response)) if response.get_ref().status == ServingStatus::Serving as i32
-    )
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(Ok(response)) if response.get_ref().status == ServingStatus::Serving as i32 => {}
+        _ => return TemporalCheck::Unreachable,
+    }
+    let namespace = client.options().namespace.clone();
+    let mut workflows = client.connection().workflow_service();
+    let describe = workflows.describe_namespace(
+        DescribeNamespaceRequest { namespace: namespace.clone(), ..Default::default() }.into_request(),
+    );
+    match tokio::time::timeout(CHECK_TIMEOUT, describe).await {
+        Ok(Ok(_)) => TemporalCheck::Ready,
+        Ok(Err(status))
+            if matches!(
+                status.code(),
+                tonic::Code::NotFound | tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+            ) =>
+        {
+            TemporalCheck::Refused(format!("namespace {namespace:?}: {:?}: {}", status.code(), status.message()))
+        }
+        _ => TemporalCheck::Unreachable,
+    }
+}
+
+/// Whether Temporal answers and accepts this service now.
+pub async fn temporal_reachable(client: &Client) -> bool {
+    check_temporal(client).await == TemporalCheck::Ready
 }
 
 /// Sets every reported service to `serving` or NOT_SERVING.
@@ -47,33 +84,42 @@ pub async fn report(health: &HealthReporter, reported: &Reported, serving: bool)
 }
 
 /// Checks Temporal every [`CHECK_INTERVAL`] and reports the result until
-/// `stop` fires. Logs each change once.
+/// `stop` fires, starting from what was reported at start. Logs each change
+/// once: a refusal at ERROR, an outage at WARN.
 pub async fn follow_temporal(
     client: Client,
     health: HealthReporter,
     reported: Reported,
+    reported_at_start: TemporalCheck,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(CHECK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = true;
+    let mut last = reported_at_start;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
-        let reachable = temporal_reachable(&client).await;
+        let now = check_temporal(&client).await;
         if *stop.borrow() {
             return;
         }
-        if reachable != last {
-            if reachable {
-                tracing::info!("Temporal reachable again: SERVING");
-            } else {
-                tracing::warn!("Temporal unreachable: NOT_SERVING until it answers");
+        if now != last {
+            match &now {
+                TemporalCheck::Ready => tracing::info!("Temporal reachable again: SERVING"),
+                TemporalCheck::Unreachable => tracing::warn!("Temporal unreachable: NOT_SERVING until it answers"),
+                TemporalCheck::Refused(why) => tracing::error!(
+                    reason = %why,
+                    "Temporal refuses this service (TEMPORAL_API_KEY, TLS, TEMPORAL_NAMESPACE): NOT_SERVING until \
+                     its configuration is fixed"
+                ),
             }
-            report(&health, &reported, reachable).await;
-            last = reachable;
+            let serving = now == TemporalCheck::Ready;
+            if serving != (last == TemporalCheck::Ready) {
+                report(&health, &reported, serving).await;
+            }
+            last = now;
         }
     }
 }

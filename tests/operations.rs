@@ -589,6 +589,32 @@ async fn a_key_past_its_rate_is_refused_with_a_retry_hint_and_other_keys_are_not
     app.join().unwrap();
 }
 
+/// A namespace Temporal does not have is the service's misconfiguration, not
+/// the caller's: readiness says so and every call is UNAVAILABLE, never
+/// "customer not found".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_namespace_is_unavailable_and_not_ready_never_customer_not_found() {
+    let mut settings = api_role("namespace", "namespace-queue");
+    settings.temporal_client = temporalio_client::ClientOptions::new("no-such-namespace").build();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let (addr, app) = start_app(settings, stopped);
+    wait_health(addr, ServingStatus::NotServing, Duration::from_secs(5)).await;
+    assert_eq!(health_of(addr, "liveness").await, Some(ServingStatus::Serving), "no restart would fix it");
+    let mut grpc = LoyaltyServiceClient::new(grpc_channel(addr).await);
+    let read = grpc
+        .get_summary(loyalty::grpc::pb::GetSummaryRequest { customer_id: "ns-1".into() })
+        .await
+        .unwrap_err();
+    let write = grpc.accrue(accrual("ns-1", "e1", 10)).await.unwrap_err();
+    let redeem = grpc.redeem(common::redemption("ns-1", "r1", 1, "mug")).await.unwrap_err();
+    for status in [read, write, redeem] {
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("Temporal namespace"), "{status:?}");
+    }
+    let _ = stop.send(());
+    app.join().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_concurrency_limit_calls_are_refused_and_health_still_answers() {
     let mut settings = api_role("limit", "nobody-polls-the-limit-queue");

@@ -48,6 +48,14 @@ pub enum ApiError {
     /// The caller's deadline passed.
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// Temporal refuses this service itself (a wrong API key or certificate,
+    /// a missing namespace, a server without a needed feature): no caller can
+    /// fix it, an operator must; callers see UNAVAILABLE and may retry elsewhere.
+    #[error("{0}")]
+    Misconfigured(String),
+    /// The caller cancelled the call.
+    #[error("{0}")]
+    Cancelled(String),
     /// Anything else; the details are logged, not returned.
     #[error("{0}")]
     Internal(String),
@@ -81,6 +89,11 @@ impl From<ApiError> for Status {
             ApiError::Unavailable(m) => retryable(Code::Unavailable, m),
             ApiError::Busy(m) => retryable(Code::ResourceExhausted, m),
             ApiError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
+            ApiError::Misconfigured(m) => {
+                tracing::error!(error = %m, "Temporal refuses this service: fix its configuration");
+                retryable(Code::Unavailable, "the service cannot reach its Temporal namespace; retry later")
+            }
+            ApiError::Cancelled(m) => Status::cancelled(m),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 Status::internal("internal error")
@@ -106,26 +119,57 @@ pub fn retryable_after(code: Code, message: impl Into<String>, delay: std::time:
 }
 
 impl ApiError {
-    /// Classifies a raw Temporal RPC status.
+    /// Classifies a raw Temporal RPC status by what the caller can do about it
+    /// (README, "Errors"): retry (UNAVAILABLE, RESOURCE_EXHAUSTED), fix the
+    /// request (INVALID_ARGUMENT), or nothing (an operator's configuration, or
+    /// INTERNAL for what can only be a bug).
     pub fn from_rpc(customer: &CustomerId, status: &Status) -> Self {
+        let message = status.message();
         match status.code() {
+            Code::NotFound if temporal_detail(status) == Some("NamespaceNotFoundFailure") => {
+                ApiError::Misconfigured(format!("Temporal namespace not found: {message}"))
+            }
+            // An update or query of a workflow that ended: a closed account (a
+            // continued run is followed by the handle, never reported so).
+            Code::NotFound if message.contains("already completed") => ApiError::AccountClosed(customer.clone()),
             Code::NotFound => ApiError::NotFound(customer.clone()),
-            Code::Unavailable => ApiError::Unavailable(format!("Temporal unavailable: {}", status.message())),
+            Code::Unavailable => ApiError::Unavailable(format!("Temporal unavailable: {message}")),
             // Temporal's per-workflow limits (updates in flight, ...) and rate limits.
-            Code::ResourceExhausted => ApiError::Busy(format!("Temporal busy, retry: {}", status.message())),
-            Code::DeadlineExceeded => ApiError::DeadlineExceeded(format!("Temporal: {}", status.message())),
+            Code::ResourceExhausted => ApiError::Busy(format!("Temporal busy, retry: {message}")),
+            Code::DeadlineExceeded => ApiError::DeadlineExceeded(format!("Temporal: {message}")),
+            Code::Cancelled => ApiError::Cancelled(format!("cancelled: {message}")),
             // A run's signal or update limit: the account continues-as-new
             // (or catches up with its ledger) and takes them again.
-            _ if status.message().contains("exceeded workflow execution limit") => {
-                ApiError::Busy(format!("account busy, retry: {}", status.message()))
+            _ if message.contains("exceeded workflow execution limit") => {
+                ApiError::Busy(format!("account busy, retry: {message}"))
             }
             // The workflow task that held the update did not complete (the
-            // worker lost it, or a continue-as-new raced new signals): the
-            // update was not applied and a retry is decided afresh.
-            Code::FailedPrecondition if status.message().contains("unexpected workflow task failure") => {
-                ApiError::Unavailable(format!("account busy, retry: {}", status.message()))
+            // worker lost it, or a continue-as-new raced new signals), or
+            // Temporal aborted the update: not applied, and every call is
+            // idempotent by its id, so a retry is decided afresh.
+            Code::FailedPrecondition if message.contains("unexpected workflow task failure") => {
+                ApiError::Unavailable(format!("account busy, retry: {message}"))
             }
-            _ => ApiError::Internal(format!("Temporal: {status}")),
+            Code::Aborted => {
+                ApiError::Unavailable(format!("account busy, retry: Temporal aborted the call: {message}"))
+            }
+            // The namespace is active in another cluster (a failover under way).
+            Code::FailedPrecondition if temporal_detail(status) == Some("NamespaceNotActiveFailure") => {
+                ApiError::Unavailable(format!("Temporal namespace failing over, retry: {message}"))
+            }
+            Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented | Code::FailedPrecondition => {
+                ApiError::Misconfigured(format!("Temporal refused this service ({:?}): {message}", status.code()))
+            }
+            // Every field that reaches Temporal is the caller's (ids, reward
+            // text), already checked: what is left is a size or a form
+            // Temporal refuses, which the caller can change.
+            Code::InvalidArgument => ApiError::InvalidRequest(format!("Temporal refused the request: {message}")),
+            // Temporal's own failures pass; the calls are idempotent, so retrying is safe.
+            Code::Internal | Code::Unknown | Code::DataLoss => {
+                tracing::warn!(status = %status, "Temporal failed a call");
+                ApiError::Unavailable(format!("Temporal failed, retry: {message}"))
+            }
+            Code::Ok | Code::OutOfRange | Code::AlreadyExists => ApiError::Internal(format!("Temporal: {status}")),
         }
     }
 
@@ -144,7 +188,7 @@ impl ApiError {
     /// Classifies a failed query.
     pub fn from_query(customer: &CustomerId, e: WorkflowQueryError) -> Self {
         match e {
-            WorkflowQueryError::NotFound(_) => ApiError::NotFound(customer.clone()),
+            WorkflowQueryError::NotFound(s) => Self::from_rpc(customer, &s),
             WorkflowQueryError::Rpc(s) => Self::from_rpc(customer, &s),
             other => ApiError::Internal(other.to_string()),
         }
@@ -153,7 +197,7 @@ impl ApiError {
     /// Classifies a failed describe.
     pub fn from_interaction(customer: &CustomerId, e: WorkflowInteractionError) -> Self {
         match e {
-            WorkflowInteractionError::NotFound(_) => ApiError::NotFound(customer.clone()),
+            WorkflowInteractionError::NotFound(s) => Self::from_rpc(customer, &s),
             WorkflowInteractionError::Rpc(s) => Self::from_rpc(customer, &s),
             other => ApiError::Internal(other.to_string()),
         }
@@ -162,7 +206,7 @@ impl ApiError {
     /// Classifies a failed update by the failure type the workflow set.
     pub fn from_update(customer: &CustomerId, e: WorkflowUpdateError) -> Self {
         match e {
-            WorkflowUpdateError::NotFound(_) => ApiError::NotFound(customer.clone()),
+            WorkflowUpdateError::NotFound(s) => Self::from_rpc(customer, &s),
             WorkflowUpdateError::Failed(f) => {
                 let message = innermost_message(&f);
                 match first_failure_type(&f) {
@@ -187,18 +231,49 @@ impl ApiError {
     }
 }
 
-/// Whether retrying later may succeed: the database is out of reach or busy.
-fn is_transient(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
+/// The type of the Temporal error detail a status carries
+/// (`temporal.api.errordetails.v1.<Type>` in `grpc-status-details-bin`).
+fn temporal_detail(status: &Status) -> Option<&'static str> {
+    use prost::Message;
+    const KNOWN: [&str; 2] = ["NamespaceNotFoundFailure", "NamespaceNotActiveFailure"];
+    let details = tonic_types::Status::decode(status.details()).ok()?;
+    details.details.iter().find_map(|any| {
+        let name = any.type_url.rsplit('/').next()?.strip_prefix("temporal.api.errordetails.v1.")?;
+        KNOWN.into_iter().find(|k| *k == name)
+    })
+}
+
+/// Whether retrying later may succeed: the database is out of reach, busy,
+/// restarting or failing over. A constraint, a syntax error or a missing
+/// table is a bug or a broken schema: no retry fixes it.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
         sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::Database(_)
-            | sqlx::Error::WorkerCrashed
-    )
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let postgres = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some();
+            db.code().is_some_and(|code| transient_code(&code, postgres))
+        }
+        _ => false,
+    }
+}
+
+/// Whether a database error code means "try again later". PostgreSQL's are
+/// SQLSTATEs; SQLite's are numbers (the low byte is the primary code).
+fn transient_code(code: &str, postgres: bool) -> bool {
+    if !postgres {
+        // BUSY, LOCKED, NOMEM, IOERR, FULL, CANTOPEN.
+        return code.parse::<i32>().is_ok_and(|sqlite| matches!(sqlite & 0xff, 5 | 6 | 7 | 10 | 13 | 14));
+    }
+    // Classes: connection exception, insufficient resources, operator
+    // intervention (shutdown, statement timeout), system error; then a
+    // serialization failure, a deadlock, a lock not available, and a write on
+    // a read-only server (a failover's old primary).
+    matches!(code.get(..2), Some("08" | "53" | "57" | "58")) || matches!(code, "40001" | "40P01" | "55P03" | "25006")
 }
 
 /// The first non-empty application failure type in the cause chain.
@@ -242,5 +317,91 @@ mod tests {
         }
         let timed_out = Status::from(ApiError::Ledger(LedgerError::TimedOut(std::time::Duration::from_secs(1))));
         assert_eq!(timed_out.get_details_retry_info().and_then(|r| r.retry_delay), Some(RETRY_DELAY));
+    }
+
+    fn with_temporal_detail(code: Code, message: &str, detail: &str) -> Status {
+        use prost::Message;
+        let details = tonic_types::Status {
+            code: code as i32,
+            message: message.into(),
+            details: vec![prost_types::Any {
+                type_url: format!("type.googleapis.com/temporal.api.errordetails.v1.{detail}"),
+                value: vec![],
+            }],
+        };
+        Status::with_details(code, message, details.encode_to_vec().into())
+    }
+
+    /// Every Temporal status our calls can meet, and what the caller gets.
+    #[test]
+    fn each_temporal_status_maps_to_what_the_caller_can_act_on() {
+        let customer = CustomerId::parse("c").unwrap();
+        let cases = [
+            (Status::not_found("workflow not found for ID: loyalty-c"), Code::NotFound, "customer c not found"),
+            (
+                with_temporal_detail(Code::NotFound, "Namespace prod is not found.", "NamespaceNotFoundFailure"),
+                Code::Unavailable,
+                "cannot reach its Temporal namespace",
+            ),
+            (Status::not_found("workflow execution already completed"), Code::FailedPrecondition, "is closed"),
+            (Status::unauthenticated("Request unauthorized."), Code::Unavailable, "cannot reach"),
+            (Status::permission_denied("Request unauthorized."), Code::Unavailable, "cannot reach"),
+            (Status::unimplemented("unknown method"), Code::Unavailable, "cannot reach"),
+            (Status::failed_precondition("update is disabled"), Code::Unavailable, "cannot reach"),
+            (
+                with_temporal_detail(Code::FailedPrecondition, "not active", "NamespaceNotActiveFailure"),
+                Code::Unavailable,
+                "failing over",
+            ),
+            (Status::aborted("update aborted"), Code::Unavailable, "account busy, retry"),
+            (Status::invalid_argument("Blob data size exceeds limit."), Code::InvalidArgument, "Blob data size"),
+            (Status::internal("persistence failure"), Code::Unavailable, "Temporal failed, retry"),
+            (Status::unknown("?"), Code::Unavailable, "Temporal failed, retry"),
+            (Status::cancelled("client went away"), Code::Cancelled, "cancelled"),
+            (Status::deadline_exceeded("late"), Code::DeadlineExceeded, "late"),
+            (Status::already_exists("x"), Code::Internal, "internal error"),
+            (Status::out_of_range("x"), Code::Internal, "internal error"),
+        ];
+        for (from_temporal, code, words) in cases {
+            let status = Status::from(ApiError::from_rpc(&customer, &from_temporal));
+            assert_eq!(status.code(), code, "{from_temporal:?} became {status:?}");
+            assert!(status.message().contains(words), "{from_temporal:?} became {status:?}");
+            if code == Code::Unavailable {
+                assert_eq!(status.get_details_retry_info().and_then(|r| r.retry_delay), Some(RETRY_DELAY));
+            }
+        }
+    }
+
+    #[test]
+    fn database_codes_split_outages_from_bugs() {
+        // PostgreSQL: connection lost, too many connections, admin shutdown,
+        // cannot connect now, statement timeout, I/O, serialization, deadlock,
+        // lock timeout, read-only (after a failover).
+        for transient in ["08006", "53300", "57P01", "57P03", "57014", "58030", "40001", "40P01", "55P03", "25006"] {
+            assert!(transient_code(transient, true), "{transient}");
+        }
+        // Unique and foreign-key violations, syntax error, undefined table, bad data.
+        for bug in ["23505", "23503", "42601", "42P01", "22P02"] {
+            assert!(!transient_code(bug, true), "{bug}");
+        }
+        // SQLite: BUSY, LOCKED, BUSY_SNAPSHOT (517), IOERR_WRITE (778), FULL; not CONSTRAINT_UNIQUE (2067) or ERROR.
+        for (code, transient) in
+            [("5", true), ("6", true), ("517", true), ("778", true), ("13", true), ("2067", false), ("1", false)]
+        {
+            assert_eq!(transient_code(code, false), transient, "{code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_real_syntax_error_is_internal_and_an_unreachable_database_is_unavailable() {
+        use sqlx::Connection;
+        let mut db = sqlx::sqlite::SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        let bug = sqlx::query("SELEC 1").execute(&mut db).await.unwrap_err();
+        let status = Status::from(ApiError::Ledger(LedgerError::Database(bug)));
+        assert_eq!(status.code(), Code::Internal, "{status:?}");
+        let down = sqlx::postgres::PgConnection::connect("postgres://nobody@127.0.0.1:1/none").await.unwrap_err();
+        let status = Status::from(ApiError::Ledger(LedgerError::Database(down)));
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert_eq!(status.get_details_retry_info().and_then(|r| r.retry_delay), Some(RETRY_DELAY));
     }
 }
