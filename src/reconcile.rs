@@ -7,6 +7,8 @@
 //! database, a wrong URL) reports why its writes are held. The ledger is
 //! also checked against itself: its rows must add up to its totals.
 
+use std::time::Duration;
+
 use temporalio_client::errors::WorkflowQueryError;
 use temporalio_client::{Client, WorkflowQueryOptions};
 
@@ -25,25 +27,48 @@ pub enum ReconcileError {
     Temporal(String),
 }
 
+/// How long an account's ledger may take to hold every entry its workflow
+/// had decided when asked, before the lag is reported.
+pub const SETTLE: Duration = Duration::from_secs(3);
+
 /// Every difference found for one account, in words; empty when it agrees.
+/// An account being written is not reported as different: the workflow is
+/// asked first, then the ledger is read as one snapshot, once it holds every
+/// entry the workflow had decided, and compared as of that entry.
 pub async fn check_account(client: &Client, ledger: &Ledger, customer_id: &str) -> Result<Vec<String>, ReconcileError> {
-    let mut differences = Vec::new();
-    let audit = ledger.audit(customer_id).await?;
-    if let Some(audit) = &audit {
-        differences.extend(audit.inconsistencies());
-    }
     let workflow_id = match CustomerId::parse(customer_id) {
         Ok(c) => c.workflow_id(),
         Err(e) => return Ok(vec![format!("not a valid customer id: {e}")]),
     };
     let handle = client.get_workflow_handle::<LoyaltyEntityWorkflow>(workflow_id);
-    let summary =
+    let summary = || async {
         match handle.query(LoyaltyEntityWorkflow::get_loyalty_summary, (), WorkflowQueryOptions::default()).await {
-            Ok(s) => Some(s),
-            Err(WorkflowQueryError::NotFound(_)) => None,
-            Err(e) => return Err(ReconcileError::Temporal(e.to_string())),
-        };
-    match (summary, audit) {
+            Ok(s) => Ok(Some(s)),
+            Err(WorkflowQueryError::NotFound(_)) => Ok(None),
+            Err(e) => Err(ReconcileError::Temporal(e.to_string())),
+        }
+    };
+    let workflow = summary().await?;
+    let decided = workflow.as_ref().map_or(0, |s| s.decided_seq);
+    // The ledger follows the workflow by milliseconds: wait for it to hold
+    // what was decided (a held or lost ledger never will).
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    let snapshot = loop {
+        let snapshot = ledger.snapshot(customer_id, decided).await?;
+        let caught_up = snapshot.as_ref().is_none_or(|snap| snap.seq >= decided);
+        if caught_up || workflow.as_ref().is_some_and(|s| s.ledger_held.is_some()) {
+            break snapshot;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break snapshot;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut differences = Vec::new();
+    if let Some(snapshot) = &snapshot {
+        differences.extend(snapshot.audit.inconsistencies());
+    }
+    match (workflow, snapshot) {
         (None, None) => differences.push("no such account in the ledger or in Temporal".into()),
         (None, Some(_)) => differences.push("the ledger has the account but Temporal has no workflow for it".into()),
         (Some(s), None) if s.points_balance != 0 || s.lifetime_points != 0 => differences.push(format!(
@@ -51,46 +76,56 @@ pub async fn check_account(client: &Client, ledger: &Ledger, customer_id: &str) 
             s.points_balance, s.lifetime_points
         )),
         (Some(_), None) => {}
-        (Some(s), Some(audit)) => {
+        (Some(s), Some(snapshot)) => {
             if let Some(why) = &s.ledger_held {
                 differences.push(format!("ledger writes held: {why}"));
             }
-            let ledger_seq = ledger.sequence(customer_id).await?;
-            // A write may be committed before the workflow hears of it: the
-            // ledger is then ahead of `projected_seq`, never of `decided_seq`.
-            if s.decided_seq != 0 && (ledger_seq < s.projected_seq || ledger_seq > s.decided_seq) {
-                differences.push(format!(
-                    "sequence: the workflow wrote up to entry {} and decided up to {} but the ledger's newest is \
-                     {ledger_seq}",
-                    s.projected_seq, s.decided_seq
-                ));
-            }
-            if s.decided_seq > s.projected_seq {
-                // Not a difference yet: entries on their way. Totals compare only once written.
+            let ledger_seq = snapshot.seq;
+            if s.decided_seq != 0 && ledger_seq < s.decided_seq {
+                // Not written within SETTLE: entries on their way (or held). Totals compare only once written.
                 differences.push(format!(
                     "ledger behind: {} decided entries not written yet (seq {}..={})",
-                    s.decided_seq - s.projected_seq,
-                    s.projected_seq + 1,
+                    s.decided_seq - ledger_seq,
+                    ledger_seq + 1,
                     s.decided_seq
                 ));
                 return Ok(differences);
             }
-            let t = audit.totals;
-            if s.points_balance != t.balance {
-                differences.push(format!("balance: workflow {} ledger {}", s.points_balance, t.balance));
+            // Entries decided after the question may be written by now: only
+            // a ledger ahead of what the workflow has decided since differs.
+            if s.decided_seq != 0 && ledger_seq > s.decided_seq {
+                let since = summary().await?.map_or(s.decided_seq, |again| again.decided_seq);
+                if ledger_seq > since {
+                    differences.push(format!(
+                        "sequence: the workflow decided up to entry {since} but the ledger's newest is {ledger_seq}"
+                    ));
+                }
             }
-            if s.lifetime_points != t.lifetime {
-                differences.push(format!("lifetime points: workflow {} ledger {}", s.lifetime_points, t.lifetime));
+            // The workflow's figures are those after entry `decided_seq`:
+            // the account's totals when nothing was written since, else what
+            // the rows up to that entry add up to.
+            let current = ledger_seq == s.decided_seq;
+            let (balance, lifetime) = if current {
+                (snapshot.audit.totals.balance, snapshot.audit.totals.lifetime)
+            } else {
+                (snapshot.as_of.balance, snapshot.as_of.lifetime)
+            };
+            if s.points_balance != balance {
+                differences.push(format!("balance: workflow {} ledger {balance}", s.points_balance));
             }
-            if s.tier != Tier::for_lifetime(t.lifetime) {
-                differences.push(format!("tier: workflow {} ledger {}", s.tier, Tier::for_lifetime(t.lifetime)));
+            if s.lifetime_points != lifetime {
+                differences.push(format!("lifetime points: workflow {} ledger {lifetime}", s.lifetime_points));
             }
-            let (pending, held) = ledger.pending_and_held(customer_id).await?;
-            if (s.pending_points, s.held_points) != (pending, held) {
-                differences.push(format!(
-                    "pending and held points: workflow {} and {}, ledger {pending} and {held}",
-                    s.pending_points, s.held_points
-                ));
+            if s.tier != Tier::for_lifetime(lifetime) {
+                differences.push(format!("tier: workflow {} ledger {}", s.tier, Tier::for_lifetime(lifetime)));
+            }
+            let held = if current { snapshot.audit.held } else { snapshot.as_of.held };
+            if s.held_points != held {
+                differences.push(format!("held points: workflow {} ledger {held}", s.held_points));
+            }
+            // Pending points are kept per account, not per row.
+            if current && s.pending_points != snapshot.pending {
+                differences.push(format!("pending points: workflow {} ledger {}", s.pending_points, snapshot.pending));
             }
         }
     }

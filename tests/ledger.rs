@@ -42,6 +42,7 @@ on_both_ledgers!(
     reversals_and_adjustments_follow_the_documented_policy,
     an_activity_retry_is_told_from_a_true_duplicate,
     reconcile_finds_no_difference_and_reports_a_tampered_ledger,
+    reconcile_reports_no_difference_for_an_account_being_written,
     the_projection_applies_only_on_top_of_the_sequence_it_expects,
     entries_a_previous_build_wrote_get_their_events_in_order,
 );
@@ -428,6 +429,57 @@ async fn reconcile_finds_no_difference_and_reports_a_tampered_ledger(db: Db) {
     db_handle.close().await;
     let _ = stop.send(());
     thread.join().expect("app stops");
+}
+
+/// Reconciling an account while it is being written (Accrue, Redeem and
+/// holds back to back) never reports a difference: the ledger is read as one
+/// snapshot and compared as of the entry the workflow last wrote.
+async fn reconcile_reports_no_difference_for_an_account_being_written(db: Db) {
+    let shared = app_on(db);
+    let ledger = ledger(db).await;
+    let temporal = common::temporal().await;
+    let c = customer(db, "reconcile-hot");
+    let mut grpc = client(db).await;
+    grpc.accrue(accrual(&c, "seed", 1_000)).await.unwrap();
+    settled(&mut grpc, &c, 1_000).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (mut grpc, c, stop) =
+            (LoyaltyServiceClient::new(grpc_channel(shared.grpc_addr).await), c.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut writes = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                grpc.accrue(accrual(&c, &format!("a{writes}"), 10)).await.unwrap();
+                grpc.redeem(redemption(&c, &format!("r{writes}"), 3, "tea")).await.unwrap();
+                grpc.reserve(pb::ReserveRequest {
+                    customer_id: c.clone(),
+                    hold_id: format!("h{writes}"),
+                    points: 2,
+                    ttl: Some(prost_types::Duration { seconds: 600, nanos: 0 }),
+                })
+                .await
+                .unwrap();
+                grpc.release(pb::ReleaseRequest { customer_id: c.clone(), hold_id: format!("h{writes}") })
+                    .await
+                    .unwrap();
+                writes += 4;
+            }
+            writes
+        })
+    };
+    let mut checks = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        let differences = loyalty::reconcile::check_account(&temporal, &ledger, &c).await.unwrap();
+        assert!(differences.is_empty(), "check {checks}: {differences:?}");
+        let audit = ledger.audit(&c).await.unwrap().expect("known");
+        assert!(audit.inconsistencies().is_empty(), "check {checks}: {audit:?}");
+        checks += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer.await.unwrap();
+    assert!(writes >= 40 && checks >= 10, "the account was busy while checked: {writes} writes, {checks} checks");
+    ledger.close().await;
 }
 
 /// A SQLite ledger written by the previous version (migration 0001 only)

@@ -601,10 +601,7 @@ async fn a_missing_namespace_is_unavailable_and_not_ready_never_customer_not_fou
     wait_health(addr, ServingStatus::NotServing, Duration::from_secs(5)).await;
     assert_eq!(health_of(addr, "liveness").await, Some(ServingStatus::Serving), "no restart would fix it");
     let mut grpc = LoyaltyServiceClient::new(grpc_channel(addr).await);
-    let read = grpc
-        .get_summary(loyalty::grpc::pb::GetSummaryRequest { customer_id: "ns-1".into() })
-        .await
-        .unwrap_err();
+    let read = grpc.get_summary(loyalty::grpc::pb::GetSummaryRequest { customer_id: "ns-1".into() }).await.unwrap_err();
     let write = grpc.accrue(accrual("ns-1", "e1", 10)).await.unwrap_err();
     let redeem = grpc.redeem(common::redemption("ns-1", "r1", 1, "mug")).await.unwrap_err();
     for status in [read, write, redeem] {

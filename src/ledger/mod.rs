@@ -21,7 +21,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Executor};
 
 pub use events::{Cursor, DeadLetter, Failure, StoredEvent};
-pub use read::{AccountAudit, HistoryEntry};
+pub use read::{AccountAudit, AccountSnapshot, AsOf, HistoryEntry};
 
 /// Why the ledger could not be opened or used.
 #[derive(Debug, thiserror::Error)]

@@ -117,6 +117,32 @@ pub struct AccountAudit {
     pub held_by_rows: i64,
 }
 
+/// One account read at one instant ([`Ledger::snapshot`]).
+#[derive(Debug, Clone)]
+pub struct AccountSnapshot {
+    /// The ledger checked against itself.
+    pub audit: AccountAudit,
+    /// The newest entry's account sequence (0 before the fenced projection).
+    pub seq: u64,
+    /// Pending points as the newest entry left them.
+    pub pending: i64,
+    /// What the rows up to the asked sequence add up to.
+    pub as_of: AsOf,
+}
+
+/// An account's totals as of one sequence, from its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsOf {
+    /// The sequence.
+    pub seq: u64,
+    /// Balance after the entries up to it.
+    pub balance: i64,
+    /// Lifetime points after them.
+    pub lifetime: i64,
+    /// Held points after them.
+    pub held: i64,
+}
+
 impl AccountAudit {
     /// Every way the ledger disagrees with itself for this account.
     pub fn inconsistencies(&self) -> Vec<String> {
@@ -225,38 +251,80 @@ impl Ledger {
             .await?)
     }
 
-    /// The account's totals next to what its rows add up to.
+    /// The account's totals next to what its rows add up to, read as one
+    /// snapshot.
     pub async fn audit(&self, customer_id: &str) -> Result<Option<AccountAudit>, LedgerError> {
-        let Some(totals) = self.totals(customer_id).await? else { return Ok(None) };
-        let (sum_points, sum_lifetime, entries): (i64, i64, i64) = sqlx::query_as(
-            "SELECT CAST(COALESCE(SUM(points), 0) AS BIGINT), CAST(COALESCE(SUM(lifetime_delta), 0) AS BIGINT),
-                    COUNT(*)
-             FROM ledger_entries WHERE customer_id = $1",
-        )
-        .bind(customer_id)
-        .fetch_one(&self.pool)
-        .await?;
-        let last_balance_after = self.history(customer_id, None, 1).await?.first().map(|e| e.balance_after);
+        Ok(self.snapshot(customer_id, 0).await?.map(|s| s.audit))
+    }
+
+    /// The account as it stood at one instant: its audit, its newest
+    /// sequence, its pending points, and what its rows up to sequence
+    /// `as_of_seq` add up to. Every read is in one transaction (REPEATABLE
+    /// READ on PostgreSQL; on SQLite a transaction's reads share the snapshot
+    /// of its first), so a write committing meanwhile never shows as a
+    /// difference between two reads.
+    pub async fn snapshot(&self, customer_id: &str, as_of_seq: u64) -> Result<Option<AccountSnapshot>, LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == super::Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        }
+        let account: Option<(i64, i64, i64, i64, i64)> =
+            sqlx::query_as("SELECT balance, lifetime, pending, held, last_seq FROM accounts WHERE customer_id = $1")
+                .bind(customer_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((balance, lifetime, pending, held, last_seq)) = account else {
+            tx.commit().await?;
+            return Ok(None);
+        };
         // A hold sets -points aside; a release gives points back; a capture of c
         // from a hold of h gives back h - c (its points) and spends c (requested).
-        let held_by_rows: i64 = sqlx::query_scalar(
-            "SELECT CAST(COALESCE(SUM(CASE kind WHEN 'hold' THEN -points WHEN 'release' THEN -points
-                                            WHEN 'capture' THEN -(points + requested) ELSE 0 END), 0) AS BIGINT)
-             FROM ledger_entries WHERE customer_id = $1",
+        // Rows from before the fenced projection have no sequence: they come first.
+        let (sum_points, sum_lifetime, entries, held_by_rows, points_at, lifetime_at, held_at): (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        ) = sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(points), 0) AS BIGINT), CAST(COALESCE(SUM(lifetime_delta), 0) AS BIGINT),
+                    COUNT(*), CAST(COALESCE(SUM(held), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN upto THEN points ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN upto THEN lifetime_delta ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN upto THEN held ELSE 0 END), 0) AS BIGINT)
+             FROM (SELECT points, lifetime_delta,
+                          CASE kind WHEN 'hold' THEN -points WHEN 'release' THEN -points
+                                    WHEN 'capture' THEN -(points + requested) ELSE 0 END AS held,
+                          (account_seq IS NULL OR account_seq <= $2) AS upto
+                   FROM ledger_entries WHERE customer_id = $1) AS rows_of_account",
         )
         .bind(customer_id)
-        .fetch_one(&self.pool)
+        .bind(as_of_seq as i64)
+        .fetch_one(&mut *tx)
         .await?;
-        let (_, held) = self.pending_and_held(customer_id).await?;
-        Ok(Some(AccountAudit {
-            customer_id: customer_id.to_owned(),
-            totals,
-            sum_points,
-            sum_lifetime,
-            last_balance_after,
-            entries,
-            held,
-            held_by_rows,
+        let last_balance_after: Option<i64> = sqlx::query_scalar(
+            "SELECT balance_after FROM ledger_entries WHERE customer_id = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(customer_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(AccountSnapshot {
+            audit: AccountAudit {
+                customer_id: customer_id.to_owned(),
+                totals: Totals { balance, lifetime },
+                sum_points,
+                sum_lifetime,
+                last_balance_after,
+                entries,
+                held,
+                held_by_rows,
+            },
+            seq: last_seq as u64,
+            pending,
+            as_of: AsOf { seq: as_of_seq, balance: points_at, lifetime: lifetime_at, held: held_at },
         }))
     }
 
