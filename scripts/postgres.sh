@@ -7,6 +7,10 @@
 #   scripts/postgres.sh resume <dir>  start it again on the same port
 # Data is not fsynced: it is a test server. As root, the server runs as the
 # `postgres` user, because PostgreSQL refuses to run as root.
+# TLS is on, with a certificate for 127.0.0.1 and localhost signed by a
+# throwaway CA: <dir>/tls/ca.pem is what clients verify it with
+# (`sslmode=verify-full&sslrootcert=<dir>/tls/ca.pem`); plaintext is still
+# accepted, so the URL printed works as it is.
 set -euo pipefail
 
 usage="usage: postgres.sh start|stop|pause|resume <dir>"
@@ -19,9 +23,27 @@ as_owner() {
 }
 
 run_server() {
+  local tls="-c ssl=on -c ssl_cert_file=$dir/tls/server.pem -c ssl_key_file=$dir/tls/server.key"
   as_owner "$pg_bin/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w -t 60 \
-    -o "-p $1 -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=300" \
+    -o "-p $1 -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=300 $tls" \
     start >/dev/null || { cat "$dir/data/server.log" >&2; exit 1; }
+}
+
+# A CA and a server certificate it signs, for 127.0.0.1 and localhost.
+make_certificates() {
+  local tls="$dir/tls"
+  mkdir -p "$tls"
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  openssl req -x509 "${ec[@]}" -keyout "$tls/ca.key" -out "$tls/ca.pem" -days 30 \
+    -subj /CN=loyalty-test-postgres-ca 2>/dev/null
+  openssl req "${ec[@]}" -keyout "$tls/server.key" -out "$tls/server.csr" -subj /CN=localhost 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$tls/server.ext"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -out "$tls/server.pem" -days 30 -extfile "$tls/server.ext" 2>/dev/null
+  # PostgreSQL refuses a key others can read.
+  chmod 600 "$tls/server.key"
+  [ "$(id -u)" -eq 0 ] && chown -R postgres "$tls"
+  return 0
 }
 
 case "$action" in
@@ -32,6 +54,7 @@ case "$action" in
     as_owner "$pg_bin/initdb" -D "$dir/data" -U loyalty --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
     echo "$port" >"$dir/port"
+    make_certificates
     run_server "$port"
     echo "postgres://loyalty@127.0.0.1:$port/postgres"
     ;;

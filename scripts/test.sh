@@ -18,6 +18,8 @@ if [ -z "${LOYALTY_TEST_POSTGRES_URL:-}" ]; then
   export LOYALTY_TEST_POSTGRES_URL
   echo "test: PostgreSQL at $LOYALTY_TEST_POSTGRES_URL" >&2
 fi
+# The CA of its certificate, for the PostgreSQL-over-TLS test (tests/ledger.rs).
+if [ -n "${pg_dir:-}" ]; then export LOYALTY_TEST_POSTGRES_CA="$pg_dir/tls/ca.pem"; fi
 rm -f target/tmp/faults-figures.txt
 cargo test --locked
 echo "fault suite figures (tests/faults.rs):"

@@ -124,6 +124,14 @@ impl Application {
     /// Must run inside tokio.
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
         let ledger = Ledger::connect(&settings.database_url).await?;
+        match ledger.encrypted().await {
+            Ok(Some(false)) => tracing::warn!(
+                "the ledger connection is not encrypted: add sslmode=verify-full&sslrootcert=<CA file> to \
+                 LOYALTY_DATABASE_URL"
+            ),
+            Ok(Some(true)) => tracing::info!("ledger connected over TLS"),
+            Ok(None) | Err(_) => {}
+        }
         let tracing = match &settings.otlp_endpoint {
             Some(endpoint) => {
                 Some(Tracing::start(endpoint).map_err(|e| AppError::Server(format!("OpenTelemetry: {e}")))?)

@@ -696,3 +696,60 @@ async fn entries_a_previous_build_wrote_get_their_events_in_order(db: Db) {
     assert_eq!(redeemed["data"]["account"]["balance"], 1_000);
     assert_eq!(redeemed["data"]["account"]["lifetime_points"], 1_100);
 }
+
+/// The CA that signed the test PostgreSQL server's certificate
+/// (scripts/postgres.sh writes it next to the server's certificate).
+async fn postgres_ca(url: &str) -> std::path::PathBuf {
+    if let Ok(ca) = std::env::var("LOYALTY_TEST_POSTGRES_CA") {
+        return ca.into();
+    }
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("postgres reachable");
+    let cert: String = sqlx::query_scalar("SHOW ssl_cert_file").fetch_one(&mut conn).await.unwrap();
+    let ca = std::path::Path::new(&cert).with_file_name("ca.pem");
+    assert!(ca.exists(), "no CA next to the server's certificate {cert}: start PostgreSQL with scripts/postgres.sh");
+    ca
+}
+
+/// The ledger over TLS to PostgreSQL: `verify-full` against the CA connects
+/// encrypted; a wrong CA, or the public roots for a private certificate, is
+/// refused at start with a message that says what to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_verifies_the_server_and_refuses_a_wrong_ca() {
+    let url = fresh_database_url(Db::Postgres, "tls");
+    let ca = postgres_ca(&url).await;
+    let with = |params: String| format!("{url}?{params}");
+
+    let verified = Ledger::connect(&with(format!("sslmode=verify-full&sslrootcert={}", ca.display())))
+        .await
+        .expect("verify-full with the server's CA connects");
+    assert_eq!(verified.encrypted().await.unwrap(), Some(true));
+    verified.close().await;
+    let required = Ledger::connect(&with("sslmode=require".into())).await.expect("require connects");
+    assert_eq!(required.encrypted().await.unwrap(), Some(true));
+    required.close().await;
+    let plain = Ledger::connect(&with("sslmode=disable".into())).await.expect("disable connects");
+    assert_eq!(plain.encrypted().await.unwrap(), Some(false), "the check can tell plaintext");
+    plain.close().await;
+
+    let dir = common::scratch_dir("pg-wrong-ca");
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+        .args(["-keyout", "other.key", "-out", "other.pem", "-days", "2", "-subj", "/CN=someone-else"])
+        .current_dir(&dir)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let wrong = format!("sslmode=verify-ca&sslrootcert={}", dir.join("other.pem").display());
+    let public_roots = "sslmode=verify-full".to_string();
+    for params in [wrong, public_roots] {
+        let refused = Ledger::connect(&with(params.clone())).await.expect_err("an unverified server is refused");
+        let message = refused.to_string();
+        assert!(message.contains("TLS") && message.contains("sslrootcert"), "{params}: {message}");
+        // At start, the whole process refuses with the same words.
+        let mut settings = common::settings("pg-wrong-ca");
+        settings.database_url = with(params.clone());
+        let start = loyalty::app::Application::build(settings).await.err().expect("the service does not start");
+        assert!(start.to_string().starts_with("ledger: cannot connect over TLS"), "{start}");
+    }
+}

@@ -46,6 +46,13 @@ pub enum LedgerError {
     /// The database did not answer in time.
     #[error("no answer within {0:?}")]
     TimedOut(Duration),
+    /// A TLS connection to the database failed: its certificate did not
+    /// verify, or the server does not speak TLS.
+    #[error(
+        "cannot connect over TLS: {0} (check sslmode and sslrootcert in LOYALTY_DATABASE_URL: verify-full needs the \
+         CA that signed the server's certificate and a host name or IP address it names)"
+    )]
+    Tls(String),
     /// A stored row holds a value this build does not know.
     #[error("corrupt ledger row: {0}")]
     Corrupt(String),
@@ -129,7 +136,13 @@ impl Ledger {
             })
             .acquire_timeout(Duration::from_secs(10))
             .connect(&url)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Tls(tls) => LedgerError::Tls(tls.to_string()),
+                // A certificate rustls refused surfaces as an I/O error of the handshake.
+                sqlx::Error::Io(io) if io.to_string().contains("certificate") => LedgerError::Tls(io.to_string()),
+                other => LedgerError::Database(other),
+            })?;
         match lock_path {
             // sqlx takes no lock for SQLite migrations: two processes starting on
             // one file would both migrate it. A file lock orders them.
@@ -151,6 +164,18 @@ impl Ledger {
     /// The database this ledger writes to.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether the connection to the database is encrypted; `None` for
+    /// SQLite, which is a local file.
+    pub async fn encrypted(&self) -> Result<Option<bool>, LedgerError> {
+        if self.backend == Backend::Sqlite {
+            return Ok(None);
+        }
+        let ssl: Option<bool> = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(Some(ssl.unwrap_or(false)))
     }
 
     /// Closes every connection.
