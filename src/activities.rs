@@ -45,6 +45,21 @@ pub struct Settlement {
     pub totals: Totals,
 }
 
+/// How long one ledger write may take: less than the activities' 10 s
+/// start-to-close timeout, so a write stuck on a connection that went dead
+/// is dropped here (a transaction either committed or did not, and the
+/// retry finds out) instead of running on after Temporal gave up on it.
+const LEDGER_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// `write`, failed with [`LedgerError::TimedOut`] past [`LEDGER_WRITE_TIMEOUT`].
+async fn bounded<T>(
+    write: impl std::future::Future<Output = Result<T, crate::ledger::LedgerError>>,
+) -> Result<T, crate::ledger::LedgerError> {
+    tokio::time::timeout(LEDGER_WRITE_TIMEOUT, write)
+        .await
+        .unwrap_or(Err(crate::ledger::LedgerError::TimedOut(LEDGER_WRITE_TIMEOUT)))
+}
+
 /// The activities of the loyalty worker, sharing one ledger.
 pub struct LoyaltyActivities {
     ledger: Ledger,
@@ -58,7 +73,7 @@ impl LoyaltyActivities {
     }
 
     async fn apply(&self, batch: &LedgerBatch) -> Result<BatchOutcome, ActivityError> {
-        let outcome = self.ledger.apply(batch).await?;
+        let outcome = bounded(self.ledger.apply(batch)).await?;
         self.metrics.ledger_write(batch, &outcome);
         Ok(outcome)
     }
@@ -75,7 +90,7 @@ impl LoyaltyActivities {
         _ctx: ActivityContext,
         batch: ProjectionBatch,
     ) -> Result<ProjectionReply, ActivityError> {
-        let (reply, recovered) = self.ledger.project(&batch).await?;
+        let (reply, recovered) = bounded(self.ledger.project(&batch)).await?;
         self.metrics.projection(&batch, &reply, recovered);
         if let ProjectionReply::Fenced { ledger_seq, ledger_totals } = &reply {
             tracing::error!(

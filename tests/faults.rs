@@ -18,6 +18,7 @@ use loyalty::domain::{EntryKind, Tier};
 use loyalty::grpc::pb;
 use loyalty::ledger::Ledger;
 use tonic::{Code, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -53,6 +54,17 @@ struct Figures {
     lost: i64,
     /// Events in the ledger no client was told about, or counted twice.
     duplicated: i64,
+}
+
+impl Figures {
+    /// Both verdicts together.
+    fn and(self, other: Figures) -> Figures {
+        Figures {
+            customers: self.customers + other.customers,
+            lost: self.lost + other.lost,
+            duplicated: self.duplicated + other.duplicated,
+        }
+    }
 }
 
 impl Book {
@@ -1156,4 +1168,178 @@ async fn ledger_database_down_for_a_while() {
 /// Scale of the scenarios: 1 in CI; `LOYALTY_FAULTS_SCALE=10` for a soak.
 fn scale() -> usize {
     std::env::var("LOYALTY_FAULTS_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
+}
+
+/// The gRPC health of `service` at `addr`, if it answers.
+async fn health(addr: std::net::SocketAddr, service: &str) -> Option<i32> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+    let mut health = HealthClient::new(channel);
+    let request = HealthCheckRequest { service: service.into() };
+    health.check(request).await.ok().map(|r| r.into_inner().status)
+}
+
+/// Polls until `service`'s health at `addr` is `want`; how long it took.
+async fn health_becomes(addr: std::net::SocketAddr, want: ServingStatus, within: Duration) -> Duration {
+    let started = Instant::now();
+    while health(addr, "").await != Some(want as i32) {
+        assert!(started.elapsed() < within, "health never became {want:?} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    started.elapsed()
+}
+
+/// Calls `call` until it succeeds (the same event id each time, so at most
+/// once applied); how long that took.
+async fn until_ok<F, Fut, T>(mut call: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let started = Instant::now();
+    loop {
+        match call().await {
+            Ok(_) => return started.elapsed(),
+            Err(s) if retryable(&s) => {
+                assert!(started.elapsed() < SETTLE, "no recovery: {s:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(s) => panic!("{s:?}"),
+        }
+    }
+}
+
+/// Runs `call` once during a partition: it must end within the service's
+/// deadline (3 s) plus a margin, with UNAVAILABLE or DEADLINE_EXCEEDED.
+async fn ends_within_its_deadline<T: std::fmt::Debug>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, Status>>,
+) {
+    let started = Instant::now();
+    let result = call.await;
+    let took = started.elapsed();
+    let status = result.expect_err(what);
+    assert!(matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded), "{what}: {status:?}");
+    assert!(took < Duration::from_secs(5), "{what} took {took:?}, past its 3 s deadline");
+}
+
+/// The network between the service and Temporal drops everything for 10 s
+/// (a proxy that stops forwarding, no RST), and when it is back the old
+/// connections stay silent for good (flows a NAT or load balancer forgot):
+/// every kind of call ends within its deadline with UNAVAILABLE or
+/// DEADLINE_EXCEEDED, readiness turns NOT_SERVING, and the same process
+/// serves again within seconds of the keepalive giving up on the dead
+/// connection (10 s + 5 s after the cut), with nothing lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporal_partitioned_for_a_while() {
+    let proxy = common::proxy::Proxy::start(common::temporal_address().parse().unwrap()).await;
+    let mut settings = common::settings("partition-temporal");
+    settings.temporal_connection.target = temporalio_client::Url::parse(&format!("http://{}", proxy.addr)).unwrap();
+    settings.rpc_timeout = Duration::from_secs(3);
+    let database_url = settings.database_url.clone();
+    let (stop_app, app_stopped) = tokio::sync::oneshot::channel();
+    let (addr, app) = common::start_app(settings, app_stopped);
+    let mut grpc = common::lazy_client(addr).await;
+    let mut book = Book::default();
+    book.open(&mut grpc, "ptp", 100).await;
+    let load = Load::start(&grpc, "ptl", 3);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    proxy.cut();
+    let cut = Instant::now();
+    let noticed = health_becomes(addr, ServingStatus::NotServing, Duration::from_secs(10)).await;
+    let mut g = grpc.clone();
+    ends_within_its_deadline("Accrue", g.accrue(accrual("ptp", "ptp-a1", 10))).await;
+    ends_within_its_deadline("Redeem", g.redeem(redemption("ptp", "ptp-r1", 5, "tea"))).await;
+    ends_within_its_deadline("GetSummary", g.get_summary(pb::GetSummaryRequest { customer_id: "ptp".into() })).await;
+    assert_eq!(health(addr, "liveness").await, Some(ServingStatus::Serving as i32), "no restart is asked for");
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(cut.elapsed())).await;
+
+    proxy.restore_new_only();
+    // The keepalive finds the dead connection at most 15 s after the cut.
+    let ready = health_becomes(addr, ServingStatus::Serving, Duration::from_secs(12)).await;
+    // The calls that failed are resent with their ids: applied once, whether
+    // or not the partition had let them through.
+    let accrued = until_ok(|| {
+        let mut g = g.clone();
+        async move { g.accrue(accrual("ptp", "ptp-a1", 10)).await }
+    })
+    .await;
+    book.accrued("ptp", "ptp-a1", 10);
+    let redeemed = until_ok(|| {
+        let mut g = g.clone();
+        async move { g.redeem(redemption("ptp", "ptp-r1", 5, "tea")).await }
+    })
+    .await;
+    book.redeemed("ptp", "ptp-r1", 5);
+    let (load_book, operations) = load.finish().await;
+    let ledger = Ledger::connect(&database_url).await.unwrap();
+    let figures = book.check_on(&mut grpc, &ledger).await.and(load_book.check_on(&mut grpc, &ledger).await);
+    report("Temporal partitioned for 10 s (no RST), old flows lost", operations + 5, 1, &figures);
+    publish(&format!(
+        "  partition from Temporal: NOT_SERVING {noticed:.1?} after the cut; after the restore SERVING in {ready:.1?}, \
+         Accrue OK {accrued:.1?} later, Redeem {redeemed:.1?} after that"
+    ));
+    assert_eq!((figures.lost, figures.duplicated), (0, 0));
+    let _ = stop_app.send(());
+    app.join().unwrap();
+}
+
+/// The network between the service and its PostgreSQL ledger drops
+/// everything for 15 s, and when it is back the old connections stay silent
+/// for good (flows a NAT or load balancer forgot): accruals and redemptions
+/// are still decided and answered (the ledger follows), readiness stays
+/// SERVING for that reason, a history read ends within its deadline with
+/// UNAVAILABLE or DEADLINE_EXCEEDED, and once the network is back the ledger
+/// replaces its dead connections and catches up without a restart, within
+/// seconds, every entry once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_partitioned_for_a_while() {
+    let url = common::fresh_database_url(common::Db::Postgres, "partition");
+    let upstream = url.split('@').nth(1).and_then(|rest| rest.split('/').next()).expect("host:port in the URL");
+    let proxy = common::proxy::Proxy::start(upstream.parse().unwrap()).await;
+    let proxied = url.replacen(upstream, &proxy.addr.to_string(), 1);
+    let mut settings = common::settings("partition-ledger");
+    settings.database_url = proxied;
+    settings.rpc_timeout = Duration::from_secs(3);
+    let (stop_app, app_stopped) = tokio::sync::oneshot::channel();
+    let (addr, app) = common::start_app(settings, app_stopped);
+    let mut grpc = common::lazy_client(addr).await;
+    let mut book = Book::default();
+    book.open(&mut grpc, "plp", 100).await;
+    let load = Load::start(&grpc, "pll", 3);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    proxy.cut();
+    let cut = Instant::now();
+    let mut g = grpc.clone();
+    let history = pb::GetHistoryRequest { customer_id: "plp".into(), ..Default::default() };
+    ends_within_its_deadline("GetHistory", g.get_history(history.clone())).await;
+    g.accrue(accrual("plp", "plp-a1", 10)).await.expect("decided without the ledger");
+    book.accrued("plp", "plp-a1", 10);
+    g.redeem(redemption("plp", "plp-r1", 5, "tea")).await.expect("decided without the ledger");
+    book.redeemed("plp", "plp-r1", 5);
+    assert_eq!(health(addr, "").await, Some(ServingStatus::Serving as i32), "calls are still decided");
+    tokio::time::sleep(Duration::from_secs(15).saturating_sub(cut.elapsed())).await;
+
+    proxy.restore_new_only();
+    let history_back = until_ok(|| {
+        let (mut g, history) = (g.clone(), history.clone());
+        async move { g.get_history(history).await }
+    })
+    .await;
+    assert!(history_back < Duration::from_secs(30), "the ledger took {history_back:?} to answer again");
+    let (load_book, operations) = load.finish().await;
+    let caught_up = Instant::now();
+    let ledger = Ledger::connect(&url).await.unwrap();
+    let figures = book.check_on(&mut grpc, &ledger).await.and(load_book.check_on(&mut grpc, &ledger).await);
+    report("ledger partitioned for 15 s (no RST), old flows lost", operations + 4, 1, &figures);
+    publish(&format!(
+        "  partition from the ledger: history read again {history_back:.1?} after the restore; every entry in the \
+         ledger {:.1?} after the load stopped",
+        caught_up.elapsed()
+    ));
+    assert_eq!((figures.lost, figures.duplicated), (0, 0));
+    let _ = stop_app.send(());
+    app.join().unwrap();
 }

@@ -22,6 +22,15 @@ pub const DEFAULT_TASK_QUEUE: &str = "loyalty-points-queue";
 /// Default ledger: a SQLite file under ./data.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/loyalty.db";
 
+/// HTTP/2 keepalive ping interval on the Temporal connection: the shortest
+/// Temporal's frontend accepts (its `keepAliveMinTime`, 10 s).
+pub const TEMPORAL_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a keepalive ping may go unanswered before the connection is
+/// dropped and made again.
+pub const TEMPORAL_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for a new connection to Temporal (TCP and TLS).
+pub const TEMPORAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Default grace period for in-flight RPCs at shutdown.
 pub const DEFAULT_DRAIN_SECONDS: u64 = 20;
 /// Longest allowed wait between turning NOT_SERVING and closing the
@@ -208,6 +217,16 @@ impl Settings {
         if let Some(address) = overrides.temporal_address.as_deref() {
             temporal_connection.target = parse_temporal_address(address)?;
         }
+        // A connection that went dead silently (a partition, a load balancer
+        // that forgot the flow) is found within interval + timeout, not after
+        // the kernel's minutes; a connection attempt ends too.
+        temporal_connection.keep_alive = Some(
+            temporalio_client::ClientKeepAliveOptions::builder()
+                .interval(TEMPORAL_KEEPALIVE_INTERVAL)
+                .timeout(TEMPORAL_KEEPALIVE_TIMEOUT)
+                .build(),
+        );
+        temporal_connection.connect_timeout.get_or_insert(TEMPORAL_CONNECT_TIMEOUT);
         let role = pick(&overrides.role, "LOYALTY_ROLE", "all");
         let role = Role::parse(&role).ok_or_else(|| ConfigError {
             setting: "LOYALTY_ROLE",

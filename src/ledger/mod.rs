@@ -83,7 +83,8 @@ impl Backend {
 /// A handle on the ledger database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    pool: AnyPool,
+    /// Replaced whole when its connections go dead ([`watch_pool`]).
+    pool: std::sync::Arc<std::sync::RwLock<AnyPool>>,
     backend: Backend,
     /// Rung after a commit that appended events: this process's relay
     /// delivers them at once instead of at its next poll.
@@ -123,26 +124,12 @@ impl Ledger {
             Backend::Postgres => (url.to_owned(), 10, None),
         };
         let max = max_connections.unwrap_or(max);
-        let pool = AnyPoolOptions::new()
-            .max_connections(max)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // Writers of several accounts wait for the lock instead of failing.
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(&url)
-            .await
-            .map_err(|e| match e {
-                sqlx::Error::Tls(tls) => LedgerError::Tls(tls.to_string()),
-                // A certificate rustls refused surfaces as an I/O error of the handshake.
-                sqlx::Error::Io(io) if io.to_string().contains("certificate") => LedgerError::Tls(io.to_string()),
-                other => LedgerError::Database(other),
-            })?;
+        let pool = open_pool(backend, max, &url).await.map_err(|e| match e {
+            sqlx::Error::Tls(tls) => LedgerError::Tls(tls.to_string()),
+            // A certificate rustls refused surfaces as an I/O error of the handshake.
+            sqlx::Error::Io(io) if io.to_string().contains("certificate") => LedgerError::Tls(io.to_string()),
+            other => LedgerError::Database(other),
+        })?;
         match lock_path {
             // sqlx takes no lock for SQLite migrations: two processes starting on
             // one file would both migrate it. A file lock orders them.
@@ -153,7 +140,16 @@ impl Ledger {
             }
             None => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
+        let pool = std::sync::Arc::new(std::sync::RwLock::new(pool));
+        if backend == Backend::Postgres {
+            tokio::spawn(watch_pool(std::sync::Arc::downgrade(&pool), backend, max, url));
+        }
         Ok(Self { pool, backend, events_recorded: Default::default() })
+    }
+
+    /// The current connection pool (a cheap handle).
+    fn pool(&self) -> AnyPool {
+        self.pool.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// Notified whenever this handle (or a clone) committed new events.
@@ -173,14 +169,79 @@ impl Ledger {
             return Ok(None);
         }
         let ssl: Option<bool> = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.pool())
             .await?;
         Ok(Some(ssl.unwrap_or(false)))
     }
 
     /// Closes every connection.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.pool().close().await;
+    }
+}
+
+/// How long a connection may wait for the pool before the call fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the pool is checked for dead connections.
+const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a check's `SELECT 1` may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A pool of up to `max` connections to `url`.
+async fn open_pool(backend: Backend, max: u32, url: &str) -> Result<AnyPool, sqlx::Error> {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // Writers of several accounts wait for the lock instead of failing.
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;").await?;
+                }
+                Ok(())
+            })
+        })
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect(url)
+        .await
+}
+
+/// Replaces the pool when its connections stopped answering while the
+/// database answers new ones: after a partition that lost the connections'
+/// flows (a NAT or load balancer forgot them), a query on one waits forever,
+/// and sqlx neither times it out nor gives its slot back, so the pool would
+/// stay stuck for good. Checked every [`WATCH_INTERVAL`]; ends with the last
+/// handle on the pool.
+async fn watch_pool(pool: std::sync::Weak<std::sync::RwLock<AnyPool>>, backend: Backend, max: u32, url: String) {
+    let answers = |pool: AnyPool| async move {
+        matches!(tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&pool)).await, Ok(Ok(_)))
+    };
+    let mut silent = 0;
+    loop {
+        tokio::time::sleep(WATCH_INTERVAL).await;
+        let Some(current) = pool.upgrade().map(|p| p.read().unwrap_or_else(|e| e.into_inner()).clone()) else {
+            return;
+        };
+        if answers(current).await {
+            silent = 0;
+            continue;
+        }
+        // Twice in a row, so a pool that is only busy is left alone.
+        silent += 1;
+        if silent < 2 {
+            continue;
+        }
+        let fresh = match tokio::time::timeout(PROBE_TIMEOUT, open_pool(backend, max, &url)).await {
+            Ok(Ok(fresh)) if answers(fresh.clone()).await => fresh,
+            // The database itself is out of reach: nothing to replace yet.
+            _ => continue,
+        };
+        tracing::warn!(
+            "the ledger's connections stopped answering while the database answers new ones: replaced the pool"
+        );
+        if let Some(shared) = pool.upgrade() {
+            *shared.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        }
+        silent = 0;
     }
 }
 
