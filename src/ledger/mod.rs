@@ -186,6 +186,12 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 const WATCH_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a check's `SELECT 1` may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Silent checks in a row before the pool counts as dead: a pool only
+/// busy answers within this long (15 s) or its callers' 10 s waits fail anyway.
+const SILENT_CHECKS: u32 = 3;
+/// Least time between two replacements, so a database that keeps every
+/// connection waiting (a long lock) cannot make it open pool after pool.
+const REPLACE_AT_MOST_EVERY: Duration = Duration::from_secs(60);
 
 /// A pool of up to `max` connections to `url`.
 async fn open_pool(backend: Backend, max: u32, url: &str) -> Result<AnyPool, sqlx::Error> {
@@ -196,6 +202,12 @@ async fn open_pool(backend: Backend, max: u32, url: &str) -> Result<AnyPool, sql
                 if backend == Backend::Sqlite {
                     // Writers of several accounts wait for the lock instead of failing.
                     conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;").await?;
+                } else {
+                    // A transaction whose client vanished (a partition that lost the
+                    // connection) would keep its account's row lock until the server's
+                    // TCP keepalive gives up, hours later; no transaction of ours
+                    // waits on its client this long.
+                    conn.execute("SET idle_in_transaction_session_timeout = '15s'").await?;
                 }
                 Ok(())
             })
@@ -210,24 +222,27 @@ async fn open_pool(backend: Backend, max: u32, url: &str) -> Result<AnyPool, sql
 /// flows (a NAT or load balancer forgot them), a query on one waits forever,
 /// and sqlx neither times it out nor gives its slot back, so the pool would
 /// stay stuck for good. Checked every [`WATCH_INTERVAL`]; ends with the last
-/// handle on the pool.
+/// handle on the pool, or when it is closed.
 async fn watch_pool(pool: std::sync::Weak<std::sync::RwLock<AnyPool>>, backend: Backend, max: u32, url: String) {
     let answers = |pool: AnyPool| async move {
         matches!(tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&pool)).await, Ok(Ok(_)))
     };
     let mut silent = 0;
+    let mut replaced_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::time::sleep(WATCH_INTERVAL).await;
         let Some(current) = pool.upgrade().map(|p| p.read().unwrap_or_else(|e| e.into_inner()).clone()) else {
             return;
         };
-        if answers(current).await {
+        if current.is_closed() {
+            return;
+        }
+        if answers(current.clone()).await {
             silent = 0;
             continue;
         }
-        // Twice in a row, so a pool that is only busy is left alone.
         silent += 1;
-        if silent < 2 {
+        if silent < SILENT_CHECKS || replaced_at.is_some_and(|at| at.elapsed() < REPLACE_AT_MOST_EVERY) {
             continue;
         }
         let fresh = match tokio::time::timeout(PROBE_TIMEOUT, open_pool(backend, max, &url)).await {
@@ -241,6 +256,10 @@ async fn watch_pool(pool: std::sync::Weak<std::sync::RwLock<AnyPool>>, backend: 
         if let Some(shared) = pool.upgrade() {
             *shared.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         }
+        // Its idle connections close now; one stuck in a query never comes
+        // back, so the close is not waited for.
+        tokio::spawn(async move { current.close().await });
+        replaced_at = Some(tokio::time::Instant::now());
         silent = 0;
     }
 }
