@@ -7,6 +7,8 @@ import yaml
 
 # The worker's stop: its ledger activities time out after 10 s (README, Deploy).
 WORKER_STOP_SECONDS = 10
+# The webhook relay's stop: at most RELAY_STOP in src/app.rs.
+RELAY_STOP_SECONDS = 12
 
 
 def load(path):
@@ -45,9 +47,10 @@ def main():
     grace = int(pod["terminationGracePeriodSeconds"])
     if delay < 1:
         errors.append("the base must set a LOYALTY_SHUTDOWN_DELAY_SECONDS for endpoint propagation")
-    if grace < delay + drain + WORKER_STOP_SECONDS:
+    stops = WORKER_STOP_SECONDS + RELAY_STOP_SECONDS
+    if grace < delay + drain + stops:
         errors.append(
-            f"terminationGracePeriodSeconds {grace} < delay {delay} + drain {drain} + worker stop {WORKER_STOP_SECONDS}"
+            f"terminationGracePeriodSeconds {grace} < delay {delay} + drain {drain} + worker and relay stop {stops}"
         )
 
     admitted = set()
@@ -66,7 +69,7 @@ def main():
     if errors:
         sys.exit(1)
     print(
-        f"check-deploy: keys required, probes on :{health_port}, grace {grace}s >= {delay}+{drain}+{WORKER_STOP_SECONDS}s,"
+        f"check-deploy: keys required, probes on :{health_port}, grace {grace}s >= {delay}+{drain}+{stops}s,"
         " NetworkPolicy on grpc and health",
         file=sys.stderr,
     )

@@ -98,6 +98,10 @@ fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, AppError> {
     Ok(config)
 }
 
+/// Longest wait for the webhook relay at shutdown: its deliveries' timeout
+/// (10 s by default) and a little more.
+const RELAY_STOP: Duration = Duration::from_secs(12);
+
 /// A built, not yet running, service process.
 pub struct Application {
     grpc_addr: SocketAddr,
@@ -377,7 +381,9 @@ impl Application {
             drain = ?drain_timeout,
             "shutting down: NOT_SERVING for the shutdown delay, then draining RPCs, then the worker"
         );
-        let _ = readiness_stop.send(true);
+        // Aborted rather than awaited: a check in flight takes up to 4 s, and
+        // the worker is not polled meanwhile.
+        readiness.abort();
         let _ = readiness.await;
         readiness::report(&health, &reported, false).await;
         // The worker runs on this task: it is polled while anything else is
@@ -417,11 +423,19 @@ impl Application {
             None => Ok(()),
         };
         let _ = last_tx.send(true);
-        if let Some(relay) = relay {
-            let _ = relay.await;
+        // The relay hands its accounts back within one delivery timeout; a
+        // ledger call stuck on a dead connection must not hold the exit.
+        if let Some(mut relay) = relay
+            && tokio::time::timeout(RELAY_STOP, &mut relay).await.is_err()
+        {
+            tracing::warn!("the webhook relay did not stop in time; its leases expire by themselves");
+            relay.abort();
         }
-        if let Some(health_server) = health_server {
-            let _ = health_server.await;
+        // A client's health Watch stream would hold a graceful stop open.
+        if let Some(mut health_server) = health_server
+            && tokio::time::timeout(Duration::from_secs(1), &mut health_server).await.is_err()
+        {
+            health_server.abort();
         }
         if let Some(tracing) = tracing {
             tracing.shutdown();

@@ -103,7 +103,8 @@ impl Relay {
             if room > 0 {
                 let now = now_ms();
                 let lease_until = now + shared.config.lease.as_millis() as i64;
-                match shared.ledger.claim_outbox(&shared.owner, now, lease_until, room as u32).await {
+                let claim = shared.ledger.claim_outbox(&shared.owner, now, lease_until, room as u32);
+                match bounded(claim).await {
                     Ok(claimed) => {
                         for (customer, head) in claimed {
                             if !in_flight.values().any(|c| *c == customer) {
@@ -145,7 +146,7 @@ impl Relay {
 impl Shared {
     async fn record_backlog(&self) {
         for (endpoint, _) in &self.endpoints {
-            match self.ledger.backlog(&endpoint.name).await {
+            match bounded(self.ledger.backlog(&endpoint.name)).await {
                 Ok((oldest, parked)) => {
                     let age = oldest.map_or(0, |at| (now_ms() - at).max(0));
                     self.metrics.webhook_backlog(&endpoint.name, Duration::from_millis(age as u64), parked);
@@ -323,4 +324,13 @@ fn root_cause(e: &dyn std::error::Error) -> String {
         cause = next;
     }
     cause.to_string()
+}
+
+/// How long one of the relay's outbox reads may take: a call stuck on a
+/// connection that went dead would stop every delivery until a restart.
+const LEDGER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `call`, failed with [`LedgerError::TimedOut`] past [`LEDGER_CALL_TIMEOUT`].
+async fn bounded<T>(call: impl std::future::Future<Output = Result<T, LedgerError>>) -> Result<T, LedgerError> {
+    tokio::time::timeout(LEDGER_CALL_TIMEOUT, call).await.unwrap_or(Err(LedgerError::TimedOut(LEDGER_CALL_TIMEOUT)))
 }
