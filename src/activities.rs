@@ -141,7 +141,7 @@ impl LoyaltyActivities {
     ) -> Result<Settlement, ActivityError> {
         let writes: Vec<_> =
             request.in_doubt.iter().map(|d| (d.request.event_id.clone(), d.write_id.clone())).collect();
-        let (found, totals) = self.ledger.written(&request.customer_id, &writes).await?;
+        let (found, totals) = bounded(self.ledger.written(&request.customer_id, &writes)).await?;
         Ok(Settlement { found, totals })
     }
 
@@ -152,7 +152,7 @@ impl LoyaltyActivities {
         _ctx: ActivityContext,
         request: VoidRequest,
     ) -> Result<Nullable<Totals>, ActivityError> {
-        Ok(Nullable(Some(self.ledger.void_redemptions(&request.customer_id, &request.event_ids).await?)))
+        Ok(Nullable(Some(bounded(self.ledger.void_redemptions(&request.customer_id, &request.event_ids)).await?)))
     }
 
     /// Kept for runs of the previous version that still schedule it: the

@@ -44,6 +44,9 @@ pub async fn check_account(client: &Client, ledger: &Ledger, customer_id: &str) 
     let summary = || async {
         match handle.query(LoyaltyEntityWorkflow::get_loyalty_summary, (), WorkflowQueryOptions::default()).await {
             Ok(s) => Ok(Some(s)),
+            Err(WorkflowQueryError::NotFound(s)) if crate::grpc::error::namespace_missing(&s) => {
+                Err(ReconcileError::Temporal(format!("namespace not found: {}", s.message())))
+            }
             Err(WorkflowQueryError::NotFound(_)) => Ok(None),
             Err(e) => Err(ReconcileError::Temporal(e.to_string())),
         }

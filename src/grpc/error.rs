@@ -53,9 +53,6 @@ pub enum ApiError {
     /// fix it, an operator must; callers see UNAVAILABLE and may retry elsewhere.
     #[error("{0}")]
     Misconfigured(String),
-    /// The caller cancelled the call.
-    #[error("{0}")]
-    Cancelled(String),
     /// Anything else; the details are logged, not returned.
     #[error("{0}")]
     Internal(String),
@@ -93,7 +90,6 @@ impl From<ApiError> for Status {
                 tracing::error!(error = %m, "Temporal refuses this service: fix its configuration");
                 retryable(Code::Unavailable, "the service cannot reach its Temporal namespace; retry later")
             }
-            ApiError::Cancelled(m) => Status::cancelled(m),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 Status::internal("internal error")
@@ -126,7 +122,7 @@ impl ApiError {
     pub fn from_rpc(customer: &CustomerId, status: &Status) -> Self {
         let message = status.message();
         match status.code() {
-            Code::NotFound if temporal_detail(status) == Some("NamespaceNotFoundFailure") => {
+            Code::NotFound if namespace_missing(status) => {
                 ApiError::Misconfigured(format!("Temporal namespace not found: {message}"))
             }
             // An update or query of a workflow that ended: a closed account (a
@@ -137,7 +133,9 @@ impl ApiError {
             // Temporal's per-workflow limits (updates in flight, ...) and rate limits.
             Code::ResourceExhausted => ApiError::Busy(format!("Temporal busy, retry: {message}")),
             Code::DeadlineExceeded => ApiError::DeadlineExceeded(format!("Temporal: {message}")),
-            Code::Cancelled => ApiError::Cancelled(format!("cancelled: {message}")),
+            // A caller's own cancellation never gets here (its handler is
+            // dropped): this is the connection to Temporal closing or reset.
+            Code::Cancelled => ApiError::Unavailable(format!("Temporal connection lost, retry: {message}")),
             // A run's signal or update limit: the account continues-as-new
             // (or catches up with its ledger) and takes them again.
             _ if message.contains("exceeded workflow execution limit") => {
@@ -157,13 +155,26 @@ impl ApiError {
             Code::FailedPrecondition if temporal_detail(status) == Some("NamespaceNotActiveFailure") => {
                 ApiError::Unavailable(format!("Temporal namespace failing over, retry: {message}"))
             }
-            Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented | Code::FailedPrecondition => {
+            Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented => {
                 ApiError::Misconfigured(format!("Temporal refused this service ({:?}): {message}", status.code()))
             }
-            // Every field that reaches Temporal is the caller's (ids, reward
-            // text), already checked: what is left is a size or a form
-            // Temporal refuses, which the caller can change.
-            Code::InvalidArgument => ApiError::InvalidRequest(format!("Temporal refused the request: {message}")),
+            // Temporal's passing states (a workflow not ready yet, ...): retry.
+            Code::FailedPrecondition => {
+                tracing::warn!(status = %status, "Temporal refused a call for now");
+                ApiError::Unavailable(format!("Temporal refused for now, retry: {message}"))
+            }
+            // A query the workflow failed (a handler error, a build that does
+            // not know it): ours to fix, not the caller's.
+            Code::InvalidArgument if temporal_detail(status) == Some("QueryFailedFailure") => {
+                ApiError::Internal(format!("Temporal: {status}"))
+            }
+            // The caller's text made the payload too large: it can send less.
+            Code::InvalidArgument if message.contains("Blob data size exceeds limit") => {
+                ApiError::InvalidRequest(format!("request too large for Temporal: {message}"))
+            }
+            // Every other field we send was checked already: a refusal is ours
+            // (a history grown past its limit, a request we built wrong).
+            Code::InvalidArgument => ApiError::Internal(format!("Temporal: {status}")),
             // Temporal's own failures pass; the calls are idempotent, so retrying is safe.
             Code::Internal | Code::Unknown | Code::DataLoss => {
                 tracing::warn!(status = %status, "Temporal failed a call");
@@ -231,11 +242,17 @@ impl ApiError {
     }
 }
 
+/// Whether Temporal answered that the namespace does not exist (not that a
+/// workflow does not).
+pub fn namespace_missing(status: &Status) -> bool {
+    status.code() == Code::NotFound && temporal_detail(status) == Some("NamespaceNotFoundFailure")
+}
+
 /// The type of the Temporal error detail a status carries
 /// (`temporal.api.errordetails.v1.<Type>` in `grpc-status-details-bin`).
 fn temporal_detail(status: &Status) -> Option<&'static str> {
     use prost::Message;
-    const KNOWN: [&str; 2] = ["NamespaceNotFoundFailure", "NamespaceNotActiveFailure"];
+    const KNOWN: [&str; 3] = ["NamespaceNotFoundFailure", "NamespaceNotActiveFailure", "QueryFailedFailure"];
     let details = tonic_types::Status::decode(status.details()).ok()?;
     details.details.iter().find_map(|any| {
         let name = any.type_url.rsplit('/').next()?.strip_prefix("temporal.api.errordetails.v1.")?;
@@ -347,17 +364,23 @@ mod tests {
             (Status::unauthenticated("Request unauthorized."), Code::Unavailable, "cannot reach"),
             (Status::permission_denied("Request unauthorized."), Code::Unavailable, "cannot reach"),
             (Status::unimplemented("unknown method"), Code::Unavailable, "cannot reach"),
-            (Status::failed_precondition("update is disabled"), Code::Unavailable, "cannot reach"),
+            (Status::failed_precondition("Workflow is not ready to handle the request."), Code::Unavailable, "retry"),
             (
                 with_temporal_detail(Code::FailedPrecondition, "not active", "NamespaceNotActiveFailure"),
                 Code::Unavailable,
                 "failing over",
             ),
             (Status::aborted("update aborted"), Code::Unavailable, "account busy, retry"),
-            (Status::invalid_argument("Blob data size exceeds limit."), Code::InvalidArgument, "Blob data size"),
+            (Status::invalid_argument("Blob data size exceeds limit."), Code::InvalidArgument, "too large"),
+            (
+                with_temporal_detail(Code::InvalidArgument, "query failed", "QueryFailedFailure"),
+                Code::Internal,
+                "internal error",
+            ),
+            (Status::invalid_argument("history size exceeds limit"), Code::Internal, "internal error"),
             (Status::internal("persistence failure"), Code::Unavailable, "Temporal failed, retry"),
             (Status::unknown("?"), Code::Unavailable, "Temporal failed, retry"),
-            (Status::cancelled("client went away"), Code::Cancelled, "cancelled"),
+            (Status::cancelled("h2 stream reset"), Code::Unavailable, "connection lost, retry"),
             (Status::deadline_exceeded("late"), Code::DeadlineExceeded, "late"),
             (Status::already_exists("x"), Code::Internal, "internal error"),
             (Status::out_of_range("x"), Code::Internal, "internal error"),
