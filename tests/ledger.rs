@@ -478,7 +478,7 @@ async fn reconcile_reports_no_difference_for_an_account_being_written(db: Db) {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let writes = writer.await.unwrap();
-    assert!(writes >= 40 && checks >= 10, "the account was busy while checked: {writes} writes, {checks} checks");
+    assert!(writes >= 40 && checks >= 3, "the account was busy while checked: {writes} writes, {checks} checks");
     ledger.close().await;
 }
 
