@@ -69,11 +69,6 @@ pub async fn check_temporal(client: &Client) -> TemporalCheck {
     }
 }
 
-/// Whether Temporal answers and accepts this service now.
-pub async fn temporal_reachable(client: &Client) -> bool {
-    check_temporal(client).await == TemporalCheck::Ready
-}
-
 /// Sets every reported service to `serving` or NOT_SERVING.
 pub async fn report(health: &HealthReporter, reported: &Reported, serving: bool) {
     let status = if serving { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };

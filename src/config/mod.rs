@@ -305,30 +305,18 @@ impl Settings {
                 });
             }
         };
-        let accrual_batching = match env("LOYALTY_ACCRUAL_BATCHING").as_deref().map(str::trim) {
-            None | Some("" | "true" | "1") => true,
-            Some("false" | "0") => false,
-            Some(other) => {
-                return Err(ConfigError {
-                    setting: "LOYALTY_ACCRUAL_BATCHING",
-                    reason: format!("{other:?} is not true or false"),
-                });
-            }
+        let flag = |setting: &'static str, default: bool| match env(setting).as_deref().map(str::trim) {
+            None | Some("") => Ok(default),
+            Some("true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(other) => Err(ConfigError { setting, reason: format!("{other:?} is not true or false") }),
         };
+        let accrual_batching = flag("LOYALTY_ACCRUAL_BATCHING", true)?;
         let api_keys = env("LOYALTY_API_KEYS_FILE")
             .map(|path| ApiKeys::load(std::path::Path::new(&path)))
             .transpose()
             .map_err(|reason| ConfigError { setting: "LOYALTY_API_KEYS_FILE", reason })?;
-        let require_keys = match env("LOYALTY_REQUIRE_API_KEYS").as_deref().map(str::trim) {
-            None | Some("" | "false" | "0") => false,
-            Some("true" | "1") => true,
-            Some(other) => {
-                return Err(ConfigError {
-                    setting: "LOYALTY_REQUIRE_API_KEYS",
-                    reason: format!("{other:?} is not true or false"),
-                });
-            }
-        };
+        let require_keys = flag("LOYALTY_REQUIRE_API_KEYS", false)?;
         if require_keys && api_keys.is_none() {
             return Err(ConfigError {
                 setting: "LOYALTY_API_KEYS_FILE",
