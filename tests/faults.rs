@@ -1291,8 +1291,9 @@ async fn temporal_partitioned_for_a_while() {
 /// are still decided and answered (the ledger follows), readiness stays
 /// SERVING for that reason, a history read ends within its deadline with
 /// UNAVAILABLE or DEADLINE_EXCEEDED, and once the network is back the ledger
-/// replaces its dead connections and catches up without a restart, within
-/// seconds, every entry once.
+/// replaces its dead connections (every one of them was inside a query at
+/// the cut) and catches up without a restart, within seconds, every entry
+/// once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_partitioned_for_a_while() {
     let url = common::fresh_database_url(common::Db::Postgres, "partition");
@@ -1308,12 +1309,31 @@ async fn ledger_partitioned_for_a_while() {
     let mut book = Book::default();
     book.open(&mut grpc, "plp", 100).await;
     let load = Load::start(&grpc, "pll", 3);
+    // History readers enough to keep every pooled connection inside a query
+    // when the network goes: those connections are lost mid-query, which
+    // sqlx never gives back to the pool (its check on release waits forever).
+    let history = pb::GetHistoryRequest { customer_id: "plp".into(), ..Default::default() };
+    let reading = std::sync::Arc::new(AtomicBool::new(true));
+    let readers: Vec<_> = (0..30)
+        .map(|_| {
+            let (mut g, history, reading) = (grpc.clone(), history.clone(), reading.clone());
+            tokio::spawn(async move {
+                while reading.load(Ordering::SeqCst) {
+                    let _ = g.get_history(history.clone()).await;
+                }
+            })
+        })
+        .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     proxy.cut();
     let cut = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    reading.store(false, Ordering::SeqCst);
+    for reader in readers {
+        reader.await.unwrap();
+    }
     let mut g = grpc.clone();
-    let history = pb::GetHistoryRequest { customer_id: "plp".into(), ..Default::default() };
     ends_within_its_deadline("GetHistory", g.get_history(history.clone())).await;
     g.accrue(accrual("plp", "plp-a1", 10)).await.expect("decided without the ledger");
     book.accrued("plp", "plp-a1", 10);

@@ -162,7 +162,7 @@ impl Ledger {
             .bind(customer_id)
             .bind(from as i64)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool())
+            .fetch_all(&self.pool)
             .await?;
         Ok(rows.into_iter().map(StoredEvent::from).collect())
     }
@@ -175,11 +175,11 @@ impl Ledger {
         )
         .bind(name)
         .bind(now)
-        .execute(&self.pool())
+        .execute(&self.pool)
         .await?;
         Ok(sqlx::query_scalar("SELECT first_seen_ms FROM webhook_endpoints WHERE name = $1")
             .bind(name)
-            .fetch_one(&self.pool())
+            .fetch_one(&self.pool)
             .await?)
     }
 
@@ -204,7 +204,7 @@ impl Ledger {
         .bind(lease_until)
         .bind(now)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool())
+        .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|(c, h)| (c, h as u64)).collect())
     }
@@ -227,7 +227,7 @@ impl Ledger {
                     .bind(customer_id)
                     .bind(owner)
                     .bind(head_seq as i64)
-                    .execute(&self.pool())
+                    .execute(&self.pool)
                     .await?;
             if done.rows_affected() > 0 {
                 return Ok(());
@@ -242,7 +242,7 @@ impl Ledger {
         .bind(customer_id)
         .bind(owner)
         .bind(head_seq as i64)
-        .execute(&self.pool())
+        .execute(&self.pool)
         .await?;
         Ok(())
     }
@@ -259,7 +259,7 @@ impl Ledger {
         .bind(endpoint)
         .bind(customer_id)
         .bind(first_seen_ms)
-        .execute(&self.pool())
+        .execute(&self.pool)
         .await?;
         let (delivered, attempts, next, failing_since, parked, generation): CursorRow = sqlx::query_as(
             "SELECT delivered_seq, attempts, next_attempt_ms, failing_since_ms, parked_at_ms, CAST(generation AS BIGINT)
@@ -267,7 +267,7 @@ impl Ledger {
         )
             .bind(endpoint)
             .bind(customer_id)
-            .fetch_one(&self.pool())
+            .fetch_one(&self.pool)
             .await?;
         Ok(Cursor {
             delivered_seq: delivered as u64,
@@ -297,7 +297,7 @@ impl Ledger {
         .bind(endpoint)
         .bind(customer_id)
         .bind(cursor.generation)
-        .execute(&self.pool())
+        .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -325,7 +325,7 @@ impl Ledger {
         .bind(endpoint)
         .bind(customer_id)
         .bind(cursor.generation)
-        .execute(&self.pool())
+        .execute(&self.pool)
         .await?;
         Ok(())
     }
@@ -344,7 +344,7 @@ impl Ledger {
         )
         .bind(endpoint.unwrap_or(""))
         .bind(customer_id.unwrap_or(""))
-        .fetch_all(&self.pool())
+        .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
@@ -369,7 +369,7 @@ impl Ledger {
         customer_id: Option<&str>,
         event_id: Option<&str>,
     ) -> Result<u64, LedgerError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool.begin().await?;
         let (customer_id, back_to) = match event_id {
             Some(id) => {
                 let found: Option<(String, i64)> =
@@ -437,12 +437,12 @@ impl Ledger {
              ) undelivered",
         )
         .bind(endpoint)
-        .fetch_one(&self.pool())
+        .fetch_one(&self.pool)
         .await?;
         let parked: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM webhook_cursors WHERE endpoint = $1 AND parked_at_ms IS NOT NULL")
                 .bind(endpoint)
-                .fetch_one(&self.pool())
+                .fetch_one(&self.pool)
                 .await?;
         Ok((oldest, parked as u64))
     }

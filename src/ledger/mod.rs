@@ -83,8 +83,7 @@ impl Backend {
 /// A handle on the ledger database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    /// Replaced whole when its connections go dead ([`watch_pool`]).
-    pool: std::sync::Arc<std::sync::RwLock<AnyPool>>,
+    pool: AnyPool,
     backend: Backend,
     /// Rung after a commit that appended events: this process's relay
     /// delivers them at once instead of at its next poll.
@@ -140,16 +139,7 @@ impl Ledger {
             }
             None => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        let pool = std::sync::Arc::new(std::sync::RwLock::new(pool));
-        if backend == Backend::Postgres {
-            tokio::spawn(watch_pool(std::sync::Arc::downgrade(&pool), backend, max, url));
-        }
         Ok(Self { pool, backend, events_recorded: Default::default() })
-    }
-
-    /// The current connection pool (a cheap handle).
-    fn pool(&self) -> AnyPool {
-        self.pool.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// Notified whenever this handle (or a clone) committed new events.
@@ -169,30 +159,19 @@ impl Ledger {
             return Ok(None);
         }
         let ssl: Option<bool> = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-            .fetch_optional(&self.pool())
+            .fetch_optional(&self.pool)
             .await?;
         Ok(Some(ssl.unwrap_or(false)))
     }
 
     /// Closes every connection.
     pub async fn close(&self) {
-        self.pool().close().await;
+        self.pool.close().await;
     }
 }
 
 /// How long a connection may wait for the pool before the call fails.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the pool is checked for dead connections.
-const WATCH_INTERVAL: Duration = Duration::from_secs(5);
-/// How long a check's `SELECT 1` may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Silent checks in a row before the pool counts as dead: a pool only
-/// busy answers within this long (15 s) or its callers' 10 s waits fail anyway.
-const SILENT_CHECKS: u32 = 3;
-/// Least time between two replacements, so a database that keeps every
-/// connection waiting (a long lock) cannot make it open pool after pool.
-const REPLACE_AT_MOST_EVERY: Duration = Duration::from_secs(60);
-
 /// A pool of up to `max` connections to `url`.
 async fn open_pool(backend: Backend, max: u32, url: &str) -> Result<AnyPool, sqlx::Error> {
     AnyPoolOptions::new()
@@ -215,53 +194,6 @@ async fn open_pool(backend: Backend, max: u32, url: &str) -> Result<AnyPool, sql
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect(url)
         .await
-}
-
-/// Replaces the pool when its connections stopped answering while the
-/// database answers new ones: after a partition that lost the connections'
-/// flows (a NAT or load balancer forgot them), a query on one waits forever,
-/// and sqlx neither times it out nor gives its slot back, so the pool would
-/// stay stuck for good. Checked every [`WATCH_INTERVAL`]; ends with the last
-/// handle on the pool, or when it is closed.
-async fn watch_pool(pool: std::sync::Weak<std::sync::RwLock<AnyPool>>, backend: Backend, max: u32, url: String) {
-    let answers = |pool: AnyPool| async move {
-        matches!(tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&pool)).await, Ok(Ok(_)))
-    };
-    let mut silent = 0;
-    let mut replaced_at: Option<tokio::time::Instant> = None;
-    loop {
-        tokio::time::sleep(WATCH_INTERVAL).await;
-        let Some(current) = pool.upgrade().map(|p| p.read().unwrap_or_else(|e| e.into_inner()).clone()) else {
-            return;
-        };
-        if current.is_closed() {
-            return;
-        }
-        if answers(current.clone()).await {
-            silent = 0;
-            continue;
-        }
-        silent += 1;
-        if silent < SILENT_CHECKS || replaced_at.is_some_and(|at| at.elapsed() < REPLACE_AT_MOST_EVERY) {
-            continue;
-        }
-        let fresh = match tokio::time::timeout(PROBE_TIMEOUT, open_pool(backend, max, &url)).await {
-            Ok(Ok(fresh)) if answers(fresh.clone()).await => fresh,
-            // The database itself is out of reach: nothing to replace yet.
-            _ => continue,
-        };
-        tracing::warn!(
-            "the ledger's connections stopped answering while the database answers new ones: replaced the pool"
-        );
-        if let Some(shared) = pool.upgrade() {
-            *shared.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-        }
-        // Its idle connections close now; one stuck in a query never comes
-        // back, so the close is not waited for.
-        tokio::spawn(async move { current.close().await });
-        replaced_at = Some(tokio::time::Instant::now());
-        silent = 0;
-    }
 }
 
 /// Creates the SQLite file's folder and asks for the file to be created;

@@ -20,7 +20,7 @@ impl Ledger {
     /// ledger holds of each accrual to check. The flag is true when the
     /// entries were already there (a retry of a committed write).
     pub async fn project(&self, batch: &ProjectionBatch) -> Result<(ProjectionReply, bool), LedgerError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool.begin().await?;
         let now = now_ms();
         let (totals, ledger_seq, evented) = lock_account(&mut tx, &batch.customer_id).await?;
         backfill_events(&mut tx, &batch.customer_id, ledger_seq, totals, evented, now).await?;
@@ -58,7 +58,7 @@ impl Ledger {
     pub async fn sequence(&self, customer_id: &str) -> Result<u64, LedgerError> {
         let seq: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM accounts WHERE customer_id = $1")
             .bind(customer_id)
-            .fetch_optional(&self.pool())
+            .fetch_optional(&self.pool)
             .await?;
         Ok(seq.unwrap_or(0) as u64)
     }
@@ -67,7 +67,7 @@ impl Ledger {
     /// read before it: the view is at least as new as it says.
     pub async fn original_view(&self, customer_id: &str, event_id: &str) -> Result<LedgerView, LedgerError> {
         let as_of_seq = self.sequence(customer_id).await?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool.begin().await?;
         let original = original(&mut tx, customer_id, event_id).await?;
         tx.commit().await?;
         Ok(LedgerView { as_of_seq, original })

@@ -188,7 +188,7 @@ pub(super) async fn find_in<'e>(
 impl Ledger {
     /// The event `event_id` of an account, if the ledger holds it.
     pub async fn find(&self, customer_id: &str, event_id: &str) -> Result<Option<HistoryEntry>, LedgerError> {
-        find_in(&self.pool(), customer_id, event_id).await
+        find_in(&self.pool, customer_id, event_id).await
     }
 
     /// Up to `limit` entries of an account older than `before_seq` (all when
@@ -207,7 +207,7 @@ impl Ledger {
         .bind(customer_id)
         .bind(before_seq.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool())
+        .fetch_all(&self.pool)
         .await?;
         rows.iter().map(HistoryEntry::from_row).collect()
     }
@@ -223,7 +223,7 @@ impl Ledger {
     pub async fn totals(&self, customer_id: &str) -> Result<Option<Totals>, LedgerError> {
         let row: Option<(i64, i64)> = sqlx::query_as("SELECT balance, lifetime FROM accounts WHERE customer_id = $1")
             .bind(customer_id)
-            .fetch_optional(&self.pool())
+            .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|(balance, lifetime)| Totals { balance, lifetime }))
     }
@@ -232,14 +232,14 @@ impl Ledger {
     pub async fn pending_and_held(&self, customer_id: &str) -> Result<(i64, i64), LedgerError> {
         let row: Option<(i64, i64)> = sqlx::query_as("SELECT pending, held FROM accounts WHERE customer_id = $1")
             .bind(customer_id)
-            .fetch_optional(&self.pool())
+            .fetch_optional(&self.pool)
             .await?;
         Ok(row.unwrap_or_default())
     }
 
     /// How many accounts the ledger knows.
     pub async fn account_count(&self) -> Result<i64, LedgerError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(&self.pool()).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(&self.pool).await?)
     }
 
     /// Up to `limit` account ids after `after`, in id order.
@@ -247,7 +247,7 @@ impl Ledger {
         Ok(sqlx::query_scalar("SELECT customer_id FROM accounts WHERE customer_id > $1 ORDER BY customer_id LIMIT $2")
             .bind(after)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool())
+            .fetch_all(&self.pool)
             .await?)
     }
 
@@ -264,7 +264,7 @@ impl Ledger {
     /// of its first), so a write committing meanwhile never shows as a
     /// difference between two reads.
     pub async fn snapshot(&self, customer_id: &str, as_of_seq: u64) -> Result<Option<AccountSnapshot>, LedgerError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool.begin().await?;
         if self.backend == super::Backend::Postgres {
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
         }
@@ -335,7 +335,7 @@ impl Ledger {
             "SELECT body FROM account_events WHERE customer_id = $1 AND type = 'tier.changed' ORDER BY seq",
         )
         .bind(customer_id)
-        .fetch_all(&self.pool())
+        .fetch_all(&self.pool)
         .await?;
         bodies
             .iter()

@@ -24,7 +24,7 @@ impl Ledger {
     /// reported `Recovered`, one from another write `Duplicate`. Each
     /// applied row, and the tier change the batch makes, is an event.
     pub async fn apply(&self, batch: &LedgerBatch) -> Result<BatchOutcome, LedgerError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool.begin().await?;
         let now = now_ms();
         let mut totals = lock_account(&mut tx, &batch.customer_id, now).await?;
         let before = totals;
@@ -89,7 +89,7 @@ impl Ledger {
         customer_id: &str,
         writes: &[(String, String)],
     ) -> Result<(Vec<Option<Recorded>>, Totals), LedgerError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool.begin().await?;
         let totals = lock_account(&mut tx, customer_id, now_ms()).await?;
         let mut found = Vec::with_capacity(writes.len());
         for (event_id, write_id) in writes {
@@ -105,7 +105,7 @@ impl Ledger {
     /// (and the `balance_after` of later rows). Newer accounts settle such
     /// writes with [`Ledger::written`] instead and never delete.
     pub async fn void_redemptions(&self, customer_id: &str, event_ids: &[String]) -> Result<Totals, LedgerError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool.begin().await?;
         let mut totals = lock_account(&mut tx, customer_id, now_ms()).await?;
         for id in event_ids {
             let Some(row) = find(&mut tx, customer_id, id).await?.filter(|r| r.kind == EntryKind::Redemption) else {
