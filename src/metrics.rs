@@ -25,7 +25,7 @@ use temporalio_common::telemetry::{
     HistogramBucketOverrides, PrometheusExporterOptions, start_prometheus_metric_exporter,
 };
 
-use crate::domain::{BatchOutcome, LedgerBatch, ProjectionBatch, ProjectionReply};
+use crate::domain::{ProjectionBatch, ProjectionReply};
 
 /// Name of the RPC latency histogram.
 const RPC_DURATION: &str = "loyalty_rpc_duration_seconds";
@@ -183,15 +183,6 @@ impl Metrics {
             self.meter.new_attributes(NewAttributes::from(vec![MetricKeyValue::new("endpoint", endpoint.to_owned())]));
         self.webhook_oldest.record(oldest.as_secs_f64(), &attributes);
         self.webhook_parked.record(parked, &attributes);
-    }
-
-    /// Records what the ledger did with each event of a write.
-    pub fn ledger_write(&self, batch: &LedgerBatch, outcome: &BatchOutcome) {
-        for (movement, outcome) in batch.movements.iter().zip(&outcome.outcomes) {
-            let attributes = self
-                .attributes([("kind", movement.kind.as_str().to_owned()), ("outcome", outcome.as_str().to_owned())]);
-            self.ledger_entries.add(1, &attributes);
-        }
     }
 }
 

@@ -1,10 +1,8 @@
-//! Payloads that may be "nothing": the workflow input and the ledger
-//! activities' answers.
+//! The workflow input, which may be "nothing".
 //!
 //! The SDK's `Option<T>` needs exactly one JSON payload. A client written from
-//! the reference guide starts the workflow with no argument (zero payloads),
-//! and histories recorded by the previous version hold `binary/null` results
-//! for the ledger activities, which now answer. [`Nullable`] accepts both.
+//! the reference guide starts the workflow with no argument (zero payloads);
+//! other SDKs send `binary/null` or JSON `null`. [`Nullable`] accepts all three.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -105,7 +103,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_unit_result_of_the_previous_version_decodes_as_nothing() {
+    async fn a_unit_payload_decodes_as_nothing() {
         let unit = DataConverter::default().to_payloads(&SerializationContextData::None, &()).await.unwrap();
         let decoded: Nullable<crate::domain::Totals> =
             DataConverter::default().from_payloads(&SerializationContextData::None, unit).await.unwrap();

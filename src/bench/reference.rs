@@ -1,8 +1,10 @@
 //! Baselines the benchmark compares the service with, run by the benchmark's
 //! own worker (never by the service's):
 //! - `PerEventAccount` processes accruals the way the reference guide does,
-//!   one ledger write (one activity, regular or local) per accrual, writing
-//!   the same rows through the same activity as the real workflow;
+//!   queued by the signal and taken one at a time by the run loop, one
+//!   ledger write (one activity, regular or local) each, deciding with the
+//!   same rules and writing the same rows through the same activity as the
+//!   real workflow;
 //! - its `touch` and `touch_local` updates run one no-op activity, regular or
 //!   local: the floor for any update that does work in an activity.
 
@@ -17,8 +19,7 @@ use temporalio_sdk::{
 };
 
 use crate::activities::LoyaltyActivities;
-use crate::domain::LedgerBatch;
-use crate::domain::messages::{LoyaltyState, LoyaltySummary, PointsEvent};
+use crate::domain::{Command, LoyaltyState, LoyaltySummary, PointsEvent, ProjectionReply};
 
 type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -35,6 +36,7 @@ pub struct PerEventInput {
 #[workflow]
 pub struct PerEventAccount {
     state: LoyaltyState,
+    queue: std::collections::VecDeque<PointsEvent>,
     local: bool,
 }
 
@@ -43,30 +45,32 @@ impl PerEventAccount {
     /// A new, empty account.
     #[init]
     pub fn new(_ctx: &WorkflowContextView, input: PerEventInput) -> Self {
-        Self { state: LoyaltyState::open(&input.customer_id), local: input.local }
+        Self { state: LoyaltyState::open(&input.customer_id), queue: Default::default(), local: input.local }
     }
 
     /// Applies pending accruals one at a time, forever.
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<()> {
         loop {
-            ctx.wait_condition(|s: &Self| !s.state.pending_events.is_empty()).await?;
-            let plan = ctx.state(|s| s.state.plan_accruals(1));
-            let write_id = ctx.uuid4();
-            let batch = ctx.state(|s| LedgerBatch {
-                customer_id: s.state.customer_id.clone(),
-                write_id: write_id.clone(),
-                movements: plan.movements.clone(),
+            ctx.wait_condition(|s: &Self| !s.queue.is_empty() || s.state.has_projection_work()).await?;
+            let now = ctx.workflow_time().map_or(0, crate::clock::unix_ms);
+            ctx.state_mut(|s| {
+                if !s.state.has_projection_work()
+                    && let Some(event) = s.queue.pop_front()
+                {
+                    let _ = s.state.apply(Command::Accrue(PointsEvent { ledger_checked: true, ..event }), now);
+                }
             });
+            let batch = ctx.state(|s| s.state.projection(1, usize::MAX));
             let written = if ctx.state(|s| s.local) {
                 let options = LocalActivityOptions::builder().start_to_close_timeout(Duration::from_secs(10)).build();
-                ctx.execute_local_activity(LoyaltyActivities::record_points_transactions, batch, options).await
+                ctx.execute_local_activity(LoyaltyActivities::project_entries, batch.clone(), options).await
             } else {
-                ctx.execute_activity(LoyaltyActivities::record_points_transactions, batch, options()).await
+                ctx.execute_activity(LoyaltyActivities::project_entries, batch.clone(), options()).await
             };
-            // A failed write leaves the event pending: the next turn retries it.
-            if let Ok(reply) = written {
-                ctx.state_mut(|s| s.state.commit_accruals(&plan, reply.0.as_ref(), &write_id));
+            // A failed write leaves the entry unwritten: the next turn retries it.
+            if let Ok(ProjectionReply::Written { .. }) = written {
+                ctx.state_mut(|s| s.state.written(&batch));
             }
         }
     }
@@ -74,7 +78,7 @@ impl PerEventAccount {
     /// Queues an accrual (the service's wire name).
     #[signal]
     pub fn add_points(&mut self, _ctx: &mut SyncWorkflowContext<Self>, event: PointsEvent) {
-        self.state.pending_events.push(event);
+        self.queue.push_back(event);
     }
 
     /// The summary (the service's wire name).

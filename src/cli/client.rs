@@ -311,6 +311,7 @@ fn kind_name(kind: i32) -> &'static str {
         pb::EntryKind::Capture => "capture",
         pb::EntryKind::Release => "release",
         pb::EntryKind::Expiring => "expiring",
+        pb::EntryKind::Opening => "opening",
         pb::EntryKind::Unspecified => "unknown",
     }
 }

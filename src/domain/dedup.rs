@@ -70,6 +70,11 @@ impl RecentIds {
         }
     }
 
+    /// The ids held, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &String> {
+        self.0.iter()
+    }
+
     /// Number of ids held.
     pub fn len(&self) -> usize {
         self.0.len()

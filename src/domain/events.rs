@@ -10,13 +10,13 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::entry::Entry;
-use super::lots::Millis;
-use super::messages::{EntryKind, TierChange};
+use super::entry::{Entry, TierChange};
+use super::kind::EntryKind;
 use super::tier::Tier;
+use super::time::Millis;
 
 /// Every event type, as receivers subscribe to them.
-pub const EVENT_TYPES: [&str; 11] = [
+pub const EVENT_TYPES: [&str; 12] = [
     "points.accrued",
     "points.redeemed",
     "points.reversed",
@@ -28,6 +28,7 @@ pub const EVENT_TYPES: [&str; 11] = [
     "points.released",
     "points.expiring",
     "tier.changed",
+    "account.opened",
 ];
 
 /// The type of the event an entry of `kind` makes.
@@ -43,6 +44,7 @@ pub fn entry_event_type(kind: EntryKind) -> &'static str {
         EntryKind::Capture => "points.captured",
         EntryKind::Release => "points.released",
         EntryKind::Expiring => "points.expiring",
+        EntryKind::Opening => "account.opened",
     }
 }
 

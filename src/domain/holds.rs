@@ -8,13 +8,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::answers::Answer;
 use super::error::FieldError;
 use super::ids::EventId;
-use super::lots::{Draw, Millis};
-use super::messages::EntryKind;
+use super::kind::EntryKind;
+use super::lots::Draw;
 use super::movement::Movement;
 use super::points::Points;
 use super::text::BoundedText;
+use super::time::Millis;
 
 /// Shortest hold: one second.
 pub const MIN_HOLD_TTL_MS: Millis = 1_000;
@@ -182,6 +184,15 @@ impl HoldRecord {
             HoldEnd::Released => (HoldStatus::Released, 0),
             HoldEnd::Expired => (HoldStatus::Expired, 0),
         }
+    }
+}
+
+impl Answer for HoldRecord {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn seq_mut(&mut self) -> &mut u64 {
+        &mut self.seq
     }
 }
 

@@ -12,8 +12,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-/// Time on the workflow's clock, in Unix milliseconds.
-pub type Millis = i64;
+use super::time::{DAY_MS, Millis};
 
 /// One lot. Serialized as a compact array: an account may carry thousands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,8 +83,8 @@ impl From<Draw> for (String, i64) {
     }
 }
 
-/// Id under which points without a lot of their own are tracked: a balance
-/// carried over from before lots existed, never expiring.
+/// Id under which points without a lot of their own are tracked: the
+/// balance of a state another worker made, never expiring.
 pub const CARRIED_LOT: &str = "carried/";
 
 /// Most bytes (about) an account's lots may take in its carried state; past
@@ -392,7 +391,7 @@ impl Lots {
         if self.bytes <= LOTS_BYTES_BUDGET {
             return;
         }
-        let day = |l: &Lot| l.expires_at_ms.map(|at| at.div_euclid(86_400_000));
+        let day = |l: &Lot| l.expires_at_ms.map(|at| at.div_euclid(DAY_MS));
         let mut merged: Vec<Lot> = Vec::new();
         let mut kept = Vec::with_capacity(self.lots.len());
         let mut by_age: Vec<(Millis, usize)> = self.lots.iter().enumerate().map(|(i, l)| (l.earned_at_ms, i)).collect();

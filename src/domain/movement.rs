@@ -1,27 +1,13 @@
-//! How each kind of ledger entry moves an account's balance and lifetime
-//! points. The ledger applies these rules inside its write transaction, with
-//! the facts it holds (running totals, the original of a reversal), so a rule
-//! decides once, against durable data.
-//!
-//! The policy (README, "Reversals and adjustments"):
-//! - An accrual adds its points to the balance and to lifetime points.
-//! - A redemption spends points it can afford; lifetime points are unchanged.
-//! - A reversal of an accrual (a refund) claws back at most what that accrual
-//!   still holds. Lifetime points drop by the full amount (the purchase did
-//!   not happen), so the tier may fall. The balance floors at zero: what could
-//!   not be taken back is recorded as the entry's shortfall, not as debt.
-//! - A reversal of a redemption or capture (a cancelled reward) returns at
-//!   most the points it still holds; lifetime points are unchanged.
-//! - Reversals, adjustments and expiries are not reversible themselves.
-//! - An adjustment (a support correction) moves balance and lifetime points by
-//!   the same signed amount; a deduction larger than the balance is refused,
-//!   and lifetime points never fall below zero.
+//! What an entry asks for and what it does: the movement a caller's request
+//! becomes, its effect on the account's totals, and the refusals a
+//! reversal can meet. The account decides effects (`correct`, `checkout`,
+//! `due`); the ledger stores them as decided.
 
 use serde::{Deserialize, Serialize};
 
-use super::messages::EntryKind;
+use super::kind::EntryKind;
 
-/// An account's running totals as the ledger holds them.
+/// An account's running totals.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
     /// Spendable points.
@@ -30,7 +16,7 @@ pub struct Totals {
     pub lifetime: i64,
 }
 
-/// One event the workflow asks the ledger to record.
+/// One change as asked: what the ledger records beside its effect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Movement {
     /// Idempotency key, unique per account across every kind.
@@ -65,8 +51,8 @@ pub struct StoredRequest {
 }
 
 impl Movement {
-    /// About how many bytes this movement takes in JSON (its texts and a
-    /// fixed allowance for the numbers and names): what bounds a write.
+    /// About how many bytes this movement takes in JSON: its texts and a
+    /// fixed allowance for the numbers and names.
     pub fn approximate_size(&self) -> usize {
         const FIELDS: usize = 200;
         FIELDS
@@ -92,7 +78,7 @@ impl Movement {
     }
 }
 
-/// The original entry of a reversal, as the ledger holds it.
+/// The entry a reversal names, with what earlier reversals took from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Original {
     /// Its kind.
@@ -117,6 +103,16 @@ pub struct Effect {
 }
 
 impl Effect {
+    /// An effect that adds `points` to the balance and to lifetime points.
+    pub fn earn(points: i64) -> Self {
+        Self { requested: points, balance_delta: points, lifetime_delta: points, shortfall: 0 }
+    }
+
+    /// An effect that moves the balance by `delta` and leaves lifetime points.
+    pub fn balance(requested: i64, delta: i64) -> Self {
+        Self { requested, balance_delta: delta, lifetime_delta: 0, shortfall: 0 }
+    }
+
     /// The totals after this effect.
     pub fn apply(&self, totals: Totals) -> Totals {
         Totals {
@@ -126,10 +122,10 @@ impl Effect {
     }
 }
 
-/// Why the ledger refused an event. Nothing was recorded.
+/// Why a reversal or a deduction is refused. Nothing was recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum Refusal {
-    /// A redemption or deduction larger than the balance.
+    /// A deduction larger than the balance.
     #[error("Insufficient points: requested {requested}, available {available}")]
     Insufficient {
         /// Points asked for.
@@ -160,158 +156,20 @@ pub enum Refusal {
     },
 }
 
-/// Decides how `movement` changes `totals`. `original` is the entry a
-/// reversal names, if the ledger has it.
-pub fn effect(movement: &Movement, totals: Totals, original: Option<Original>) -> Result<Effect, Refusal> {
-    let p = movement.points;
-    match movement.kind {
-        EntryKind::Accrual => Ok(Effect { requested: p, balance_delta: p, lifetime_delta: p, shortfall: 0 }),
-        EntryKind::Redemption | EntryKind::Expiry | EntryKind::Hold => {
-            if p > totals.balance {
-                return Err(Refusal::Insufficient { requested: p, available: totals.balance });
-            }
-            Ok(Effect { requested: p, balance_delta: -p, lifetime_delta: 0, shortfall: 0 })
-        }
-        EntryKind::Adjustment => {
-            if -p > totals.balance {
-                return Err(Refusal::Insufficient { requested: -p, available: totals.balance });
-            }
-            Ok(Effect { requested: p, balance_delta: p, lifetime_delta: p.max(-totals.lifetime), shortfall: 0 })
-        }
-        EntryKind::Reversal => reversal(movement, totals, original),
-        // Decided by the lots (`lifecycle`), never asked for by a caller.
-        EntryKind::Activation => Ok(Effect { requested: p, balance_delta: p, lifetime_delta: p, shortfall: 0 }),
-        EntryKind::Release => Ok(Effect { requested: p, balance_delta: p, lifetime_delta: 0, shortfall: 0 }),
-        EntryKind::Capture | EntryKind::Expiring => {
-            Ok(Effect { requested: p, balance_delta: 0, lifetime_delta: 0, shortfall: 0 })
-        }
-    }
-}
-
-fn reversal(movement: &Movement, totals: Totals, original: Option<Original>) -> Result<Effect, Refusal> {
-    let original_id = movement.reverses.clone().unwrap_or_default();
-    let Some(original) = original else {
-        return Err(Refusal::OriginalNotFound(original_id));
-    };
-    if !matches!(original.kind, EntryKind::Accrual | EntryKind::Redemption | EntryKind::Capture) {
-        return Err(Refusal::NotReversible { event_id: original_id, kind: original.kind.as_str().to_owned() });
-    }
-    let remaining = original.requested - original.reversed;
-    let amount = if movement.points == 0 { remaining } else { movement.points };
-    if amount > remaining || amount <= 0 {
-        return Err(Refusal::ExceedsOriginal { event_id: original_id, requested: amount, remaining });
-    }
-    Ok(match original.kind {
-        EntryKind::Accrual => {
-            let taken = amount.min(totals.balance.max(0));
-            Effect {
-                requested: amount,
-                balance_delta: -taken,
-                lifetime_delta: -amount.min(totals.lifetime.max(0)),
-                shortfall: amount - taken,
-            }
-        }
-        _ => Effect { requested: amount, balance_delta: amount, lifetime_delta: 0, shortfall: 0 },
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn movement(kind: EntryKind, points: i64, reverses: Option<&str>) -> Movement {
-        Movement {
-            event_id: "e".into(),
-            kind,
-            points,
-            reason: "r".into(),
-            source: String::new(),
-            reverses: reverses.map(str::to_owned),
-        }
-    }
-
-    const T: Totals = Totals { balance: 300, lifetime: 1_200 };
-
-    fn accrual_of(requested: i64, reversed: i64) -> Option<Original> {
-        Some(Original { kind: EntryKind::Accrual, requested, reversed })
-    }
-
-    #[test]
-    fn accruals_and_redemptions() {
-        let e = effect(&movement(EntryKind::Accrual, 50, None), T, None).unwrap();
-        assert_eq!(e.apply(T), Totals { balance: 350, lifetime: 1_250 });
-        let e = effect(&movement(EntryKind::Redemption, 300, None), T, None).unwrap();
-        assert_eq!(e.apply(T), Totals { balance: 0, lifetime: 1_200 });
-        assert_eq!(
-            effect(&movement(EntryKind::Redemption, 301, None), T, None),
-            Err(Refusal::Insufficient { requested: 301, available: 300 })
-        );
-    }
-
-    #[test]
-    fn a_clawback_within_the_balance_takes_balance_and_lifetime() {
-        let e = effect(&movement(EntryKind::Reversal, 200, Some("o")), T, accrual_of(500, 0)).unwrap();
-        assert_eq!((e.balance_delta, e.lifetime_delta, e.shortfall), (-200, -200, 0));
-    }
-
-    #[test]
-    fn a_clawback_beyond_the_balance_floors_at_zero_and_records_the_shortfall() {
-        let e = effect(&movement(EntryKind::Reversal, 0, Some("o")), T, accrual_of(500, 0)).unwrap();
-        assert_eq!((e.requested, e.balance_delta, e.lifetime_delta, e.shortfall), (500, -300, -500, 200));
-        assert_eq!(e.apply(T), Totals { balance: 0, lifetime: 700 });
-    }
-
-    #[test]
-    fn a_reversal_never_takes_more_than_the_original_still_holds() {
-        let m = movement(EntryKind::Reversal, 301, Some("o"));
-        assert_eq!(
-            effect(&m, T, accrual_of(500, 200)),
-            Err(Refusal::ExceedsOriginal { event_id: "o".into(), requested: 301, remaining: 300 })
-        );
-        // "All that remains" of a fully reversed accrual is nothing: refused.
-        assert!(matches!(
-            effect(&movement(EntryKind::Reversal, 0, Some("o")), T, accrual_of(500, 500)),
-            Err(Refusal::ExceedsOriginal { remaining: 0, .. })
-        ));
-        assert_eq!(effect(&m, T, None), Err(Refusal::OriginalNotFound("o".into())), "an unknown original is refused");
-    }
-
-    #[test]
-    fn a_cancelled_redemption_returns_its_points_but_not_lifetime() {
-        let original = Some(Original { kind: EntryKind::Redemption, requested: 100, reversed: 0 });
-        let e = effect(&movement(EntryKind::Reversal, 0, Some("o")), T, original).unwrap();
-        assert_eq!((e.balance_delta, e.lifetime_delta, e.shortfall), (100, 0, 0));
-    }
-
-    #[test]
-    fn reversals_and_adjustments_are_not_reversible() {
-        for kind in [EntryKind::Reversal, EntryKind::Adjustment, EntryKind::Expiry] {
-            let original = Some(Original { kind, requested: 10, reversed: 0 });
-            assert!(matches!(
-                effect(&movement(EntryKind::Reversal, 0, Some("o")), T, original),
-                Err(Refusal::NotReversible { .. })
-            ));
-        }
-    }
-
-    #[test]
-    fn adjustments_move_balance_and_lifetime_together() {
-        let up = effect(&movement(EntryKind::Adjustment, 40, None), T, None).unwrap();
-        assert_eq!(up.apply(T), Totals { balance: 340, lifetime: 1_240 });
-        let down = effect(&movement(EntryKind::Adjustment, -300, None), T, None).unwrap();
-        assert_eq!(down.apply(T), Totals { balance: 0, lifetime: 900 });
-        assert_eq!(
-            effect(&movement(EntryKind::Adjustment, -301, None), T, None),
-            Err(Refusal::Insufficient { requested: 301, available: 300 })
-        );
-        let low = Totals { balance: 50, lifetime: 20 };
-        let e = effect(&movement(EntryKind::Adjustment, -50, None), low, None).unwrap();
-        assert_eq!(e.apply(low), Totals { balance: 0, lifetime: 0 }, "lifetime never falls below zero");
-    }
-
     #[test]
     fn a_resend_is_told_from_a_reused_id() {
-        let m = movement(EntryKind::Accrual, 50, None);
+        let m = Movement {
+            event_id: "e".into(),
+            kind: EntryKind::Accrual,
+            points: 50,
+            reason: "r".into(),
+            source: String::new(),
+            reverses: None,
+        };
         let stored = StoredRequest {
             kind: EntryKind::Accrual,
             requested: 50,
@@ -322,7 +180,7 @@ mod tests {
         assert!(m.same_as(&stored));
         assert!(!m.same_as(&StoredRequest { requested: 51, ..stored.clone() }));
         assert!(!m.same_as(&StoredRequest { kind: EntryKind::Redemption, ..stored.clone() }));
-        let all = movement(EntryKind::Reversal, 0, Some("o"));
+        let all = Movement { kind: EntryKind::Reversal, points: 0, reverses: Some("o".into()), ..m };
         let resolved =
             StoredRequest { kind: EntryKind::Reversal, requested: 120, reverses: Some("o".into()), ..stored };
         assert!(all.same_as(&resolved), "a reversal of all that remains matches its resolved amount");

@@ -5,10 +5,9 @@
 //! points only and never a replayed history.
 
 use super::error::FieldError;
-use super::lots::Millis;
+pub use super::time::DAY_MS;
+use super::time::Millis;
 
-/// One day in milliseconds.
-pub const DAY_MS: Millis = 86_400_000;
 /// Longest pending period: a year.
 pub const MAX_PENDING_MS: Millis = 366 * DAY_MS;
 /// Longest lifetime of a lot: ten years.

@@ -6,7 +6,7 @@ use temporalio_client::errors::{
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
 use tonic::{Code, Status};
 
-use crate::domain::account::failure_type;
+use crate::domain::rejection::failure_type;
 use crate::domain::{CustomerId, FieldError};
 use crate::ledger::LedgerError;
 

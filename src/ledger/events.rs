@@ -10,8 +10,7 @@
 
 use serde::Serialize;
 
-use super::write::Tx;
-use super::{Backend, Ledger, LedgerError};
+use super::{Backend, Ledger, LedgerError, Tx};
 use crate::domain::events::{NewEvent, body, event_id};
 
 /// An event as the ledger stores it.

@@ -10,7 +10,6 @@
 mod events;
 mod project;
 mod read;
-mod write;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -18,10 +17,13 @@ use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AnyPool, Executor};
+use sqlx::{Any, AnyPool, Executor, Transaction};
 
 pub use events::{Cursor, DeadLetter, Failure, StoredEvent};
 pub use read::{AccountAudit, AccountSnapshot, AsOf, HistoryEntry};
+
+/// A write transaction.
+type Tx = Transaction<'static, Any>;
 
 /// Why the ledger could not be opened or used.
 #[derive(Debug, thiserror::Error)]

@@ -8,12 +8,10 @@
 //! `Fenced`, so the account holds its projection instead of guessing.
 
 use super::events::append;
-use super::write::{Tx, find, original};
-use super::{Ledger, LedgerError, now_ms};
+use super::read::{HistoryEntry, find_in};
+use super::{Ledger, LedgerError, Tx, now_ms};
 use crate::domain::events::{AccountAfter, NewEvent};
-use crate::domain::{
-    Effect, Entry, EntryKind, Known, LedgerView, Movement, ProjectionBatch, ProjectionReply, Tier, TierChange, Totals,
-};
+use crate::domain::{Entry, Known, LedgerView, Original, ProjectionBatch, ProjectionReply, Totals};
 
 impl Ledger {
     /// Writes `batch` if the ledger is where it starts, and says what the
@@ -22,8 +20,7 @@ impl Ledger {
     pub async fn project(&self, batch: &ProjectionBatch) -> Result<(ProjectionReply, bool), LedgerError> {
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
-        let (totals, ledger_seq, evented) = lock_account(&mut tx, &batch.customer_id).await?;
-        backfill_events(&mut tx, &batch.customer_id, ledger_seq, totals, evented, now).await?;
+        let (totals, ledger_seq) = lock_account(&mut tx, &batch.customer_id).await?;
         let (duplicates, recovered) = if batch.fits(ledger_seq, totals) {
             (write_entries(&mut tx, batch, &batch.entries, now).await?, false)
         } else {
@@ -74,115 +71,39 @@ impl Ledger {
     }
 }
 
-/// Locks the account's totals row (creating it) and returns its totals,
-/// newest entry, and newest entry with its event (`None`: not known yet).
-async fn lock_account(tx: &mut Tx, customer_id: &str) -> Result<(Totals, u64, Option<i64>), LedgerError> {
-    let (balance, lifetime, last_seq, evented): (i64, i64, i64, Option<i64>) = sqlx::query_as(
+/// Locks the account's totals row (creating it) and returns its totals and
+/// newest entry. The statement writes, so SQLite takes its write lock here
+/// and PostgreSQL locks the row until commit: writers of one account are
+/// serialized even if a zombie activity attempt overlaps its retry.
+async fn lock_account(tx: &mut Tx, customer_id: &str) -> Result<(Totals, u64), LedgerError> {
+    let (balance, lifetime, last_seq): (i64, i64, i64) = sqlx::query_as(
         "INSERT INTO accounts (customer_id, balance, lifetime, updated_at_ms, last_seq) VALUES ($1, 0, 0, $2, 0)
          ON CONFLICT (customer_id) DO UPDATE SET updated_at_ms = excluded.updated_at_ms
-         RETURNING balance, lifetime, last_seq, evented_seq",
+         RETURNING balance, lifetime, last_seq",
     )
     .bind(customer_id)
     .bind(now_ms())
     .fetch_one(&mut **tx)
     .await?;
-    Ok((Totals { balance, lifetime }, last_seq as u64, evented))
+    Ok((Totals { balance, lifetime }, last_seq as u64))
 }
 
-type BackfillRow = (i64, String, String, i64, i64, i64, i64, i64, String, String, Option<String>, Option<String>, i64);
+async fn find(tx: &mut Tx, customer_id: &str, event_id: &str) -> Result<Option<HistoryEntry>, LedgerError> {
+    find_in(&mut **tx, customer_id, event_id).await
+}
 
-/// Adds the events of entries a previous build wrote after this version's
-/// migration (its workers may still run during a rollout, writing entries
-/// without events), before this write's own: the stream stays complete and
-/// in entry order. Their `pending_points` and `held_points` are the
-/// account's at this write (the previous build kept them only per account).
-async fn backfill_events(
-    tx: &mut Tx,
-    customer_id: &str,
-    ledger_seq: u64,
-    totals: Totals,
-    evented: Option<i64>,
-    now: i64,
-) -> Result<(), LedgerError> {
-    let start = match evented {
-        Some(seq) => seq,
-        None => sqlx::query_scalar("SELECT last_seq FROM event_epochs WHERE customer_id = $1")
-            .bind(customer_id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .unwrap_or(0),
-    };
-    if ledger_seq as i64 > start {
-        let rows: Vec<BackfillRow> = sqlx::query_as(
-            "SELECT account_seq, event_id, kind, requested, points, lifetime_delta, shortfall, balance_after, reason,
-                    source, reverses, draws, effective_at_ms
-             FROM ledger_entries WHERE customer_id = $1 AND account_seq > $2 ORDER BY account_seq",
-        )
-        .bind(customer_id)
-        .bind(start)
-        .fetch_all(&mut **tx)
-        .await?;
-        let (pending, held): (i64, i64) = sqlx::query_as("SELECT pending, held FROM accounts WHERE customer_id = $1")
-            .bind(customer_id)
-            .fetch_one(&mut **tx)
-            .await?;
-        let mut lifetime = totals.lifetime - rows.iter().map(|r| r.5).sum::<i64>();
-        let mut events = Vec::with_capacity(rows.len());
-        for (
-            seq,
-            event_id,
-            kind,
-            requested,
-            points,
-            lifetime_delta,
-            shortfall,
-            balance,
-            reason,
-            source,
-            reverses,
-            draws,
-            at,
-        ) in rows
-        {
-            let kind = EntryKind::parse(&kind).ok_or_else(|| LedgerError::Corrupt(format!("kind {kind:?}")))?;
-            let before = Tier::for_lifetime(lifetime);
-            lifetime += lifetime_delta;
-            let entry = Entry {
-                seq: seq as u64,
-                movement: Movement { event_id: event_id.clone(), kind, points: requested, reason, source, reverses },
-                effect: Effect { requested, balance_delta: points, lifetime_delta, shortfall },
-                after: Totals { balance, lifetime },
-                tier_change: None,
-                draws: draws.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default(),
-                at_ms: at,
-                pending_after: pending,
-                held_after: held,
-                expires_at_ms: None,
-            };
-            events.push(NewEvent::of_entry(&entry, &event_id));
-            let after = Tier::for_lifetime(lifetime);
-            if after != before {
-                let change = TierChange {
-                    customer_id: customer_id.to_owned(),
-                    old_tier: before,
-                    new_tier: after,
-                    lifetime_points: lifetime,
-                    caused_by: event_id,
-                };
-                events.push(NewEvent::of_tier_change(&change, Some(AccountAfter::of(&entry)), at));
-            }
-        }
-        tracing::warn!(customer_id, entries = events.len(), "recorded the events of entries a previous build wrote");
-        append(tx, customer_id, &events, now).await?;
-    }
-    if evented != Some(ledger_seq as i64) {
-        sqlx::query("UPDATE accounts SET evented_seq = $1 WHERE customer_id = $2")
-            .bind(ledger_seq as i64)
-            .bind(customer_id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
+/// The entry a reversal names, with what earlier reversals took from it.
+async fn original(tx: &mut Tx, customer_id: &str, event_id: &str) -> Result<Option<Original>, LedgerError> {
+    let Some(row) = find(tx, customer_id, event_id).await? else { return Ok(None) };
+    let reversed: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(requested), 0) AS BIGINT) FROM ledger_entries
+         WHERE customer_id = $1 AND reverses = $2",
+    )
+    .bind(customer_id)
+    .bind(event_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Some(Original { kind: row.kind, requested: row.requested, reversed }))
 }
 
 /// Inserts the entries with their events and moves the account's totals
@@ -213,7 +134,7 @@ async fn write_entries(
     append(tx, &batch.customer_id, &events, now).await?;
     if let Some(last) = entries.last() {
         sqlx::query(
-            "UPDATE accounts SET balance = $1, lifetime = $2, last_seq = $3, pending = $4, held = $5, evented_seq = $3
+            "UPDATE accounts SET balance = $1, lifetime = $2, last_seq = $3, pending = $4, held = $5
              WHERE customer_id = $6",
         )
         .bind(last.after.balance)
@@ -273,8 +194,8 @@ async fn insert(tx: &mut Tx, customer_id: &str, event_id: &str, entry: &Entry, n
     let m = &entry.movement;
     sqlx::query(
         "INSERT INTO ledger_entries (customer_id, event_id, kind, requested, points, lifetime_delta, shortfall,
-             balance_after, reason, source, reverses, write_id, recorded_at_ms, account_seq, draws, effective_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', $12, $13, $14, $15)",
+             balance_after, reason, source, reverses, recorded_at_ms, account_seq, draws, effective_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(customer_id)
     .bind(event_id)

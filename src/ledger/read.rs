@@ -4,11 +4,11 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
 use super::{Ledger, LedgerError};
-use crate::domain::{Draw, Effect, EntryKind, Recorded, StoredRequest, Totals};
+use crate::domain::{Draw, EntryKind, StoredRequest, Totals};
 
 /// Columns of a ledger row, in the order [`HistoryEntry::from_row`] reads them.
 const ENTRY_COLUMNS: &str = "seq, event_id, kind, requested, points, lifetime_delta, shortfall, \
-     balance_after, reason, source, reverses, write_id, recorded_at_ms, draws, effective_at_ms";
+     balance_after, reason, source, reverses, recorded_at_ms, draws, effective_at_ms";
 
 /// One ledger row as history shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,14 +35,11 @@ pub struct HistoryEntry {
     pub source: String,
     /// The event a reversal undid.
     pub reverses: Option<String>,
-    /// The write that inserted the row.
-    pub write_id: String,
     /// When it was recorded, in Unix milliseconds.
     pub recorded_at_ms: i64,
     /// The lots it drew from (or activated).
     pub draws: Vec<Draw>,
-    /// When it took effect on the account's clock (0 for rows written
-    /// before lots existed).
+    /// When it took effect on the account's clock.
     pub effective_at_ms: i64,
 }
 
@@ -61,13 +58,12 @@ impl HistoryEntry {
             reason: row.try_get(8)?,
             source: row.try_get(9)?,
             reverses: row.try_get(10)?,
-            write_id: row.try_get(11)?,
-            recorded_at_ms: row.try_get(12)?,
-            draws: match row.try_get::<Option<String>, _>(13)? {
+            recorded_at_ms: row.try_get(11)?,
+            draws: match row.try_get::<Option<String>, _>(12)? {
                 Some(json) => serde_json::from_str(&json).map_err(|e| LedgerError::Corrupt(format!("draws: {e}")))?,
                 None => Vec::new(),
             },
-            effective_at_ms: row.try_get(14)?,
+            effective_at_ms: row.try_get(13)?,
         })
     }
 
@@ -79,19 +75,6 @@ impl HistoryEntry {
             reason: self.reason.clone(),
             source: self.source.clone(),
             reverses: self.reverses.clone(),
-        }
-    }
-
-    /// What the entry did.
-    pub fn recorded(&self) -> Recorded {
-        Recorded {
-            effect: Effect {
-                requested: self.requested,
-                balance_delta: self.points,
-                lifetime_delta: self.lifetime_delta,
-                shortfall: self.shortfall,
-            },
-            balance_after: self.balance_after,
         }
     }
 }
@@ -122,7 +105,7 @@ pub struct AccountAudit {
 pub struct AccountSnapshot {
     /// The ledger checked against itself.
     pub audit: AccountAudit,
-    /// The newest entry's account sequence (0 before the fenced projection).
+    /// The newest entry's account sequence.
     pub seq: u64,
     /// Pending points as the newest entry left them.
     pub pending: i64,
@@ -279,7 +262,6 @@ impl Ledger {
         };
         // A hold sets -points aside; a release gives points back; a capture of c
         // from a hold of h gives back h - c (its points) and spends c (requested).
-        // Rows from before the fenced projection have no sequence: they come first.
         let (sum_points, sum_lifetime, entries, held_by_rows, points_at, lifetime_at, held_at): (
             i64,
             i64,
@@ -297,7 +279,7 @@ impl Ledger {
              FROM (SELECT points, lifetime_delta,
                           CASE kind WHEN 'hold' THEN -points WHEN 'release' THEN -points
                                     WHEN 'capture' THEN -(points + requested) ELSE 0 END AS held,
-                          (account_seq IS NULL OR account_seq <= $2) AS upto
+                          (account_seq <= $2) AS upto
                    FROM ledger_entries WHERE customer_id = $1) AS rows_of_account",
         )
         .bind(customer_id)

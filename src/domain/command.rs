@@ -1,0 +1,125 @@
+//! The account's decisions in one place: every change of an account is one
+//! [`Command`], decided by [`LoyaltyState::apply`] against the account's
+//! own state at the workflow's time, in the order the workflow receives
+//! them. The workflow's handlers only build the command and hand back the
+//! reply; nothing here waits for anything.
+
+use super::corrections::{AdjustmentRequest, BalanceChange, ReversalRequest};
+use super::holds::{CaptureRequest, HoldResult, ReleaseRequest, ReserveRequest};
+use super::messages::{PointsEvent, RedemptionRequest, RedemptionResult};
+use super::rejection::{Ignored, Rejection};
+use super::state::LoyaltyState;
+use super::time::Millis;
+
+/// One change asked of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Points earned (`add_points`).
+    Accrue(PointsEvent),
+    /// Several accruals from one signal (`add_points_batch`), in order.
+    AccrueBatch(Vec<PointsEvent>),
+    /// The ledger's verdicts on the queued accruals the projection asked
+    /// about, in queue order.
+    Checked(Vec<Result<(), Ignored>>),
+    /// Points spent (`redeem_points`).
+    Redeem(RedemptionRequest),
+    /// An accrual clawed back or a redemption cancelled (`reverse_points`).
+    Reverse(ReversalRequest),
+    /// A support correction (`adjust_points`).
+    Adjust(AdjustmentRequest),
+    /// Points set aside at checkout (`reserve_points`).
+    Reserve(ReserveRequest),
+    /// A hold spent (`capture_points`).
+    Capture(CaptureRequest),
+    /// A hold given back (`release_points`).
+    Release(ReleaseRequest),
+    /// The account's timer: apply what fell due.
+    TimerDue,
+    /// The account closes (`shutdown`): open holds give their points back.
+    Close,
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Accruals taken; those ignored, with why (a signal has no caller to tell).
+    Accrued(Vec<(String, Ignored)>),
+    /// A redemption's answer.
+    Redeemed(RedemptionResult),
+    /// A reversal's or adjustment's answer.
+    Changed(BalanceChange),
+    /// A hold's answer.
+    Hold(HoldResult),
+    /// Done; nothing to answer.
+    Done,
+}
+
+impl LoyaltyState {
+    /// Decides `command` at `now` on the workflow's clock: first whatever
+    /// fell due by then (each entry dated at its due time), then the
+    /// command, then what the command made due (points a hold gives back
+    /// to a lot whose date has passed). A refusal changes nothing but what
+    /// fell due.
+    pub fn apply(&mut self, command: Command, now: Millis) -> Result<Reply, Rejection> {
+        self.advance(now);
+        let reply = self.decide(command, now);
+        self.advance(now);
+        reply
+    }
+
+    fn decide(&mut self, command: Command, now: Millis) -> Result<Reply, Rejection> {
+        match command {
+            Command::Accrue(event) => Ok(Reply::Accrued(self.take_accruals(vec![event], now))),
+            Command::AccrueBatch(events) => Ok(Reply::Accrued(self.take_accruals(events, now))),
+            Command::Checked(verdicts) => Ok(Reply::Accrued(self.accrue_checked(&verdicts, now))),
+            Command::Redeem(req) => self.redeem(&req, now).map(Reply::Redeemed),
+            Command::Reverse(req) => {
+                self.correct(&req.movement()?, req.ledger.as_ref(), req.terms(), now).map(Reply::Changed)
+            }
+            Command::Adjust(req) => self.correct(&req.movement()?, None, req.terms(), now).map(Reply::Changed),
+            Command::Reserve(req) => self.reserve(&req, now).map(Reply::Hold),
+            Command::Capture(req) => self.capture(&req, now).map(Reply::Hold),
+            Command::Release(req) => self.release(&req, now).map(Reply::Hold),
+            Command::TimerDue => Ok(Reply::Done),
+            Command::Close => {
+                self.release_all_holds(now);
+                self.is_active = false;
+                Ok(Reply::Done)
+            }
+        }
+    }
+
+    /// Whether `command` would be refused, without changing anything: what
+    /// an update's validator asks, so a refusal never enters history. The
+    /// validator sees the account as of its last decision (it has no
+    /// clock): "not enough points" while points are pending or held is left
+    /// to [`LoyaltyState::apply`], since they may have come due since.
+    pub fn vet(&self, command: &Command) -> Result<(), Rejection> {
+        let verdict = match command {
+            Command::Redeem(req) => self.plan_redeem(req).map(drop),
+            Command::Reverse(req) => self.plan_correction(&req.movement()?, req.ledger.as_ref()).map(drop),
+            Command::Adjust(req) => self.plan_correction(&req.movement()?, None).map(drop),
+            Command::Reserve(req) => self.plan_reserve(req).map(drop),
+            Command::Capture(req) => self.plan_capture(req).map(drop),
+            Command::Release(req) => self.plan_release(req).map(drop),
+            Command::Accrue(_) | Command::AccrueBatch(_) | Command::Checked(_) | Command::TimerDue | Command::Close => {
+                Ok(())
+            }
+        };
+        match verdict {
+            Err(Rejection::Insufficient { .. }) if self.lots.pending() > 0 || !self.holds.is_empty() => Ok(()),
+            other => other,
+        }
+    }
+
+    fn take_accruals(&mut self, events: Vec<PointsEvent>, now: Millis) -> Vec<(String, Ignored)> {
+        let mut ignored = Vec::new();
+        for event in events {
+            let id = event.event_id.clone();
+            if let Err(why) = self.take_accrual(event, now) {
+                ignored.push((id, why));
+            }
+        }
+        ignored
+    }
+}
