@@ -34,6 +34,9 @@ pub struct DevServerOptions {
     pub ui_port: Option<u16>,
     /// SQLite file for its data; `None` keeps it in memory.
     pub db_file: Option<PathBuf>,
+    /// Dynamic config values, `key=value` (a JSON value), e.g. a low
+    /// `limit.historyCount.suggestContinueAsNew` for tests.
+    pub dynamic_config: Vec<String>,
 }
 
 /// A running dev server; stopped (SIGTERM) on [`DevServer::stop`] or drop,
@@ -93,6 +96,9 @@ impl DevServer {
                 std::fs::create_dir_all(dir)?;
             }
             cmd.arg("--db-filename").arg(db);
+        }
+        for value in &options.dynamic_config {
+            cmd.arg("--dynamic-config-value").arg(value);
         }
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {

@@ -8,10 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{Db, accrual, app_on, fan_out, fresh_database_url, grpc_channel, redemption, settings_on, start_app};
-use loyalty::domain::{
-    BatchOutcome, EntryKind, Known, LedgerBatch, LoyaltyState, Movement, Outcome, PointsEvent, ProjectionBatch,
-    ProjectionReply, Totals,
-};
+use loyalty::domain::{Command, Known, LoyaltyState, PointsEvent, ProjectionBatch, ProjectionReply, Totals};
 use loyalty::grpc::pb::{self, loyalty_service_client::LoyaltyServiceClient};
 use loyalty::ledger::Ledger;
 use loyalty::workflow::{LoyaltyEntityWorkflow, MAX_ACCRUALS_PER_RUN};
@@ -40,11 +37,9 @@ on_both_ledgers!(
     a_resend_after_1500_events_and_a_continue_as_new_is_applied_once,
     history_pages_are_complete_and_stable_under_concurrent_writes,
     reversals_and_adjustments_follow_the_documented_policy,
-    an_activity_retry_is_told_from_a_true_duplicate,
     reconcile_finds_no_difference_and_reports_a_tampered_ledger,
     reconcile_reports_no_difference_for_an_account_being_written,
     the_projection_applies_only_on_top_of_the_sequence_it_expects,
-    entries_a_previous_build_wrote_get_their_events_in_order,
 );
 
 async fn client(db: Db) -> LoyaltyServiceClient<Channel> {
@@ -316,62 +311,6 @@ async fn reversals_and_adjustments_follow_the_documented_policy(db: Db) {
     assert_eq!(tiers, vec![("Bronze", "Silver"), ("Silver", "Bronze"), ("Bronze", "Gold"), ("Gold", "Silver")]);
 }
 
-fn movement(id: &str, points: i64) -> Movement {
-    PointsEvent {
-        event_id: id.into(),
-        points,
-        reason: "purchase".into(),
-        source: "pos".into(),
-        ledger_checked: false,
-        ..Default::default()
-    }
-    .movement()
-}
-
-fn batch(customer: &str, write_id: &str, movements: Vec<Movement>) -> LedgerBatch {
-    LedgerBatch { customer_id: customer.into(), write_id: write_id.into(), movements }
-}
-
-fn kinds(outcome: &BatchOutcome) -> Vec<&'static str> {
-    outcome.outcomes.iter().map(Outcome::as_str).collect()
-}
-
-/// The ledger's own rule, on a database of its own: the same write, re-run
-/// after its commit (the worker died before reporting it), recognises its
-/// rows and reports them applied, so the account keeps the points; another
-/// write of the same events is a duplicate and changes nothing.
-async fn an_activity_retry_is_told_from_a_true_duplicate(db: Db) {
-    let ledger = Ledger::connect(&fresh_database_url(db, "retry")).await.expect("ledger opens");
-    let first = ledger.apply(&batch("c1", "w1", vec![movement("a", 10), movement("b", 20)])).await.unwrap();
-    assert_eq!(kinds(&first), ["applied", "applied"]);
-    assert_eq!(first.totals, Totals { balance: 30, lifetime: 30 });
-
-    let retry =
-        ledger.apply(&batch("c1", "w1", vec![movement("a", 10), movement("b", 20), movement("c", 5)])).await.unwrap();
-    assert_eq!(kinds(&retry), ["recovered", "recovered", "applied"], "a retry keeps its points");
-    assert_eq!(retry.totals, Totals { balance: 35, lifetime: 35 });
-
-    let resend = ledger.apply(&batch("c1", "w2", vec![movement("a", 10), movement("b", 21)])).await.unwrap();
-    assert_eq!(kinds(&resend), ["duplicate", "conflict"]);
-    assert_eq!(resend.totals, Totals { balance: 35, lifetime: 35 }, "nothing counted twice");
-
-    let (found, totals) = ledger
-        .written("c1", &[("c".into(), "w1".into()), ("c".into(), "w9".into()), ("zz".into(), "w1".into())])
-        .await
-        .unwrap();
-    assert_eq!(found.iter().map(Option::is_some).collect::<Vec<_>>(), [true, false, false]);
-    assert_eq!(totals.balance, 35);
-    let rows = ledger.entries("c1").await.unwrap();
-    assert_eq!(
-        rows.iter().map(|r| (r.event_id.as_str(), r.balance_after)).collect::<Vec<_>>(),
-        [("a", 10), ("b", 30), ("c", 35)]
-    );
-    assert!(rows.iter().all(|r| r.kind == EntryKind::Accrual && r.write_id == "w1"));
-    let audit = ledger.audit("c1").await.unwrap().expect("known account");
-    assert!(audit.inconsistencies().is_empty(), "{audit:?}");
-    ledger.close().await;
-}
-
 /// `loyalty reconcile` over a whole ledger of its own, through the binary.
 async fn reconcile_finds_no_difference_and_reports_a_tampered_ledger(db: Db) {
     let settings = settings_on(db, "reconcile");
@@ -482,48 +421,6 @@ async fn reconcile_reports_no_difference_for_an_account_being_written(db: Db) {
     ledger.close().await;
 }
 
-/// A SQLite ledger written by the previous version (migration 0001 only)
-/// upgrades in place: its rows keep their order and the account totals are
-/// computed from them.
-#[tokio::test]
-async fn a_ledger_of_the_previous_version_upgrades_in_place() {
-    let dir = common::scratch_dir("upgrade");
-    let url = format!("sqlite:{}/old.db?mode=rwc", dir.display());
-    let only_first = dir.join("migrations");
-    std::fs::create_dir_all(&only_first).unwrap();
-    let first = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite/0001_ledger.sql");
-    std::fs::copy(first, only_first.join("0001_ledger.sql")).unwrap();
-    {
-        let old = sqlx::SqlitePool::connect(&url).await.unwrap();
-        sqlx::migrate::Migrator::new(only_first.as_path()).await.unwrap().run(&old).await.unwrap();
-        for (event, kind, points, after) in
-            [("a", "accrual", 700, 700), ("r", "redemption", -200, 500), ("b", "accrual", 600, 1_100)]
-        {
-            sqlx::query(
-                "INSERT INTO ledger_entries (customer_id, event_id, kind, points, balance_after) VALUES ('old', ?, ?, ?, ?)",
-            )
-            .bind(event)
-            .bind(kind)
-            .bind(points)
-            .bind(after)
-            .execute(&old)
-            .await
-            .unwrap();
-        }
-        old.close().await;
-    }
-    let ledger = Ledger::connect(&url).await.expect("upgrades");
-    assert_eq!(ledger.totals("old").await.unwrap(), Some(Totals { balance: 1_100, lifetime: 1_300 }));
-    let rows = ledger.entries("old").await.unwrap();
-    assert_eq!(rows.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>(), ["a", "r", "b"]);
-    assert_eq!(rows[1].requested, 200);
-    assert!(rows[0].recorded_at_ms > 1_700_000_000_000, "time carried over: {}", rows[0].recorded_at_ms);
-    assert!(ledger.audit("old").await.unwrap().unwrap().inconsistencies().is_empty());
-    // And it dedups against the old rows.
-    let again = ledger.apply(&batch("old", "w", vec![movement("zz", 1)])).await.unwrap();
-    assert_eq!(again.totals.balance, 1_101);
-}
-
 /// `loyalty history | reverse | adjust` against the running service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_prints_history_and_applies_corrections() {
@@ -588,9 +485,8 @@ async fn the_projection_applies_only_on_top_of_the_sequence_it_expects(db: Db) {
         ledger_checked: true,
         ..Default::default()
     };
-    account.accrue(&event("f1", 1_200), 0).unwrap();
-    account.accrue(&event("f2", 30), 0).unwrap();
-    let first = account.projection(2, usize::MAX, true);
+    account.apply(Command::AccrueBatch(vec![event("f1", 1_200), event("f2", 30)]), 0).unwrap();
+    let first = account.projection(2, usize::MAX);
     let written = |reply: &ProjectionReply| matches!(reply, ProjectionReply::Written { .. });
 
     let (reply, recovered) = ledger.project(&first).await.unwrap();
@@ -603,20 +499,19 @@ async fn the_projection_applies_only_on_top_of_the_sequence_it_expects(db: Db) {
     let (reply, recovered) = ledger.project(&first).await.unwrap();
     assert!(written(&reply) && recovered, "{reply:?}");
     // ... and with an entry decided since, only that one is added.
-    account
-        .redeem(&loyalty::domain::RedemptionRequest { event_id: "f3".into(), points: 5, reward: "pen".into() }, 0)
-        .unwrap();
-    let longer = account.projection(10, usize::MAX, true);
+    let redeem = loyalty::domain::RedemptionRequest { event_id: "f3".into(), points: 5, reward: "pen".into() };
+    account.apply(Command::Redeem(redeem), 0).unwrap();
+    let longer = account.projection(10, usize::MAX);
     assert_eq!((longer.after_seq, longer.entries.len()), (0, 3));
     let (reply, recovered) = ledger.project(&longer).await.unwrap();
     assert!(written(&reply) && recovered, "{reply:?}");
     assert_eq!(ledger.sequence(&c).await.unwrap(), 3);
     assert_eq!(ledger.entries(&c).await.unwrap().len(), 3);
-    account.projected(&longer, &[], 0);
+    account.written(&longer);
 
     // Behind (a lost database or an old backup): the account is at 3, this ledger at 0.
-    account.accrue(&event("f4", 1), 0).unwrap();
-    let next = account.projection(10, usize::MAX, true);
+    account.apply(Command::Accrue(event("f4", 1)), 0).unwrap();
+    let next = account.projection(10, usize::MAX);
     let lost = customer(db, "fenced-lost");
     let (reply, _) = ledger.project(&ProjectionBatch { customer_id: lost.clone(), ..next.clone() }).await.unwrap();
     assert!(matches!(reply, ProjectionReply::Fenced { ledger_seq: 0, .. }), "{reply:?}");
@@ -640,61 +535,6 @@ async fn the_projection_applies_only_on_top_of_the_sequence_it_expects(db: Db) {
     assert_eq!(duplicates, vec![4]);
     assert_eq!(known, vec![Known::Same, Known::New, Known::Other]);
     assert!(ledger.entries(&c).await.unwrap().iter().any(|r| r.event_id == "f1#4"));
-}
-
-/// During a rollout a previous build's workers still write entries, without
-/// events. This build's next write of the account records their events
-/// first (a tier change among them), so the stream stays complete and in
-/// entry order.
-async fn entries_a_previous_build_wrote_get_their_events_in_order(db: Db) {
-    let ledger = ledger(db).await;
-    let c = customer(db, "backfill");
-    let mut account = LoyaltyState::open(&c);
-    let event =
-        |id: &str, points| PointsEvent { event_id: id.into(), points, ledger_checked: true, ..Default::default() };
-    let write = async |account: &mut LoyaltyState| {
-        let batch = account.projection(10, usize::MAX, true);
-        let (reply, _) = ledger.project(&batch).await.unwrap();
-        assert!(matches!(reply, ProjectionReply::Written { .. }), "{reply:?}");
-        account.projected(&batch, &[], 0);
-    };
-    account.accrue(&event("b1", 600), 0).unwrap();
-    write(&mut account).await;
-    // The previous build writes the next two entries: rows, no events.
-    account.accrue(&event("b2", 500), 0).unwrap();
-    account
-        .redeem(&loyalty::domain::RedemptionRequest { event_id: "b3".into(), points: 100, reward: "pen".into() }, 0)
-        .unwrap();
-    write(&mut account).await;
-    let db_pool = sqlx::AnyPool::connect(&app_on(db).database_url).await.unwrap();
-    sqlx::query("DELETE FROM account_events WHERE customer_id = $1 AND seq > 1")
-        .bind(&c)
-        .execute(&db_pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE accounts SET event_seq = 1, evented_seq = 1 WHERE customer_id = $1")
-        .bind(&c)
-        .execute(&db_pool)
-        .await
-        .unwrap();
-    account.accrue(&event("b4", 10), 0).unwrap();
-    write(&mut account).await;
-    let events = ledger.events(&c, 0, 50, false).await.unwrap();
-    let seen: Vec<(u64, &str)> = events.iter().map(|e| (e.seq, e.event_type.as_str())).collect();
-    assert_eq!(
-        seen,
-        [
-            (1, "points.accrued"),
-            (2, "points.accrued"),
-            (3, "tier.changed"),
-            (4, "points.redeemed"),
-            (5, "points.accrued")
-        ]
-    );
-    let redeemed: serde_json::Value = serde_json::from_str(&events[3].body).unwrap();
-    assert_eq!(redeemed["data"]["event_id"], "b3");
-    assert_eq!(redeemed["data"]["account"]["balance"], 1_000);
-    assert_eq!(redeemed["data"]["account"]["lifetime_points"], 1_100);
 }
 
 /// The CA that signed the test PostgreSQL server's certificate

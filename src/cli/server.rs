@@ -58,8 +58,12 @@ pub async fn serve(overrides: Overrides) -> ExitCode {
 }
 
 pub async fn dev(mut args: DevArgs) -> ExitCode {
-    let options =
-        DevServerOptions { port: args.temporal_port, ui_port: Some(args.ui_port), db_file: Some(args.temporal_db) };
+    let options = DevServerOptions {
+        port: args.temporal_port,
+        ui_port: Some(args.ui_port),
+        db_file: Some(args.temporal_db),
+        ..DevServerOptions::default()
+    };
     eprintln!("starting the Temporal dev server on 127.0.0.1:{} ...", args.temporal_port);
     let server = match tokio::task::spawn_blocking(move || DevServer::start(&options)).await {
         Ok(Ok(server)) => server,

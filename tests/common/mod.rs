@@ -61,11 +61,16 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 
 /// Settings for an application on port 0 against the shared dev server.
 pub fn settings(name: &str) -> Settings {
+    settings_against(name, &dev_server().address())
+}
+
+/// Settings for an application on port 0 against the dev server at `temporal_address`.
+pub fn settings_against(name: &str, temporal_address: &str) -> Settings {
     let overrides = Overrides {
         grpc_addr: Some("127.0.0.1:0".into()),
         task_queue: Some(format!("loyalty-test-{name}")),
         database_url: Some(format!("sqlite:{}/ledger.db", scratch_dir(name).display())),
-        temporal_address: Some(dev_server().address()),
+        temporal_address: Some(temporal_address.to_owned()),
         role: None,
     };
     let mut settings = Settings::from_lookup(&overrides, |_| None).expect("test settings are valid");
@@ -162,7 +167,12 @@ pub fn temporal_address() -> String {
 
 /// A Temporal client of this binary's dev server.
 pub async fn temporal() -> Client {
-    let url = Url::parse(&format!("http://{}", temporal_address())).expect("url");
+    temporal_at(&temporal_address()).await
+}
+
+/// A Temporal client of the dev server at `address`.
+pub async fn temporal_at(address: &str) -> Client {
+    let url = Url::parse(&format!("http://{address}")).expect("url");
     let connection = Connection::connect(ConnectionOptions::new(url).identity("loyalty-tests").build())
         .await
         .expect("temporal connects");
@@ -405,8 +415,8 @@ pub fn unavailable(status: &tonic::Status) -> bool {
 pub fn dev_server_on(port: u16, db: &std::path::Path) -> loyalty::devserver::DevServer {
     loyalty::devserver::DevServer::start(&loyalty::devserver::DevServerOptions {
         port,
-        ui_port: None,
         db_file: Some(db.to_path_buf()),
+        ..Default::default()
     })
     .expect("dev server starts")
 }
@@ -479,4 +489,20 @@ pub async fn rows_when(ledger: &Ledger, customer: &str, wanted: usize) -> Vec<lo
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Starts account `customer` on `task_queue` with `state` as its input,
+/// exactly these JSON bytes: what another worker's continue-as-new carries
+/// (no field of ours in it).
+pub async fn start_with_state(temporal: &Client, task_queue: &str, customer: &str, state: &str) {
+    use temporalio_common::data_converters::RawValue;
+    use temporalio_common::protos::temporal::api::common::v1::Payload;
+    let payload = Payload {
+        metadata: [("encoding".to_owned(), b"json/plain".to_vec())].into(),
+        data: state.as_bytes().to_vec(),
+        external_payloads: vec![],
+    };
+    let workflow = temporalio_common::UntypedWorkflow::new("LoyaltyEntityWorkflow");
+    let options = temporalio_client::WorkflowStartOptions::new(task_queue, format!("loyalty-{customer}")).build();
+    temporal.start_workflow(workflow, RawValue { payloads: vec![payload] }, options).await.expect("starts");
 }
