@@ -40,6 +40,7 @@ on_both_ledgers!(
     reconcile_finds_no_difference_and_reports_a_tampered_ledger,
     reconcile_reports_no_difference_for_an_account_being_written,
     the_projection_applies_only_on_top_of_the_sequence_it_expects,
+    a_state_another_worker_made_keeps_its_totals_whatever_the_ledger_holds,
 );
 
 async fn client(db: Db) -> LoyaltyServiceClient<Channel> {
@@ -592,4 +593,88 @@ async fn postgres_over_tls_verifies_the_server_and_refuses_a_wrong_ca() {
         let start = loyalty::app::Application::build(settings).await.err().expect("the service does not start");
         assert!(start.to_string().starts_with("ledger: cannot connect over TLS"), "{start}");
     }
+}
+
+/// A state with only the reference guide's seven fields, as its worker
+/// carries it at continue-as-new.
+fn guide_state(customer: &str, balance: i64, lifetime: i64, pending: &[(&str, i64)]) -> String {
+    let pending: Vec<_> = pending
+        .iter()
+        .map(
+            |(id, points)| serde_json::json!({"event_id": id, "points": points, "reason": "purchase", "source": "pos"}),
+        )
+        .collect();
+    serde_json::json!({
+        "customer_id": customer, "points_balance": balance, "lifetime_points": lifetime,
+        "tier": loyalty::domain::Tier::for_lifetime(lifetime).as_str(), "is_active": true,
+        "processed_event_ids": ["g-1", "g-2"], "pending_events": pending,
+    })
+    .to_string()
+}
+
+/// Our run of an account ends and another worker's state starts the next
+/// (the guide's worker continuing-as-new onto ours is the same to us).
+async fn restart_with(temporal: &Client, task_queue: &str, customer: &str, state: &str) {
+    let handle = temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(format!("loyalty-{customer}"));
+    handle.terminate(Default::default()).await.expect("terminated");
+    common::start_with_state(temporal, task_queue, customer, state).await;
+}
+
+/// A state another worker made is trusted as the record of its decisions:
+/// over an empty ledger it keeps its totals, tier, recent ids and queued
+/// accrual (checked, then applied) and the ledger opens with its totals;
+/// over a ledger that holds exactly those totals (ours wrote them before
+/// the other worker's run changed nothing) the account continues on it;
+/// over a ledger that disagrees, the account keeps its totals and deciding,
+/// and holds its writes, reported: the ledger's totals are never adopted.
+async fn a_state_another_worker_made_keeps_its_totals_whatever_the_ledger_holds(db: Db) {
+    let shared = app_on(db);
+    let (temporal, ledger, mut grpc) = (common::temporal().await, ledger(db).await, client(db).await);
+    let c = customer(db, "guide-empty");
+    common::start_with_state(&temporal, &shared.task_queue, &c, &guide_state(&c, 1_050, 1_200, &[("g-3", 30)])).await;
+    let s = settled(&mut grpc, &c, 1_080).await;
+    assert_eq!((s.lifetime_points, s.tier.as_str(), s.unapplied_points), (1_230, "Silver", 0), "{s:?}");
+    let resend = grpc.redeem(redemption(&c, "g-2", 1, "pen")).await.unwrap_err();
+    assert_eq!(resend.code(), Code::Unavailable, "its recent ids stay: {resend:?}");
+    let rows = common::rows_when(&ledger, &c, 2).await;
+    let kinds: Vec<_> = rows.iter().map(|r| (r.kind.as_str(), r.points, r.lifetime_delta)).collect();
+    assert_eq!(kinds, [("opening", 1_050, 1_200), ("accrual", 30, 30)]);
+    assert!(loyalty::reconcile::check_account(&temporal, &ledger, &c).await.unwrap().is_empty());
+    let events = ledger.events(&c, 0, 10, false).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(), ["account.opened", "points.accrued"]);
+
+    // Over a ledger holding exactly the carried totals: continued on it.
+    let c = customer(db, "guide-same");
+    grpc.accrue(accrual(&c, "s-1", 1_200)).await.unwrap();
+    grpc.redeem(redemption(&c, "s-2", 150, "mug")).await.unwrap();
+    settled(&mut grpc, &c, 1_050).await;
+    restart_with(&temporal, &shared.task_queue, &c, &guide_state(&c, 1_050, 1_200, &[])).await;
+    grpc.accrue(accrual(&c, "s-3", 10)).await.unwrap();
+    settled(&mut grpc, &c, 1_060).await;
+    let rows = ledger.entries(&c).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>(), ["s-1", "s-2", "s-3"], "{rows:?}");
+    assert!(loyalty::reconcile::check_account(&temporal, &ledger, &c).await.unwrap().is_empty());
+
+    // Over a ledger that disagrees: held and reported, never adopted.
+    let c = customer(db, "guide-other");
+    grpc.accrue(accrual(&c, "o-1", 500)).await.unwrap();
+    settled(&mut grpc, &c, 500).await;
+    restart_with(&temporal, &shared.task_queue, &c, &guide_state(&c, 900, 900, &[])).await;
+    grpc.accrue(accrual(&c, "o-2", 10)).await.unwrap();
+    let s = common::summary_when(&mut grpc, &c, SETTLE, |s| s.points_balance == 910).await;
+    assert_eq!(s.lifetime_points, 910, "the carried totals, not the ledger's");
+    let handle = temporal.get_workflow_handle::<LoyaltyEntityWorkflow>(format!("loyalty-{c}"));
+    let deadline = std::time::Instant::now() + SETTLE;
+    let held = loop {
+        let q = handle.query(LoyaltyEntityWorkflow::get_loyalty_summary, (), Default::default()).await.unwrap();
+        match q.ledger_held {
+            Some(why) => break why,
+            None if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            None => panic!("the account holds its writes: {q:?}"),
+        }
+    };
+    assert!(held.contains("ledger holds entry 1 with balance 500"), "{held}");
+    assert_eq!(ledger.totals(&c).await.unwrap(), Some(Totals { balance: 500, lifetime: 500 }), "nothing written");
+    let differences = loyalty::reconcile::check_account(&temporal, &ledger, &c).await.unwrap();
+    assert!(!differences.is_empty(), "reconcile reports it");
 }

@@ -422,3 +422,43 @@ async fn points_are_announced_before_they_expire() {
     assert!((3_500..6_500).contains(&announced), "announced about 4 s before w1 expires: {announced} ms");
     assert!(events[2].occurred_at_ms < events[3].occurred_at_ms);
 }
+
+/// A Redeem refused while its points are pending, sent again with the same
+/// event id once they are active, is decided afresh (a refusal changes
+/// nothing, so it is not an answer to keep): in the same run, and after a
+/// continue-as-new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_redeem_sent_again_is_decided_afresh_in_the_same_run_and_the_next() {
+    let program = Program { pending_ms: 2_000, expiry_warning_ms: 0, ..Program::default() };
+    let d = Deployment::start(Db::Sqlite, "afresh", program);
+    let mut grpc = LoyaltyServiceClient::new(common::grpc_channel(d.addr).await);
+    let c = "afresh";
+    grpc.accrue(accrual(c, "afresh-a1", 200)).await.unwrap();
+    common::summary_when(&mut grpc, c, SETTLE, |s| s.pending_points == 200).await;
+    let refused = grpc.redeem(redemption(c, "redeem-77", 200, "mug")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("requested 200, available 0"), "{refused:?}");
+    common::summary_when(&mut grpc, c, SETTLE, |s| s.points_balance == 200).await;
+    let r = grpc.redeem(redemption(c, "redeem-77", 200, "mug")).await.expect("decided afresh").into_inner();
+    assert_eq!((r.redeemed, r.remaining_balance), (200, 0));
+
+    // Refused in one run, sent again in the next.
+    let refused = grpc.redeem(redemption(c, "redeem-78", 300, "lamp")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    let fillers: Vec<_> = (0..2_050)
+        .map(|i| pb::AccrueRequest { pending_days: Some(0), ..accrual(c, &format!("afresh-f{i}"), 1) })
+        .collect();
+    common::fan_out(&grpc, 16, fillers, |mut grpc, r| async move {
+        grpc.accrue(r).await.expect("accrued");
+    })
+    .await;
+    common::summary_when(&mut grpc, c, SETTLE, |s| s.points_balance == 2_050).await;
+    let runs = common::workflow_runs(&format!("loyalty-{c}")).await;
+    assert!(runs.len() >= 2, "the account continued-as-new: {runs:?}");
+    let r = grpc.redeem(redemption(c, "redeem-78", 300, "lamp")).await.expect("decided afresh").into_inner();
+    assert_eq!(r.remaining_balance, 1_750);
+    // And a redemption that succeeded is still answered, not applied again.
+    let again = grpc.redeem(redemption(c, "redeem-77", 200, "mug")).await.expect("answered").into_inner();
+    assert_eq!((again.redeemed, again.remaining_balance), (200, 0), "the original answer");
+    assert_eq!(summary(&mut grpc, c).await.points_balance, 1_750);
+}

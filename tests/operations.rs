@@ -181,6 +181,88 @@ async fn the_api_role_works_against_the_reference_guides_worker() {
     app.join().unwrap();
 }
 
+/// The reference guide's own worker runs an account's first run (its Python
+/// code, its activities) until Temporal suggests a new run and the guide's
+/// code continues-as-new; our worker takes the next run from the state the
+/// guide carried. The account keeps the guide's totals and tier, its ledger
+/// opens with them, and it goes on deciding and writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_worker_takes_the_next_run_of_an_account_the_guides_worker_continued_as_new() {
+    let server = loyalty::devserver::DevServer::start(&loyalty::devserver::DevServerOptions {
+        dynamic_config: vec!["limit.historyCount.suggestContinueAsNew=60".into()],
+        ..Default::default()
+    })
+    .expect("dev server starts");
+    let queue = "guide-handover-queue";
+    let c = "handover-1";
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/guide_handover.py");
+    let log = std::fs::File::create(common::scratch_dir("guide-handover").join("worker.log")).unwrap();
+    let mut guide = std::process::Command::new("python3")
+        .args([script, &server.address(), queue])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("python3 runs the guide's worker");
+    // The API alone first: our worker must not take the guide's first run.
+    let mut api = common::settings_against("handover-api", &server.address());
+    (api.role, api.task_queue, api.accrual_batching) = (loyalty::config::Role::Api, queue.into(), false);
+    let mut worker = api.clone();
+    worker.role = loyalty::config::Role::Worker;
+    let database_url = api.database_url.clone();
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel();
+    let (addr, api_thread) = start_app(api, api_stopped);
+    let mut grpc = LoyaltyServiceClient::new(grpc_channel(addr).await);
+    let temporal = common::temporal_at(&server.address()).await;
+    let handle = temporal.get_workflow_handle::<loyalty::workflow::LoyaltyEntityWorkflow>(format!("loyalty-{c}"));
+    let run_of = async || {
+        let info = handle.describe(Default::default()).await.unwrap().raw_description.workflow_execution_info;
+        let info = info.unwrap();
+        (info.first_run_id.clone(), info.execution.map(|e| e.run_id).unwrap_or_default())
+    };
+
+    // The guide's run: accruals of 150 until its code continues-as-new.
+    let mut sent = 0;
+    grpc.accrue(accrual(c, "g0", 150)).await.expect("accrued through the guide's workflow");
+    let first = run_of().await.0;
+    while run_of().await.1 == first {
+        sent += 1;
+        assert!(sent < 40, "the guide's run continues-as-new");
+        grpc.accrue(accrual(c, &format!("g{sent}"), 150)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let carried = 150 * (sent + 1);
+    // Our worker takes the next run; the guide's refuses it.
+    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel();
+    let (_, worker_thread) = start_app(worker, worker_stopped);
+    let s = summary_when(&mut grpc, c, Duration::from_secs(60), |s| s.points_balance == carried).await;
+    let _ = guide.kill();
+    let _ = guide.wait();
+    let tier = loyalty::domain::Tier::for_lifetime(carried);
+    assert_eq!((s.lifetime_points, s.tier.as_str()), (carried, tier.as_str()), "{s:?}");
+
+    // It goes on: an accrual and a redemption, decided and written by ours.
+    grpc.accrue(accrual(c, "ours-1", 40)).await.unwrap();
+    let r = grpc.redeem(common::redemption(c, "ours-r1", 100, "mug")).await.expect("redeemed").into_inner();
+    assert_eq!(r.remaining_balance, carried + 40 - 100);
+    let ledger = loyalty::ledger::Ledger::connect(&database_url).await.unwrap();
+    let rows = common::rows_when(&ledger, c, 3).await;
+    let kinds: Vec<_> = rows.iter().map(|r| (r.kind.as_str(), r.points, r.lifetime_delta)).collect();
+    assert_eq!(
+        kinds,
+        [("opening", carried, carried), ("accrual", 40, 40), ("redemption", -100, 0)],
+        "the ledger opens with what the guide carried"
+    );
+    let totals = ledger.totals(c).await.unwrap().unwrap();
+    assert_eq!((totals.balance, totals.lifetime), (carried - 60, carried + 40));
+    assert!(ledger.audit(c).await.unwrap().unwrap().inconsistencies().is_empty());
+    let events = ledger.events(c, 0, 10, false).await.unwrap();
+    assert_eq!(events[0].event_type, "account.opened");
+    let _ = stop_worker.send(());
+    worker_thread.join().unwrap();
+    let _ = stop_api.send(());
+    api_thread.join().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_worker_accrue_is_accepted_and_redeem_ends_within_its_deadline() {
     let mut settings = api_role("no-worker", "nobody-polls-this-queue");
