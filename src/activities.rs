@@ -45,11 +45,12 @@ impl LoyaltyActivities {
         let write = tokio::time::timeout(LEDGER_WRITE_TIMEOUT, self.ledger.project(&batch));
         let (reply, recovered) = write.await.unwrap_or(Err(LedgerError::TimedOut(LEDGER_WRITE_TIMEOUT)))?;
         self.metrics.projection(&batch, &reply, recovered);
-        if let ProjectionReply::Fenced { ledger_seq, ledger_totals } = &reply {
-            tracing::error!(
+        // The workflow says whether it holds its writes (or continues on a
+        // ledger holding exactly the totals a state from another worker carried).
+        if let ProjectionReply::Fenced { ledger_seq, ledger_totals, .. } = &reply {
+            tracing::warn!(
                 customer = %batch.customer_id, ledger_seq, ?ledger_totals, expected_seq = batch.after_seq,
-                expected_totals = ?batch.totals_before,
-                "ledger does not match the account; nothing written, the account holds its writes"
+                expected_totals = ?batch.totals_before, "ledger does not match the write; nothing written"
             );
         }
         Ok(reply)

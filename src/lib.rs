@@ -21,6 +21,7 @@ pub mod otel;
 pub mod payload;
 pub mod readiness;
 pub mod reconcile;
+pub mod setting;
 pub mod telemetry;
 pub mod webhooks;
 #[allow(missing_docs)]

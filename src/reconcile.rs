@@ -12,8 +12,8 @@ use std::time::Duration;
 use temporalio_client::errors::WorkflowQueryError;
 use temporalio_client::{Client, WorkflowQueryOptions};
 
-use crate::domain::{CustomerId, Tier};
-use crate::ledger::{Ledger, LedgerError};
+use crate::domain::{CustomerId, LoyaltySummary, Tier};
+use crate::ledger::{AccountSnapshot, Ledger, LedgerError};
 use crate::workflow::LoyaltyEntityWorkflow;
 
 /// Why an account could not be checked.
@@ -83,54 +83,61 @@ pub async fn check_account(client: &Client, ledger: &Ledger, customer_id: &str) 
             if let Some(why) = &s.ledger_held {
                 differences.push(format!("ledger writes held: {why}"));
             }
-            let ledger_seq = snapshot.seq;
-            if s.decided_seq != 0 && ledger_seq < s.decided_seq {
-                // Not written within SETTLE: entries on their way (or held). Totals compare only once written.
-                differences.push(format!(
-                    "ledger behind: {} decided entries not written yet (seq {}..={})",
-                    s.decided_seq - ledger_seq,
-                    ledger_seq + 1,
-                    s.decided_seq
-                ));
-                return Ok(differences);
-            }
-            // Entries decided after the question may be written by now: only
-            // a ledger ahead of what the workflow has decided since differs.
-            if s.decided_seq != 0 && ledger_seq > s.decided_seq {
-                let since = summary().await?.map_or(s.decided_seq, |again| again.decided_seq);
-                if ledger_seq > since {
-                    differences.push(format!(
-                        "sequence: the workflow decided up to entry {since} but the ledger's newest is {ledger_seq}"
-                    ));
-                }
-            }
-            // The workflow's figures are those after entry `decided_seq`:
-            // the account's totals when nothing was written since, else what
-            // the rows up to that entry add up to.
-            let current = ledger_seq == s.decided_seq;
-            let (balance, lifetime) = if current {
-                (snapshot.audit.totals.balance, snapshot.audit.totals.lifetime)
-            } else {
-                (snapshot.as_of.balance, snapshot.as_of.lifetime)
-            };
-            if s.points_balance != balance {
-                differences.push(format!("balance: workflow {} ledger {balance}", s.points_balance));
-            }
-            if s.lifetime_points != lifetime {
-                differences.push(format!("lifetime points: workflow {} ledger {lifetime}", s.lifetime_points));
-            }
-            if s.tier != Tier::for_lifetime(lifetime) {
-                differences.push(format!("tier: workflow {} ledger {}", s.tier, Tier::for_lifetime(lifetime)));
-            }
-            let held = if current { snapshot.audit.held } else { snapshot.as_of.held };
-            if s.held_points != held {
-                differences.push(format!("held points: workflow {} ledger {held}", s.held_points));
-            }
-            // Pending points are kept per account, not per row.
-            if current && s.pending_points != snapshot.pending {
-                differences.push(format!("pending points: workflow {} ledger {}", s.pending_points, snapshot.pending));
-            }
+            let since =
+                if snapshot.seq > s.decided_seq { summary().await?.map(|again| again.decided_seq) } else { None };
+            differences.extend(compare(&s, &snapshot, since.unwrap_or(s.decided_seq)));
         }
     }
     Ok(differences)
+}
+
+/// How the workflow's figures (`s`, after its entry `decided_seq`) differ
+/// from the ledger's `snapshot`; `since` is what the workflow had decided
+/// when asked again, for a ledger that looks ahead of the first answer.
+fn compare(s: &LoyaltySummary, snapshot: &AccountSnapshot, since: u64) -> Vec<String> {
+    let mut differences = Vec::new();
+    let ledger_seq = snapshot.seq;
+    if ledger_seq < s.decided_seq {
+        // Not written within SETTLE: entries on their way (or held). Totals compare only once written.
+        differences.push(format!(
+            "ledger behind: {} decided entries not written yet (seq {}..={})",
+            s.decided_seq - ledger_seq,
+            ledger_seq + 1,
+            s.decided_seq
+        ));
+        return differences;
+    }
+    // Entries decided after the question may be written by now: only a
+    // ledger ahead of what the workflow has decided since differs.
+    if ledger_seq > since {
+        differences.push(format!(
+            "sequence: the workflow decided up to entry {since} but the ledger's newest is {ledger_seq}"
+        ));
+    }
+    // The workflow's figures are those after entry `decided_seq`: the
+    // account's totals when nothing was written since, else what the rows
+    // up to that entry add up to.
+    let current = ledger_seq == s.decided_seq;
+    let (balance, lifetime, held) = if current {
+        (snapshot.audit.totals.balance, snapshot.audit.totals.lifetime, snapshot.audit.held)
+    } else {
+        (snapshot.as_of.balance, snapshot.as_of.lifetime, snapshot.as_of.held)
+    };
+    if s.points_balance != balance {
+        differences.push(format!("balance: workflow {} ledger {balance}", s.points_balance));
+    }
+    if s.lifetime_points != lifetime {
+        differences.push(format!("lifetime points: workflow {} ledger {lifetime}", s.lifetime_points));
+    }
+    if s.tier != Tier::for_lifetime(lifetime) {
+        differences.push(format!("tier: workflow {} ledger {}", s.tier, Tier::for_lifetime(lifetime)));
+    }
+    if s.held_points != held {
+        differences.push(format!("held points: workflow {} ledger {held}", s.held_points));
+    }
+    // Pending points are kept per account, not per row.
+    if current && s.pending_points != snapshot.pending {
+        differences.push(format!("pending points: workflow {} ledger {}", s.pending_points, snapshot.pending));
+    }
+    differences
 }

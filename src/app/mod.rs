@@ -17,11 +17,12 @@ use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::transport::server::Router;
 use tonic::transport::{Certificate, Identity as TlsIdentity, ServerTlsConfig};
+use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 use tower::layer::util::{Identity, Stack};
 
 use crate::activities::LoyaltyActivities;
-use crate::config::{Role, Settings, TlsFiles};
+use crate::config::{Settings, TlsFiles};
 use crate::grpc::LoyaltyApi;
 use crate::grpc::auth::AuthLayer;
 use crate::grpc::batcher::Batcher;
@@ -152,31 +153,7 @@ impl Application {
         let runtime_options =
             RuntimeOptions::builder().telemetry_options(telemetry).build().map_err(AppError::Worker)?;
         let runtime = Runtime::from_current_tokio(runtime_options).map_err(|e| AppError::Worker(e.to_string()))?;
-        let worker = if settings.role.runs_worker() {
-            // Pinned: a run stays on the build that started it; the entity
-            // moves to the current version at its next continue-as-new.
-            let deployment = settings.deployment.as_ref().map(|version| {
-                WorkerDeploymentOptions::new(
-                    WorkerDeploymentVersion::builder()
-                        .deployment_name(version.name.clone())
-                        .build_id(version.build_id.clone())
-                        .build(),
-                )
-                .use_worker_versioning(true)
-                .default_versioning_behavior(VersioningBehavior::Pinned)
-                .build()
-            });
-            let options = WorkerOptions::new(settings.task_queue.clone())
-                .maybe_deployment_options(deployment)
-                .max_cached_workflows(settings.max_cached_accounts)
-                .register_workflow::<LoyaltyEntityWorkflow>()
-                .map_err(|e| AppError::Worker(e.to_string()))?
-                .register_activities(LoyaltyActivities::new(ledger.clone(), metrics.clone()))
-                .build();
-            Some(Worker::new(&runtime, client.clone(), options).map_err(|e| AppError::Worker(e.to_string()))?)
-        } else {
-            None
-        };
+        let worker = worker(&settings, &runtime, &client, &ledger, &metrics)?;
 
         // Events are recorded by the worker's writes: its processes deliver them.
         let relay = match &settings.webhooks {
@@ -186,16 +163,8 @@ impl Application {
             }
             _ => None,
         };
-        let listener = TcpListener::bind(settings.grpc_addr).await.map_err(|e| AppError::Server(e.to_string()))?;
+        let (listener, health_listener) = listeners(&settings).await?;
         let grpc_addr = listener.local_addr().map_err(|e| AppError::Server(e.to_string()))?;
-        let health_listener = match settings.health_addr {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| AppError::Server(format!("health listener (LOYALTY_HEALTH_ADDR) on {addr}: {e}")))?,
-            ),
-            None => None,
-        };
         let (health, health_service) = tonic_health::server::health_reporter();
         let reported = Reported {
             services: if settings.role.serves_api() {
@@ -215,37 +184,7 @@ impl Application {
         }
         readiness::report(&health, &reported, temporal == readiness::TemporalCheck::Ready).await;
         health.set_service_status(readiness::LIVENESS_SERVICE, tonic_health::ServingStatus::Serving).await;
-        // Both reflection versions: older grpcurl releases speak only v1alpha.
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
-        let reflection_err = |e: tonic_reflection::server::Error| AppError::Server(e.to_string());
-        let api = (settings.role != Role::Worker).then(|| {
-            LoyaltyServiceServer::new(LoyaltyApi::new(
-                Batcher::new(client.clone(), settings.task_queue.clone(), settings.accrual_batching),
-                ledger,
-                settings.rpc_timeout,
-                tracing.clone(),
-                settings.program,
-            ))
-            .max_decoding_message_size(settings.max_request_bytes)
-        });
-        let mut server = tonic::transport::Server::builder();
-        if let Some(tls) = &settings.tls {
-            server = server.tls_config(tls_config(tls)?).map_err(|e| AppError::Server(format!("TLS: {e}")))?;
-        }
-        let router = server
-            // Outermost first: count every call, then refuse unauthenticated ones
-            // before they take a slot.
-            .layer(MetricsLayer::new(metrics))
-            .layer(AuthLayer::new(settings.api_keys.clone(), settings.rate_limits))
-            .layer(ConcurrencyLimitLayer::new(settings.max_concurrent_rpcs))
-            .add_service(health_service)
-            .add_service(reflection().build_v1().map_err(reflection_err)?)
-            .add_service(reflection().build_v1alpha().map_err(reflection_err)?)
-            .add_optional_service(api);
+        let router = router(&settings, ledger, &client, tracing.clone(), metrics, health_service)?;
         Ok(Self {
             grpc_addr,
             metrics_addr,
@@ -279,4 +218,95 @@ impl Application {
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
     }
+}
+
+/// The Temporal worker, if this process's role runs one. Pinned: a run
+/// stays on the build that started it; the entity moves to the current
+/// version at its next continue-as-new.
+fn worker(
+    settings: &Settings,
+    runtime: &Runtime,
+    client: &Client,
+    ledger: &Ledger,
+    metrics: &Metrics,
+) -> Result<Option<Worker>, AppError> {
+    if !settings.role.runs_worker() {
+        return Ok(None);
+    }
+    let deployment = settings.deployment.as_ref().map(|version| {
+        WorkerDeploymentOptions::new(
+            WorkerDeploymentVersion::builder()
+                .deployment_name(version.name.clone())
+                .build_id(version.build_id.clone())
+                .build(),
+        )
+        .use_worker_versioning(true)
+        .default_versioning_behavior(VersioningBehavior::Pinned)
+        .build()
+    });
+    let options = WorkerOptions::new(settings.task_queue.clone())
+        .maybe_deployment_options(deployment)
+        .max_cached_workflows(settings.max_cached_accounts)
+        .register_workflow::<LoyaltyEntityWorkflow>()
+        .map_err(|e| AppError::Worker(e.to_string()))?
+        .register_activities(LoyaltyActivities::new(ledger.clone(), metrics.clone()))
+        .build();
+    Worker::new(runtime, client.clone(), options).map(Some).map_err(|e| AppError::Worker(e.to_string()))
+}
+
+/// The gRPC listener and, with `LOYALTY_HEALTH_ADDR`, the plaintext health one.
+async fn listeners(settings: &Settings) -> Result<(TcpListener, Option<TcpListener>), AppError> {
+    let listener = TcpListener::bind(settings.grpc_addr).await.map_err(|e| AppError::Server(e.to_string()))?;
+    let health = match settings.health_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| AppError::Server(format!("health listener (LOYALTY_HEALTH_ADDR) on {addr}: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok((listener, health))
+}
+
+/// The gRPC server's services (the API only if the role serves it) and,
+/// outermost first, its layers: count every call, then refuse
+/// unauthenticated ones before they take a slot.
+fn router(
+    settings: &Settings,
+    ledger: Ledger,
+    client: &Client,
+    tracing: Option<Tracing>,
+    metrics: Metrics,
+    health_service: HealthServer<impl Health>,
+) -> Result<Router<Layers>, AppError> {
+    // Both reflection versions: older grpcurl releases speak only v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_err = |e: tonic_reflection::server::Error| AppError::Server(e.to_string());
+    let api = settings.role.serves_api().then(|| {
+        LoyaltyServiceServer::new(LoyaltyApi::new(
+            Batcher::new(client.clone(), settings.task_queue.clone(), settings.accrual_batching),
+            ledger,
+            settings.rpc_timeout,
+            tracing,
+            settings.program,
+        ))
+        .max_decoding_message_size(settings.max_request_bytes)
+    });
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &settings.tls {
+        server = server.tls_config(tls_config(tls)?).map_err(|e| AppError::Server(format!("TLS: {e}")))?;
+    }
+    let router = server
+        .layer(MetricsLayer::new(metrics))
+        .layer(AuthLayer::new(settings.api_keys.clone(), settings.rate_limits))
+        .layer(ConcurrencyLimitLayer::new(settings.max_concurrent_rpcs))
+        .add_service(health_service)
+        .add_service(reflection().build_v1().map_err(reflection_err)?)
+        .add_service(reflection().build_v1alpha().map_err(reflection_err)?)
+        .add_optional_service(api);
+    Ok(router)
 }

@@ -82,7 +82,7 @@ fn answer(result: Result<pb::Hold, tonic::Status>, as_json: bool) -> ExitCode {
 
 /// Sets points aside.
 pub async fn reserve(args: ReserveArgs) -> ExitCode {
-    let Some(ttl_ms) = crate::config::program::parse_duration_ms(&args.ttl) else {
+    let Some(ttl_ms) = crate::setting::parse_duration_ms(&args.ttl) else {
         let status = tonic::Status::invalid_argument(format!("ttl: {:?} is not a duration like 30s or 15m", args.ttl));
         return answer(Err(status), args.target.json);
     };

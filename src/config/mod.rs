@@ -1,7 +1,10 @@
 //! Typed settings: defaults in code, environment overrides, flags over both,
 //! validated once at start with errors that name the setting.
 
+mod env;
 pub mod program;
+
+pub use crate::setting::ConfigError;
 
 use crate::domain::program::Program;
 use std::net::SocketAddr;
@@ -11,8 +14,9 @@ use std::time::Duration;
 use temporalio_client::envconfig::LoadClientConfigProfileOptions;
 use temporalio_client::{ClientOptions, ConnectionOptions, Url};
 
+use self::env::{Env, socket_addr};
 use crate::grpc::auth::ApiKeys;
-use crate::grpc::rate::{Rate, RateLimits};
+use crate::grpc::rate::RateLimits;
 use crate::ledger::Ledger;
 
 /// Default gRPC listen address.
@@ -88,16 +92,6 @@ impl Role {
             _ => None,
         }
     }
-}
-
-/// A setting that is missing or malformed.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration {setting}: {reason}")]
-pub struct ConfigError {
-    /// The environment variable (or flag) at fault.
-    pub setting: &'static str,
-    /// Why.
-    pub reason: String,
 }
 
 /// Values given on the command line; each wins over its environment variable.
@@ -192,178 +186,130 @@ impl Settings {
 
     /// Like [`Settings::load`] with an injectable environment (for tests).
     pub fn from_lookup(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let pick = |flag: &Option<String>, var: &str, default: &str| {
-            flag.clone().or_else(|| env(var)).unwrap_or_else(|| default.to_owned())
-        };
-        let grpc_addr = pick(&overrides.grpc_addr, "LOYALTY_GRPC_ADDR", DEFAULT_GRPC_ADDR);
-        let grpc_addr = grpc_addr.parse().map_err(|e| ConfigError {
-            setting: "LOYALTY_GRPC_ADDR",
-            reason: format!("{grpc_addr:?} is not a socket address like 0.0.0.0:50051 ({e})"),
-        })?;
-        let task_queue = pick(&overrides.task_queue, "LOYALTY_TASK_QUEUE", DEFAULT_TASK_QUEUE);
+        let env = Env(env);
+        let grpc_addr = env.pick(&overrides.grpc_addr, "LOYALTY_GRPC_ADDR", DEFAULT_GRPC_ADDR);
+        let task_queue = env.pick(&overrides.task_queue, "LOYALTY_TASK_QUEUE", DEFAULT_TASK_QUEUE);
         if task_queue.trim().is_empty() || task_queue.len() > 255 {
             return Err(ConfigError { setting: "LOYALTY_TASK_QUEUE", reason: "must be 1 to 255 characters".into() });
         }
-        let database_url = pick(&overrides.database_url, "LOYALTY_DATABASE_URL", DEFAULT_DATABASE_URL);
+        let database_url = env.pick(&overrides.database_url, "LOYALTY_DATABASE_URL", DEFAULT_DATABASE_URL);
         if !Ledger::supports(&database_url) {
             return Err(ConfigError {
                 setting: "LOYALTY_DATABASE_URL",
                 reason: format!("{database_url:?} is not supported; use sqlite:<path> or postgres://..."),
             });
         }
-        let (mut temporal_connection, temporal_client) =
-            ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
-                .map_err(|e| ConfigError { setting: "TEMPORAL_*", reason: e.to_string() })?;
-        if let Some(address) = overrides.temporal_address.as_deref() {
-            temporal_connection.target = parse_temporal_address(address)?;
-        }
-        // A connection that went dead silently (a partition, a load balancer
-        // that forgot the flow) is found within interval + timeout, not after
-        // the kernel's minutes; a connection attempt ends too.
-        temporal_connection.keep_alive = Some(
-            temporalio_client::ClientKeepAliveOptions::builder()
-                .interval(TEMPORAL_KEEPALIVE_INTERVAL)
-                .timeout(TEMPORAL_KEEPALIVE_TIMEOUT)
-                .build(),
-        );
-        temporal_connection.connect_timeout.get_or_insert(TEMPORAL_CONNECT_TIMEOUT);
-        let role = pick(&overrides.role, "LOYALTY_ROLE", "all");
+        let role = env.pick(&overrides.role, "LOYALTY_ROLE", "all");
         let role = Role::parse(&role).ok_or_else(|| ConfigError {
             setting: "LOYALTY_ROLE",
             reason: format!("{role:?} is not all, api or worker"),
         })?;
-        let number = |var: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
-            match env(var) {
-                None => Ok(default),
-                Some(raw) => raw.trim().parse::<u64>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
-                    ConfigError { setting: var, reason: format!("{raw:?} is not a whole number from 1 to {max}") }
-                }),
-            }
-        };
-        let drain_timeout = Duration::from_secs(number("LOYALTY_DRAIN_SECONDS", DEFAULT_DRAIN_SECONDS, 3_600)?);
-        let shutdown_delay = match env("LOYALTY_SHUTDOWN_DELAY_SECONDS") {
-            None => Duration::ZERO,
-            Some(raw) => Duration::from_secs(
-                raw.trim().parse::<u64>().ok().filter(|n| *n <= MAX_SHUTDOWN_DELAY_SECONDS).ok_or_else(|| {
-                    ConfigError {
-                        setting: "LOYALTY_SHUTDOWN_DELAY_SECONDS",
-                        reason: format!("{raw:?} is not a whole number from 0 to {MAX_SHUTDOWN_DELAY_SECONDS}"),
-                    }
-                })?,
-            ),
-        };
-        let rpc_timeout =
-            Duration::from_secs(number("LOYALTY_RPC_TIMEOUT_SECONDS", DEFAULT_RPC_TIMEOUT_SECONDS, 3_600)?);
-        let max_request_bytes =
-            number("LOYALTY_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES as u64, 16 * 1024 * 1024)? as usize;
-        let max_concurrent_rpcs =
-            number("LOYALTY_MAX_CONCURRENT_RPCS", DEFAULT_MAX_CONCURRENT_RPCS as u64, 1_000_000)? as usize;
-        let max_cached_accounts =
-            number("LOYALTY_MAX_CACHED_ACCOUNTS", DEFAULT_MAX_CACHED_ACCOUNTS as u64, 10_000_000)? as usize;
-        let tls = match (env("LOYALTY_TLS_CERT_FILE"), env("LOYALTY_TLS_KEY_FILE")) {
-            (None, None) => None,
-            (Some(cert), Some(key)) => Some(TlsFiles {
-                cert: cert.into(),
-                key: key.into(),
-                client_ca: env("LOYALTY_TLS_CLIENT_CA_FILE").map(PathBuf::from),
-            }),
-            _ => {
-                return Err(ConfigError {
-                    setting: "LOYALTY_TLS_CERT_FILE",
-                    reason: "LOYALTY_TLS_CERT_FILE and LOYALTY_TLS_KEY_FILE go together".into(),
-                });
-            }
-        };
-        if tls.is_none() && env("LOYALTY_TLS_CLIENT_CA_FILE").is_some() {
-            return Err(ConfigError {
-                setting: "LOYALTY_TLS_CLIENT_CA_FILE",
-                reason: "client certificates need TLS: set LOYALTY_TLS_CERT_FILE and LOYALTY_TLS_KEY_FILE".into(),
-            });
-        }
-        let address = |setting: &'static str, example: &str| {
-            env(setting)
-                .filter(|raw| !raw.trim().is_empty())
-                .map(|raw| {
-                    raw.trim().parse::<SocketAddr>().map_err(|e| ConfigError {
-                        setting,
-                        reason: format!("{raw:?} is not a socket address like {example} ({e})"),
-                    })
-                })
-                .transpose()
-        };
-        let metrics_addr = address("LOYALTY_METRICS_ADDR", "0.0.0.0:9464")?;
-        let health_addr = address("LOYALTY_HEALTH_ADDR", "0.0.0.0:8081")?;
-        let deployment = match (env("LOYALTY_DEPLOYMENT_NAME"), env("LOYALTY_BUILD_ID")) {
-            (None, None) => None,
-            (Some(name), Some(build_id)) if !name.trim().is_empty() && !build_id.trim().is_empty() => {
-                Some(DeploymentVersion { name, build_id })
-            }
-            _ => {
-                return Err(ConfigError {
-                    setting: "LOYALTY_DEPLOYMENT_NAME",
-                    reason: "LOYALTY_DEPLOYMENT_NAME and LOYALTY_BUILD_ID go together, both non-empty".into(),
-                });
-            }
-        };
-        let flag = |setting: &'static str, default: bool| match env(setting).as_deref().map(str::trim) {
-            None | Some("") => Ok(default),
-            Some("true" | "1") => Ok(true),
-            Some("false" | "0") => Ok(false),
-            Some(other) => Err(ConfigError { setting, reason: format!("{other:?} is not true or false") }),
-        };
-        let accrual_batching = flag("LOYALTY_ACCRUAL_BATCHING", true)?;
-        let api_keys = env("LOYALTY_API_KEYS_FILE")
-            .map(|path| ApiKeys::load(std::path::Path::new(&path)))
-            .transpose()
-            .map_err(|reason| ConfigError { setting: "LOYALTY_API_KEYS_FILE", reason })?;
-        let require_keys = flag("LOYALTY_REQUIRE_API_KEYS", false)?;
-        if require_keys && api_keys.is_none() {
-            return Err(ConfigError {
-                setting: "LOYALTY_API_KEYS_FILE",
-                reason: "LOYALTY_REQUIRE_API_KEYS is true but no keys file is set: refusing to serve without \
-                         authentication"
-                    .into(),
-            });
-        }
-        let rate = |setting: &'static str| {
-            env(setting)
-                .filter(|raw| !matches!(raw.trim(), "" | "off"))
-                .map(|raw| Rate::parse(&raw).map_err(|reason| ConfigError { setting, reason }))
-                .transpose()
-        };
-        let rate_limits = RateLimits {
-            read: rate("LOYALTY_RATE_LIMIT_READ")?,
-            write: rate("LOYALTY_RATE_LIMIT_WRITE")?,
-            admin: rate("LOYALTY_RATE_LIMIT_ADMIN")?,
-        };
+        let (temporal_connection, temporal_client) = temporal(overrides)?;
+        let (tls, api_keys) = security(&env)?;
+        let webhooks = env.get(crate::webhooks::FILE_SETTING).filter(|p| !p.trim().is_empty());
         Ok(Self {
-            grpc_addr,
+            grpc_addr: socket_addr("LOYALTY_GRPC_ADDR", &grpc_addr, "0.0.0.0:50051")?,
             task_queue,
             database_url,
             temporal_connection,
             temporal_client,
             role,
-            drain_timeout,
-            shutdown_delay,
-            health_addr,
-            rpc_timeout,
-            max_request_bytes,
-            max_concurrent_rpcs,
-            max_cached_accounts,
-            accrual_batching,
+            drain_timeout: Duration::from_secs(env.number("LOYALTY_DRAIN_SECONDS", DEFAULT_DRAIN_SECONDS, 3_600)?),
+            shutdown_delay: Duration::from_secs(
+                env.bounded("LOYALTY_SHUTDOWN_DELAY_SECONDS", 0, MAX_SHUTDOWN_DELAY_SECONDS)?.unwrap_or(0),
+            ),
+            health_addr: env.address("LOYALTY_HEALTH_ADDR", "0.0.0.0:8081")?,
+            rpc_timeout: Duration::from_secs(env.number(
+                "LOYALTY_RPC_TIMEOUT_SECONDS",
+                DEFAULT_RPC_TIMEOUT_SECONDS,
+                3_600,
+            )?),
+            max_request_bytes: env.number("LOYALTY_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES as u64, 16 << 20)?
+                as usize,
+            max_concurrent_rpcs: env.number(
+                "LOYALTY_MAX_CONCURRENT_RPCS",
+                DEFAULT_MAX_CONCURRENT_RPCS as u64,
+                1_000_000,
+            )? as usize,
+            max_cached_accounts: env.number(
+                "LOYALTY_MAX_CACHED_ACCOUNTS",
+                DEFAULT_MAX_CACHED_ACCOUNTS as u64,
+                10_000_000,
+            )? as usize,
+            accrual_batching: env.flag("LOYALTY_ACCRUAL_BATCHING", true)?,
             tls,
             api_keys,
-            rate_limits,
-            metrics_addr,
-            deployment,
-            otlp_endpoint: env("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|e| !e.trim().is_empty()),
-            program: program::load(&env)?,
-            webhooks: env(crate::webhooks::FILE_SETTING)
-                .filter(|p| !p.trim().is_empty())
-                .map(|path| crate::webhooks::WebhookConfig::load(&path, &env))
-                .transpose()?,
+            rate_limits: RateLimits {
+                read: env.rate("LOYALTY_RATE_LIMIT_READ")?,
+                write: env.rate("LOYALTY_RATE_LIMIT_WRITE")?,
+                admin: env.rate("LOYALTY_RATE_LIMIT_ADMIN")?,
+            },
+            metrics_addr: env.address("LOYALTY_METRICS_ADDR", "0.0.0.0:9464")?,
+            deployment: env
+                .pair("LOYALTY_DEPLOYMENT_NAME", "LOYALTY_BUILD_ID")?
+                .map(|(name, build_id)| DeploymentVersion { name, build_id }),
+            otlp_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|e| !e.trim().is_empty()),
+            program: program::load(&env.0)?,
+            webhooks: webhooks.map(|path| crate::webhooks::WebhookConfig::load(&path, &env.0)).transpose()?,
         })
     }
+}
+
+/// The Temporal connection: the SDK's environment configuration
+/// (`TEMPORAL_*`), the flag's address over it, and our keepalive: a
+/// connection that went dead silently (a partition, a load balancer that
+/// forgot the flow) is found within interval + timeout, not after the
+/// kernel's minutes, and a connection attempt ends too.
+fn temporal(overrides: &Overrides) -> Result<(ConnectionOptions, ClientOptions), ConfigError> {
+    let (mut connection, client) = ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
+        .map_err(|e| ConfigError { setting: "TEMPORAL_*", reason: e.to_string() })?;
+    if let Some(address) = overrides.temporal_address.as_deref() {
+        connection.target = parse_temporal_address(address)?;
+    }
+    connection.keep_alive = Some(
+        temporalio_client::ClientKeepAliveOptions::builder()
+            .interval(TEMPORAL_KEEPALIVE_INTERVAL)
+            .timeout(TEMPORAL_KEEPALIVE_TIMEOUT)
+            .build(),
+    );
+    connection.connect_timeout.get_or_insert(TEMPORAL_CONNECT_TIMEOUT);
+    Ok((connection, client))
+}
+
+/// TLS files and API keys, checked together: client certificates need TLS,
+/// and `LOYALTY_REQUIRE_API_KEYS` refuses to start without keys.
+fn security<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<(Option<TlsFiles>, Option<ApiKeys>), ConfigError> {
+    let client_ca = env.get("LOYALTY_TLS_CLIENT_CA_FILE").map(PathBuf::from);
+    let tls = match env.get("LOYALTY_TLS_CERT_FILE").zip(env.get("LOYALTY_TLS_KEY_FILE")) {
+        Some((cert, key)) => Some(TlsFiles { cert: cert.into(), key: key.into(), client_ca }),
+        None if env.get("LOYALTY_TLS_CERT_FILE").or(env.get("LOYALTY_TLS_KEY_FILE")).is_some() => {
+            return Err(ConfigError {
+                setting: "LOYALTY_TLS_CERT_FILE",
+                reason: "LOYALTY_TLS_CERT_FILE and LOYALTY_TLS_KEY_FILE go together".into(),
+            });
+        }
+        None if client_ca.is_some() => {
+            return Err(ConfigError {
+                setting: "LOYALTY_TLS_CLIENT_CA_FILE",
+                reason: "client certificates need TLS: set LOYALTY_TLS_CERT_FILE and LOYALTY_TLS_KEY_FILE".into(),
+            });
+        }
+        None => None,
+    };
+    let api_keys = env
+        .get("LOYALTY_API_KEYS_FILE")
+        .map(|path| ApiKeys::load(std::path::Path::new(&path)))
+        .transpose()
+        .map_err(|reason| ConfigError { setting: "LOYALTY_API_KEYS_FILE", reason })?;
+    if env.flag("LOYALTY_REQUIRE_API_KEYS", false)? && api_keys.is_none() {
+        return Err(ConfigError {
+            setting: "LOYALTY_API_KEYS_FILE",
+            reason: "LOYALTY_REQUIRE_API_KEYS is true but no keys file is set: refusing to serve without \
+                     authentication"
+                .into(),
+        });
+    }
+    Ok((tls, api_keys))
 }
 
 /// Accepts `host:port` or a URL, as Temporal's own tools do.

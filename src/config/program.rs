@@ -2,9 +2,9 @@
 //! expiry and the refund policy. Durations take a unit (`500ms`, `30s`,
 //! `15m`, `12h`, `14d`) so tests can run a point's whole life in seconds.
 
-use super::ConfigError;
 use crate::domain::Millis;
-use crate::domain::program::{DAY_MS, DEFAULT_EXPIRY_WARNING_MS, MAX_EXPIRY_MS, MAX_PENDING_MS, Program, RefundPolicy};
+use crate::domain::program::{DEFAULT_EXPIRY_WARNING_MS, MAX_EXPIRY_MS, MAX_PENDING_MS, Program, RefundPolicy};
+use crate::setting::{ConfigError, duration};
 
 /// Reads the program's settings; every one is optional.
 pub fn load(env: &impl Fn(&str) -> Option<String>) -> Result<Program, ConfigError> {
@@ -41,42 +41,10 @@ pub fn load(env: &impl Fn(&str) -> Option<String>) -> Result<Program, ConfigErro
     Ok(Program { pending_ms, lot_expiry_ms, inactivity_expiry_ms, refund, expiry_warning_ms })
 }
 
-/// Parses `<number><unit>` (`ms`, `s`, `m`, `h`, `d`) into milliseconds.
-pub fn parse_duration_ms(raw: &str) -> Option<Millis> {
-    duration("duration", raw, 0, Millis::MAX).ok()
-}
-
-/// Parses `<number><unit>` within `min..=max` milliseconds.
-fn duration(setting: &'static str, raw: &str, min: Millis, max: Millis) -> Result<Millis, ConfigError> {
-    let raw = raw.trim();
-    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let (number, unit) = raw.split_at(split);
-    let unit_ms = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => DAY_MS,
-        _ => 0,
-    };
-    number
-        .parse::<Millis>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit_ms))
-        .filter(|ms| unit_ms > 0 && (min..=max).contains(ms))
-        .ok_or_else(|| ConfigError {
-            setting,
-            reason: format!(
-                "{raw:?} is not a duration like 30s, 12h or 365d between {} s and {} days",
-                min / 1_000,
-                max / DAY_MS
-            ),
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::program::DAY_MS;
 
     fn program(env: &[(&str, &str)]) -> Result<Program, ConfigError> {
         load(&|name: &str| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))

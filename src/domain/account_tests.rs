@@ -516,10 +516,40 @@ fn a_full_account_carries_a_bounded_state_and_its_estimate_is_close() {
         "carried state, longest values: windows {windows} bytes, lots {lots}, with 500 unwritten {actual}; estimate {estimate}"
     );
     assert!(actual > 1024 * 1024, "the continue-as-new rule, not luck, bounds this: {actual}");
-    assert!(
-        actual <= estimate && estimate <= actual * 5 / 4,
-        "the estimate bounds it closely: {estimate} for {actual}"
-    );
+    assert!(actual <= estimate && estimate <= 2 * actual, "the estimate bounds it: {estimate} for {actual}");
+}
+
+/// Text that JSON escapes (quotes, backslashes) in every place the state
+/// keeps text: the estimate is still never below the JSON.
+#[test]
+fn the_size_estimate_bounds_a_state_of_escaped_text() {
+    let mut s = LoyaltyState::open("c");
+    let text = "\"\\".repeat(128);
+    let id = |i: usize| format!("{i:0>128}");
+    for i in 0..300 {
+        let e = PointsEvent { reason: text.clone(), source: text.clone(), ..event(&id(i), 1_000) };
+        s.accrue_at(e, 0);
+        let req = RedemptionRequest { event_id: id(10_000 + i), points: 1, reward: text.clone() };
+        s.apply(Command::Redeem(req), 0).unwrap();
+        let adjust =
+            AdjustmentRequest { event_id: id(20_000 + i), points: 1, reason: text.clone(), ..Default::default() };
+        s.apply(Command::Adjust(adjust), 0).unwrap();
+        s.hold(Command::Reserve(reserve_req(&id(30_000 + i), 1, 60_000)), 0).unwrap();
+        let capture =
+            CaptureRequest { hold_id: id(30_000 + i), points: 1, event_id: id(40_000 + i), reward: text.clone() };
+        s.hold(Command::Capture(capture), 0).unwrap();
+        let queued = PointsEvent {
+            ledger_checked: false,
+            reason: text.clone(),
+            source: text.clone(),
+            ..event(&id(50_000 + i), 1)
+        };
+        s.accrue_at(queued, 0);
+    }
+    s.hold(Command::Reserve(reserve_req(&id(60_000), 1, 60_000)), 0).unwrap();
+    assert!(s.unprojected.iter().any(|e| e.tier_change.is_some()));
+    let (actual, estimate) = (serde_json::to_vec(&s).unwrap().len(), s.approximate_size());
+    assert!(actual <= estimate, "{estimate} for {actual}");
 }
 
 /// What an account that took 10,000 lots carries, each lot expiring on its
@@ -613,6 +643,16 @@ fn mixed_operations_keep_the_books_exact() {
 }
 
 #[test]
+fn a_guide_made_state_drops_queued_accruals_this_service_would_refuse() {
+    let guide = r#"{"customer_id":"c","points_balance":0,"lifetime_points":0,"tier":"Bronze","is_active":true,
+        "processed_event_ids":[],"pending_events":[{"event_id":"minus","points":-5,"reason":"x"},
+        {"event_id":"ok","points":5,"reason":"x"}]}"#;
+    let s = LoyaltyState::upgrade(Some(serde_json::from_str(guide).unwrap()), "c", 1);
+    assert_eq!(s.pending_events.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["ok"]);
+    assert!(s.unprojected.is_empty(), "zero totals open nothing");
+}
+
+#[test]
 fn a_state_the_guide_made_keeps_its_totals_and_opens_the_ledger_with_them() {
     let guide = include_str!("../../tests/states/guide.json");
     let carried: LoyaltyState = serde_json::from_str(guide).unwrap();
@@ -643,16 +683,24 @@ fn a_ledger_holding_exactly_the_carried_totals_is_continued_and_any_other_stays_
     s.apply(Command::Reserve(reserve_req("h", 10, 60_000)), 6_000).unwrap();
     let carried = Totals { balance: 1_050, lifetime: 1_200 };
     let mut other = s.clone();
-    assert!(!other.rebase(40, Totals { balance: 1_049, lifetime: 1_200 }), "a ledger that disagrees is not adopted");
-    assert!(!other.rebase(0, carried), "an empty ledger takes the opening entry");
+    assert!(!other.rebase(40, Totals { balance: 1_049, lifetime: 1_200 }, (0, 0)), "a ledger that disagrees");
+    assert!(!other.rebase(40, carried, (100, 0)), "points pending in the ledger that the state does not have");
+    assert!(!other.rebase(40, carried, (0, 5)), "points held in the ledger that the state does not have");
+    assert!(!other.rebase(0, carried, (0, 0)), "an empty ledger takes the opening entry");
     assert_eq!(other, s);
-    assert!(s.rebase(40, carried));
+    assert!(s.rebase(40, carried, (0, 0)));
     let seqs: Vec<_> = s.unprojected.iter().map(|e| (e.seq, e.movement.event_id.as_str())).collect();
     assert_eq!(seqs, vec![(41, "r"), (42, "hold/h")]);
     assert_eq!((s.seq, s.projected_seq, s.recent_redemptions[0].seq), (42, 40, 41));
     let batch = s.projection(MAX_BATCH, usize::MAX);
     assert_eq!((batch.after_seq, batch.totals_before), (40, carried));
-    assert!(!s.rebase(40, carried), "once");
+    assert!(!s.rebase(40, carried, (0, 0)), "once");
+
+    // A caller's hold id that looks like a sequence number keeps its name.
+    let mut s = LoyaltyState::upgrade(Some(serde_json::from_str(guide).unwrap()), "c-guide", 5_000);
+    s.apply(Command::Reserve(reserve_req("2", 10, 60_000)), 6_000).unwrap();
+    assert!(s.rebase(40, carried, (0, 0)));
+    assert_eq!(s.unprojected[0].movement.event_id, "hold/2");
 }
 
 /// The 1.0 state fixture's account: lots pending and expiring, a spend, a

@@ -58,8 +58,8 @@ impl LoyaltyState {
     }
 
     /// Decides the queued accruals the ledger was asked about, in order:
-    /// `new[i]` says whether the ledger lacked the i-th (decide it) or held
-    /// it (ignore it, with why).
+    /// `verdicts[i]` says whether the ledger lacked the i-th (decide it) or
+    /// held it (ignore it, with why).
     pub(super) fn accrue_checked(&mut self, verdicts: &[Result<(), Ignored>], now: Millis) -> Vec<(String, Ignored)> {
         let checked: Vec<PointsEvent> =
             self.pending_events.drain(..verdicts.len().min(self.pending_events.len())).collect();

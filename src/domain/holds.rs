@@ -13,7 +13,7 @@ use super::error::FieldError;
 use super::ids::EventId;
 use super::kind::EntryKind;
 use super::lots::Draw;
-use super::movement::Movement;
+use super::movement::{Movement, json_text};
 use super::points::Points;
 use super::text::BoundedText;
 use super::time::Millis;
@@ -60,6 +60,16 @@ pub enum HoldEnd {
     Released,
     /// Given back because its time was up.
     Expired,
+}
+
+impl HoldEnd {
+    /// At most how many bytes it takes in JSON.
+    pub fn size(&self) -> usize {
+        match self {
+            HoldEnd::Captured { event_id, reward, .. } => 80 + event_id.len() + json_text(reward),
+            HoldEnd::Released | HoldEnd::Expired => 12,
+        }
+    }
 }
 
 /// A finished hold the account remembers.

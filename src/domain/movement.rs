@@ -35,6 +35,11 @@ pub struct Movement {
     pub reverses: Option<String>,
 }
 
+/// At most how many bytes free text `s` takes inside a JSON string.
+pub fn json_text(s: &str) -> usize {
+    2 * s.len()
+}
+
 /// What a stored entry was asked to do, to compare a resent event with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRequest {
@@ -51,14 +56,16 @@ pub struct StoredRequest {
 }
 
 impl Movement {
-    /// About how many bytes this movement takes in JSON: its texts and a
-    /// fixed allowance for the numbers and names.
+    /// At most how many bytes this movement takes in JSON: a fixed
+    /// allowance for the numbers and names, its ids as they are (their
+    /// alphabet needs no escaping) and its free texts twice (escaping at
+    /// most doubles a text: control characters are refused).
     pub fn approximate_size(&self) -> usize {
         const FIELDS: usize = 200;
         FIELDS
             + self.event_id.len()
-            + self.reason.len()
-            + self.source.len()
+            + json_text(&self.reason)
+            + json_text(&self.source)
             + self.reverses.as_ref().map_or(0, String::len)
     }
 

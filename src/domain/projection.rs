@@ -13,7 +13,6 @@ use super::entry::Entry;
 use super::kind::EntryKind;
 use super::messages::PointsEvent;
 use super::movement::{Movement, Totals};
-use super::record::is_system_id;
 use super::rejection::Ignored;
 use super::state::LoyaltyState;
 
@@ -85,6 +84,9 @@ pub enum ProjectionReply {
         ledger_seq: u64,
         /// The ledger's totals.
         ledger_totals: Totals,
+        /// Points the ledger's newest entry left pending and held.
+        #[serde(default)]
+        ledger_pending_and_held: (i64, i64),
     },
 }
 
@@ -119,12 +121,14 @@ impl LoyaltyState {
             taken += 1;
         }
         let entries: Vec<Entry> = self.unprojected[..taken].to_vec();
+        // Nothing to write: the first check always goes, so it makes progress too.
+        let mut first = entries.is_empty();
         let check = self
             .pending_events
             .iter()
             .take(max)
             .map(PointsEvent::movement)
-            .take_while(|m| fits(m.approximate_size()))
+            .take_while(|m| fits(m.approximate_size()) || std::mem::take(&mut first))
             .collect();
         let totals_before = entries.first().map_or_else(|| self.totals(), Entry::before);
         ProjectionBatch {
@@ -150,10 +154,13 @@ impl LoyaltyState {
     /// exactly those totals (this service wrote it before the other worker
     /// ran the account, and that worker changed nothing) is continued
     /// instead: the opening entry is dropped and every decision since is
-    /// renumbered on top of the ledger's newest entry. Returns whether it
-    /// did; any other ledger stays fenced.
-    pub fn rebase(&mut self, ledger_seq: u64, ledger_totals: Totals) -> bool {
-        let opens = self.projected_seq == 0
+    /// renumbered on top of the ledger's newest entry. A ledger that holds
+    /// pending or held points for the account does not match (the other
+    /// worker's state has neither). Returns whether it did; any other ledger
+    /// stays fenced.
+    pub fn rebase(&mut self, ledger_seq: u64, ledger_totals: Totals, pending_and_held: (i64, i64)) -> bool {
+        let opens = pending_and_held == (0, 0)
+            && self.projected_seq == 0
             && self
                 .unprojected
                 .first()
@@ -166,7 +173,9 @@ impl LoyaltyState {
         for e in &mut self.unprojected {
             let old = e.movement.event_id.clone();
             e.seq += offset;
-            if is_system_id(&old) && old.ends_with(&format!("/{}", e.seq - offset)) {
+            // Only the ids the account numbers itself (`activation/12`), not `hold/<caller's id>`.
+            let numbered = matches!(e.movement.kind, EntryKind::Activation | EntryKind::Expiry | EntryKind::Expiring);
+            if numbered && old == format!("{}/{}", e.movement.kind.as_str(), e.seq - offset) {
                 e.movement.event_id = format!("{}/{}", e.movement.kind.as_str(), e.seq);
                 if let Some(change) = e.tier_change.as_mut().filter(|c| c.caused_by == old) {
                     change.caused_by = e.movement.event_id.clone();

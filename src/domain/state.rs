@@ -9,9 +9,9 @@ use super::answers::{ChangeRecord, RedemptionRecord};
 use super::dedup::RecentIds;
 use super::entry::Entry;
 use super::holds::{Hold, HoldRecord};
-use super::lots::Lots;
+use super::lots::{Draw, Lots};
 use super::messages::{LoyaltySummary, PointsEvent};
-use super::movement::Totals;
+use super::movement::{Totals, json_text};
 use super::originals::Originals;
 use super::tier::Tier;
 use super::time::{DAY_MS, Millis};
@@ -183,22 +183,25 @@ impl LoyaltyState {
         }
     }
 
-    /// About how many bytes the state takes as JSON, from its parts: every
-    /// text's length plus a fixed allowance per item. What decides whether
-    /// a run may carry it (`RunBudget`), without serializing it.
+    /// At most how many bytes the state takes as JSON, from its parts: a
+    /// fixed allowance per item, ids as they are, free texts twice (see
+    /// `json_text`). What decides whether a run may carry it (`RunBudget`),
+    /// without serializing it.
     pub fn approximate_size(&self) -> usize {
+        let draws = |draws: &[Draw]| draws.iter().map(|d| d.lot.len() + 24).sum::<usize>();
         let ids: usize = self.processed_event_ids.iter().map(|id| id.len() + 3).sum();
-        let redemptions: usize =
-            self.recent_redemptions.iter().map(|r| 120 + r.request.event_id.len() + 2 * r.request.reward.len()).sum();
-        let changes: usize = self.recent_changes.iter().map(|r| 260 + r.movement.approximate_size()).sum();
-        let holds: usize = self
-            .holds
+        let redemptions: usize = self
+            .recent_redemptions
             .iter()
-            .map(|h| 100 + h.hold_id.len() + h.draws.iter().map(|d| d.lot.len() + 24).sum::<usize>())
+            .map(|r| 150 + r.request.event_id.len() + 2 * json_text(&r.request.reward))
             .sum();
-        let finished: usize = self.finished_holds.iter().map(|r| 200 + r.hold.hold_id.len() + 300).sum();
-        let entries: usize = self.unprojected.iter().map(|e| 300 + e.approximate_size()).sum();
-        let pending: usize = self.pending_events.iter().map(|e| e.movement().approximate_size()).sum();
+        let changes: usize = self.recent_changes.iter().map(|r| 260 + r.movement.approximate_size()).sum();
+        let holds: usize = self.holds.iter().map(|h| 120 + h.hold_id.len() + draws(&h.draws)).sum();
+        let finished: usize = self.finished_holds.iter().map(|r| 200 + r.hold.hold_id.len() + r.end.size()).sum();
+        let tier_change =
+            |e: &Entry| e.tier_change.as_ref().map_or(0, |t| 150 + t.customer_id.len() + t.caused_by.len());
+        let entries: usize = self.unprojected.iter().map(|e| 300 + e.approximate_size() + tier_change(e)).sum();
+        let pending: usize = self.pending_events.iter().map(|e| 200 + e.movement().approximate_size()).sum();
         1_000
             + ids
             + self.originals.approximate_size()

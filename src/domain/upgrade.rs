@@ -26,8 +26,11 @@ impl LoyaltyState {
         state
     }
 
-    /// Takes in a state another worker made.
+    /// Takes in a state another worker made. Its queued accruals are
+    /// trusted but checked: one this service would refuse (negative points,
+    /// a bad id, over-long text) is dropped, as such a signal would be.
     fn take_in_foreign(&mut self, at: Millis) {
+        self.pending_events.retain(|e| e.validate().is_ok());
         self.clock_ms = self.clock_ms.max(at);
         self.last_activity_ms = self.last_activity_ms.max(at);
         let untracked = self.points_balance - (self.lots.active() - self.lots.debt);

@@ -3,33 +3,9 @@
 
 use super::error::ApiError;
 use super::pb;
-use super::requests::{cut_page, page, timestamp};
+use super::requests::{ListEvents, cut_page, timestamp};
 use super::service::LoyaltyApi;
-use crate::domain::{CustomerId, FieldError};
 use crate::ledger::StoredEvent;
-
-/// A parsed ListEvents request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListEvents {
-    /// The account.
-    pub customer: CustomerId,
-    /// Events per page.
-    pub page_size: u32,
-    /// Continue after (oldest first) or before (newest first) this sequence.
-    pub from_seq: Option<i64>,
-    /// Newest first.
-    pub newest_first: bool,
-}
-
-impl TryFrom<pb::ListEventsRequest> for ListEvents {
-    type Error = FieldError;
-
-    fn try_from(r: pb::ListEventsRequest) -> Result<Self, FieldError> {
-        let customer = CustomerId::parse(&r.customer_id)?;
-        let (page_size, from_seq) = page(r.page_size, &r.page_token)?;
-        Ok(Self { customer, page_size, from_seq, newest_first: r.newest_first })
-    }
-}
 
 impl LoyaltyApi {
     /// A page of the account's events; NOT_FOUND for an account the ledger

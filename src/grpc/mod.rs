@@ -12,6 +12,7 @@ mod holds;
 pub mod limit;
 pub mod rate;
 pub mod requests;
+pub mod scope;
 pub mod service;
 
 /// Code generated from `proto/loyalty/v1/loyalty.proto`.

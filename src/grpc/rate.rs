@@ -10,7 +10,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tonic::{Code, Status};
 
-use super::auth::Scope;
+use super::scope::Scope;
 
 /// A rate as configured: `N/s` or `N/min`, a burst of N.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -240,6 +240,29 @@ pub fn page(page_size: i32, page_token: &str) -> Result<(u32, Option<i64>), Fiel
     Ok((size, position))
 }
 
+/// A parsed ListEvents request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEvents {
+    /// The account.
+    pub customer: CustomerId,
+    /// Events per page.
+    pub page_size: u32,
+    /// Continue after (oldest first) or before (newest first) this sequence.
+    pub from_seq: Option<i64>,
+    /// Newest first.
+    pub newest_first: bool,
+}
+
+impl TryFrom<pb::ListEventsRequest> for ListEvents {
+    type Error = FieldError;
+
+    fn try_from(r: pb::ListEventsRequest) -> Result<Self, FieldError> {
+        let customer = CustomerId::parse(&r.customer_id)?;
+        let (page_size, from_seq) = page(r.page_size, &r.page_token)?;
+        Ok(Self { customer, page_size, from_seq, newest_first: r.newest_first })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

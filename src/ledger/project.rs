@@ -20,7 +20,7 @@ impl Ledger {
     pub async fn project(&self, batch: &ProjectionBatch) -> Result<(ProjectionReply, bool), LedgerError> {
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
-        let (totals, ledger_seq) = lock_account(&mut tx, &batch.customer_id).await?;
+        let (totals, ledger_seq, pending_and_held) = lock_account(&mut tx, &batch.customer_id).await?;
         let (duplicates, recovered) = if batch.fits(ledger_seq, totals) {
             (write_entries(&mut tx, batch, &batch.entries, now).await?, false)
         } else {
@@ -34,7 +34,12 @@ impl Ledger {
                 }
                 None => {
                     tx.rollback().await?;
-                    return Ok((ProjectionReply::Fenced { ledger_seq, ledger_totals: totals }, false));
+                    let reply = ProjectionReply::Fenced {
+                        ledger_seq,
+                        ledger_totals: totals,
+                        ledger_pending_and_held: pending_and_held,
+                    };
+                    return Ok((reply, false));
                 }
             }
         };
@@ -71,21 +76,21 @@ impl Ledger {
     }
 }
 
-/// Locks the account's totals row (creating it) and returns its totals and
-/// newest entry. The statement writes, so SQLite takes its write lock here
+/// Locks the account's totals row (creating it) and returns its totals,
+/// newest entry, and pending and held points. The statement writes, so SQLite takes its write lock here
 /// and PostgreSQL locks the row until commit: writers of one account are
 /// serialized even if a zombie activity attempt overlaps its retry.
-async fn lock_account(tx: &mut Tx, customer_id: &str) -> Result<(Totals, u64), LedgerError> {
-    let (balance, lifetime, last_seq): (i64, i64, i64) = sqlx::query_as(
+async fn lock_account(tx: &mut Tx, customer_id: &str) -> Result<(Totals, u64, (i64, i64)), LedgerError> {
+    let (balance, lifetime, last_seq, pending, held): (i64, i64, i64, i64, i64) = sqlx::query_as(
         "INSERT INTO accounts (customer_id, balance, lifetime, updated_at_ms, last_seq) VALUES ($1, 0, 0, $2, 0)
          ON CONFLICT (customer_id) DO UPDATE SET updated_at_ms = excluded.updated_at_ms
-         RETURNING balance, lifetime, last_seq",
+         RETURNING balance, lifetime, last_seq, pending, held",
     )
     .bind(customer_id)
     .bind(now_ms())
     .fetch_one(&mut **tx)
     .await?;
-    Ok((Totals { balance, lifetime }, last_seq as u64))
+    Ok((Totals { balance, lifetime }, last_seq as u64, (pending, held)))
 }
 
 async fn find(tx: &mut Tx, customer_id: &str, event_id: &str) -> Result<Option<HistoryEntry>, LedgerError> {

@@ -17,9 +17,8 @@ use std::time::Duration;
 use base64::Engine;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
-use crate::config::program::parse_duration_ms;
 use crate::domain::events::{pattern_is_known, type_matches};
+use crate::setting::{ConfigError, parse_duration_ms};
 
 /// The setting naming the endpoints file.
 pub const FILE_SETTING: &str = "LOYALTY_WEBHOOKS_FILE";

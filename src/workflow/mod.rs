@@ -283,7 +283,7 @@ impl LoyaltyEntityWorkflow {
 async fn until_work_or_due<'a>(ctx: &'a Ctx, sleep: &mut Sleep<'a>) -> Result<bool, WorkflowCancellationError> {
     let now = now_ms(ctx.workflow_time());
     ctx.state_mut(|s| s.state.apply(Command::TimerDue, now).map(drop).ok());
-    let (wake_at, _) = sleep.daily_wake(now);
+    let wake_at = sleep.daily_wake(now);
     // Temporal's flags (a suggested continue-as-new, a new deployment
     // version) are read only when the loop runs for an event in history or
     // at the daily wake: a task whose only news is a rejected update is

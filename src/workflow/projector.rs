@@ -50,9 +50,10 @@ pub enum Written {
 
 impl Projector {
     /// The next write, if anything waits for the ledger. While the ledger
-    /// fails each try carries one entry, so a long outage adds little history.
+    /// fails or is held each try carries one entry, so a long outage (or a
+    /// ledger an operator must put right) adds little history.
     pub fn next(&self, state: &LoyaltyState) -> Option<ProjectionBatch> {
-        let max = if self.failures > 0 { 1 } else { MAX_BATCH };
+        let max = if self.failures > 0 || self.held.is_some() { 1 } else { MAX_BATCH };
         let batch = state.projection(max, MAX_BATCH_BYTES);
         (!batch.entries.is_empty() || !batch.check.is_empty()).then_some(batch)
     }
@@ -79,8 +80,8 @@ impl Projector {
                 state.written(batch);
                 Written::Done { known, duplicates }
             }
-            Ok(ProjectionReply::Fenced { ledger_seq, ledger_totals }) => {
-                if state.rebase(ledger_seq, ledger_totals) {
+            Ok(ProjectionReply::Fenced { ledger_seq, ledger_totals, ledger_pending_and_held }) => {
+                if state.rebase(ledger_seq, ledger_totals, ledger_pending_and_held) {
                     (self.held, self.failures) = (None, 0);
                     return Written::Rebased(ledger_seq);
                 }
@@ -153,5 +154,15 @@ mod tests {
         let ok = ProjectionReply::Written { duplicates: vec![], known: vec![] };
         assert!(matches!(p.settle(&mut state, &batch, Ok(ok)), Written::Done { .. }));
         assert_eq!((state.projected_seq, p.next(&state).unwrap().entries.len()), (1, 2), "back to full writes");
+        let batch = p.next(&state).unwrap();
+        let fenced = ProjectionReply::Fenced {
+            ledger_seq: 9,
+            ledger_totals: Default::default(),
+            ledger_pending_and_held: (0, 0),
+        };
+        let held = p.settle(&mut state, &batch, Ok(fenced));
+        assert!(matches!(held, Written::Held(_)) && p.held().is_some());
+        assert_eq!(p.wait_after(&held), Some(HOLD_RETRY));
+        assert_eq!(p.next(&state).unwrap().entries.len(), 1, "a held ledger is tried with one entry");
     }
 }

@@ -24,16 +24,16 @@ pub struct Sleep<'a> {
 }
 
 impl<'a> Sleep<'a> {
-    /// The next daily wake from `now`, and whether it is due (the run then
-    /// looks at Temporal's flags: a new deployment version).
-    pub fn daily_wake(&mut self, now: Millis) -> (Millis, bool) {
+    /// The next daily wake from `now`: the timer fires then at the latest,
+    /// so the run loop looks at Temporal's flags (a new deployment version).
+    pub fn daily_wake(&mut self, now: Millis) -> Millis {
         let wake_at = *self.wake_at.get_or_insert(now.saturating_add(IDLE_WAKE_MS));
         if now < wake_at {
-            return (wake_at, false);
+            return wake_at;
         }
         let next = now.saturating_add(IDLE_WAKE_MS);
         self.wake_at = Some(next);
-        (next, true)
+        next
     }
 
     /// Sleeps until `deadline`, or until `wake` holds of the workflow.
