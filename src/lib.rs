@@ -1,5 +1,22 @@
 //! The loyalty points service: one Temporal entity workflow per customer,
 //! a gRPC API, and the worker that runs them, in one process.
+//!
+//! The modules, from the rules outwards (each uses only those before it,
+//! and `config`, `app` and `cli` the ones they assemble):
+//! - [`domain`]: the pure loyalty rules; the account's decisions are one
+//!   `Command` and one `LoyaltyState::apply` (`domain::command`).
+//! - [`workflow`]: `LoyaltyEntityWorkflow`, whose handlers hand commands to
+//!   `apply` and whose run loop writes the decisions behind; [`activities`]
+//!   its one activity, and [`payload`] its input.
+//! - [`ledger`]: the database, the fenced projection of the decisions, the
+//!   lifelong guard of exactly once and the outbox of events; [`webhooks`]
+//!   delivers them; [`reconcile`] compares ledger and workflows.
+//! - [`grpc`]: `loyalty.v1.LoyaltyService` over the Temporal client and the
+//!   ledger; [`readiness`], [`metrics`], [`otel`], [`telemetry`] around it.
+//! - [`setting`], [`config`]: settings from the environment, checked at start;
+//!   [`clock`]: the wall clock of everything outside the workflow.
+//! - [`app`]: one process of any role; [`cli`]: the `loyalty` command;
+//!   [`devserver`]: the local Temporal server; [`bench`](mod@bench): `loyalty bench`.
 
 #![warn(missing_docs)]
 

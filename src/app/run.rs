@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::HealthService;
@@ -47,17 +48,7 @@ impl Application {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (last_tx, last_rx) = tokio::sync::watch::channel(false);
         let relay = relay.map(|r| tokio::spawn(r.run(last_rx.clone())));
-        let health_server = health_listener.map(|listener| {
-            let service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-            let mut stop = last_rx.clone();
-            tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
-                incoming,
-                async move {
-                    let _ = stop.changed().await;
-                },
-            ))
-        });
+        let health_server = health_listener.map(|listener| serve_health(listener, &health, last_rx.clone()));
         // Nagle's algorithm would hold small responses back waiting for an ACK.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let mut server_stop = stop_rx;
@@ -118,26 +109,11 @@ impl Application {
         readiness.abort();
         let _ = readiness.await;
         readiness::report(&health, &reported, false).await;
-        // The worker runs on this task: it is polled while anything else is
-        // awaited here, since an in-flight Redeem may need it.
         let mut worker_ended = None;
-        let delay = tokio::time::sleep(shutdown_delay);
-        tokio::pin!(delay);
-        loop {
-            tokio::select! {
-                () = &mut delay => break,
-                result = &mut worker, if has_worker && worker_ended.is_none() => worker_ended = Some(result),
-            }
-        }
+        polling(worker.as_mut(), &mut worker_ended, tokio::time::sleep(shutdown_delay)).await;
         let _ = stop_tx.send(true);
         let drain = tokio::time::timeout(drain_timeout, &mut server);
-        tokio::pin!(drain);
-        let drained = loop {
-            tokio::select! {
-                drained = &mut drain => break drained,
-                result = &mut worker, if has_worker && worker_ended.is_none() => worker_ended = Some(result),
-            }
-        };
+        let drained = polling(worker.as_mut(), &mut worker_ended, drain).await;
         let served = match drained {
             Ok(joined) => joined
                 .map_err(|e| AppError::Server(e.to_string()))
@@ -155,24 +131,66 @@ impl Application {
             None => Ok(()),
         };
         let _ = last_tx.send(true);
-        // The relay hands its accounts back within one delivery timeout; a
-        // ledger call stuck on a dead connection must not hold the exit.
-        if let Some(mut relay) = relay
-            && tokio::time::timeout(RELAY_STOP, &mut relay).await.is_err()
-        {
-            tracing::warn!("the webhook relay did not stop in time; its leases expire by themselves");
-            relay.abort();
-        }
-        // A client's health Watch stream would hold a graceful stop open.
-        if let Some(mut health_server) = health_server
-            && tokio::time::timeout(Duration::from_secs(1), &mut health_server).await.is_err()
-        {
-            health_server.abort();
-        }
-        if let Some(tracing) = tracing {
-            tracing.shutdown();
-        }
-        tracing::info!("stopped");
+        stop_last(relay, health_server, tracing).await;
         served.and(worked)
     }
+}
+
+/// Awaits `task` while polling the worker, which runs workflows on this
+/// task (an in-flight Redeem may need it); if the worker ends meanwhile,
+/// its result goes into `ended` (a worker that is not there never ends).
+async fn polling<T>(
+    mut worker: std::pin::Pin<&mut impl Future<Output = Result<(), AppError>>>,
+    ended: &mut Option<Result<(), AppError>>,
+    task: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(task);
+    loop {
+        tokio::select! {
+            out = &mut task => return out,
+            result = &mut worker, if ended.is_none() => *ended = Some(result),
+        }
+    }
+}
+
+/// The plaintext health-only listener, serving until `stop` changes.
+fn serve_health(
+    listener: tokio::net::TcpListener,
+    health: &tonic_health::server::HealthReporter,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> JoinHandle<Result<(), tonic::transport::Error>> {
+    let service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
+        incoming,
+        async move {
+            let _ = stop.changed().await;
+        },
+    ))
+}
+
+/// Waits for what stops last (told to by then): the relay, which hands its
+/// accounts back within one delivery timeout, and the health listener; then
+/// flushes the traces. A ledger call stuck on a dead connection, or a
+/// client's health Watch stream, must not hold the exit.
+async fn stop_last(
+    relay: Option<JoinHandle<()>>,
+    health_server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    tracing: Option<crate::otel::Tracing>,
+) {
+    if let Some(mut relay) = relay
+        && tokio::time::timeout(RELAY_STOP, &mut relay).await.is_err()
+    {
+        tracing::warn!("the webhook relay did not stop in time; its leases expire by themselves");
+        relay.abort();
+    }
+    if let Some(mut health_server) = health_server
+        && tokio::time::timeout(Duration::from_secs(1), &mut health_server).await.is_err()
+    {
+        health_server.abort();
+    }
+    if let Some(tracing) = tracing {
+        tracing.shutdown();
+    }
+    tracing::info!("stopped");
 }

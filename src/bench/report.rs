@@ -173,28 +173,7 @@ impl Report {
             "machine: {} CPUs, {} GiB, Linux {}; Temporal dev server {}",
             self.machine.cpus, self.machine.memory_gib, self.machine.kernel, self.machine.dev_server_storage
         );
-        if !self.api.is_empty() {
-            println!(
-                "\n{:<36} {:>4} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
-                "operation", "c", "ok", "failed", "per s", "p50 ms", "p90 ms", "p99 ms", "svc cpu ms", "tmp cpu ms"
-            );
-            let cpu = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
-            for s in &self.api {
-                println!(
-                    "{:<36} {:>4} {:>6} {:>6} {:>8.1} {:>8.2} {:>8.2} {:>8.2} {:>10} {:>10}",
-                    s.name,
-                    s.concurrency,
-                    s.ok,
-                    s.failed,
-                    s.per_second,
-                    s.p50_ms,
-                    s.p90_ms,
-                    s.p99_ms,
-                    cpu(s.service_cpu_ms_per_call),
-                    cpu(s.temporal_cpu_ms_per_call)
-                );
-            }
-        }
+        self.print_api();
         if let Some(w) = &self.webhooks {
             println!(
                 "\nwebhooks at mixed load: {} events of the account, {:.1} deliveries/s to the endpoint, lag p50 {:.1} ms p99 {:.1} ms max {:.1} ms, in order {}, last one {:.2}s after the last call",
@@ -214,58 +193,10 @@ impl Report {
             }
         }
         if let Some(hot) = &self.hot {
-            println!(
-                "\n{:<20} {:>8} {:>10} {:>9} {:>10} {:>8} {:>10} {:>5}",
-                "hot backlog", "accruals", "queued/s", "drain s", "applied/s", "events", "ev/accrual", "runs"
-            );
-            for b in &hot.backlogs {
-                println!(
-                    "{:<20} {:>8} {:>10.1} {:>9.2} {:>10.1} {:>8} {:>10.2} {:>5}",
-                    format!("{:?}", b.processing),
-                    b.accruals,
-                    b.queued_per_second,
-                    b.drain_seconds,
-                    b.applied_per_second,
-                    b.history_events,
-                    b.events_per_accrual,
-                    b.runs
-                );
-            }
-            let s = &hot.stream;
-            println!(
-                "steady stream to one customer: {} accepted in {:.1}s ({:.1}/s), {} failed, max lag {} accruals, caught up {:.2}s after the last",
-                s.accepted, s.seconds, s.accepted_per_second, s.failed, s.max_lag, s.catch_up_seconds
-            );
+            print_hot(hot);
         }
         if let Some(m) = &self.mixed {
-            println!(
-                "\n{:<12} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8}",
-                "mixed load", "callers", "ok", "retries", "errors", "per s", "p50 ms", "p90 ms", "p99 ms", "max ms"
-            );
-            for c in &m.calls {
-                println!(
-                    "{:<12} {:>7} {:>6} {:>7} {:>6} {:>8.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
-                    format!("{:?}", c.kind),
-                    c.callers,
-                    c.ok,
-                    c.retries,
-                    c.errors,
-                    c.per_second,
-                    c.p50_ms,
-                    c.p90_ms,
-                    c.p99_ms,
-                    c.max_ms
-                );
-                if let Some(e) = &c.first_error {
-                    println!("  first {:?} error: {e}", c.kind);
-                }
-            }
-            let caught_up = m.catch_up_seconds.map_or("not within 120 s".to_owned(), |s| format!("{s:.2}s"));
-            let drift = m.balance_drift.map_or("-".to_owned(), |d| d.to_string());
-            println!(
-                "over {:.1}s: at most {} acknowledged accrual points not yet applied ({} GetSummary samples); all applied {} after the last call; final balance minus acknowledged: {}",
-                m.seconds, m.max_lag_points, m.lag_samples, caught_up, drift
-            );
+            print_mixed(m);
         }
         if let Some(m) = &self.memory {
             println!(
@@ -283,6 +214,90 @@ impl Report {
             println!("{:<62} {:>9} {:>10.2}  {result}", t.name, t.goal, t.measured);
         }
     }
+
+    fn print_api(&self) {
+        if self.api.is_empty() {
+            return;
+        }
+        println!(
+            "\n{:<36} {:>4} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
+            "operation", "c", "ok", "failed", "per s", "p50 ms", "p90 ms", "p99 ms", "svc cpu ms", "tmp cpu ms"
+        );
+        let cpu = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
+        for s in &self.api {
+            println!(
+                "{:<36} {:>4} {:>6} {:>6} {:>8.1} {:>8.2} {:>8.2} {:>8.2} {:>10} {:>10}",
+                s.name,
+                s.concurrency,
+                s.ok,
+                s.failed,
+                s.per_second,
+                s.p50_ms,
+                s.p90_ms,
+                s.p99_ms,
+                cpu(s.service_cpu_ms_per_call),
+                cpu(s.temporal_cpu_ms_per_call)
+            );
+        }
+    }
+}
+
+/// The hot-customer phase's table.
+fn print_hot(hot: &Hot) {
+    println!(
+        "\n{:<20} {:>8} {:>10} {:>9} {:>10} {:>8} {:>10} {:>5}",
+        "hot backlog", "accruals", "queued/s", "drain s", "applied/s", "events", "ev/accrual", "runs"
+    );
+    for b in &hot.backlogs {
+        println!(
+            "{:<20} {:>8} {:>10.1} {:>9.2} {:>10.1} {:>8} {:>10.2} {:>5}",
+            format!("{:?}", b.processing),
+            b.accruals,
+            b.queued_per_second,
+            b.drain_seconds,
+            b.applied_per_second,
+            b.history_events,
+            b.events_per_accrual,
+            b.runs
+        );
+    }
+    let s = &hot.stream;
+    println!(
+        "steady stream to one customer: {} accepted in {:.1}s ({:.1}/s), {} failed, max lag {} accruals, caught up {:.2}s after the last",
+        s.accepted, s.seconds, s.accepted_per_second, s.failed, s.max_lag, s.catch_up_seconds
+    );
+}
+
+/// The mixed-load phase's table.
+fn print_mixed(m: &Mixed) {
+    println!(
+        "\n{:<12} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "mixed load", "callers", "ok", "retries", "errors", "per s", "p50 ms", "p90 ms", "p99 ms", "max ms"
+    );
+    for c in &m.calls {
+        println!(
+            "{:<12} {:>7} {:>6} {:>7} {:>6} {:>8.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+            format!("{:?}", c.kind),
+            c.callers,
+            c.ok,
+            c.retries,
+            c.errors,
+            c.per_second,
+            c.p50_ms,
+            c.p90_ms,
+            c.p99_ms,
+            c.max_ms
+        );
+        if let Some(e) = &c.first_error {
+            println!("  first {:?} error: {e}", c.kind);
+        }
+    }
+    let caught_up = m.catch_up_seconds.map_or("not within 120 s".to_owned(), |s| format!("{s:.2}s"));
+    let drift = m.balance_drift.map_or("-".to_owned(), |d| d.to_string());
+    println!(
+        "over {:.1}s: at most {} acknowledged accrual points not yet applied ({} GetSummary samples); all applied {} after the last call; final balance minus acknowledged: {}",
+        m.seconds, m.max_lag_points, m.lag_samples, caught_up, drift
+    );
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 mod client;
 mod events;
+mod history;
 mod holds;
 pub(crate) mod progress;
 mod reconcile;
@@ -34,11 +35,11 @@ enum Command {
     /// Show a customer's balance, lifetime points and tier.
     Summary(client::SummaryArgs),
     /// List a customer's ledger entries, newest first.
-    History(client::HistoryArgs),
+    History(history::HistoryArgs),
     /// Claw back an accrual (a refund) or return a redemption's points.
-    Reverse(client::ReverseArgs),
+    Reverse(history::ReverseArgs),
     /// Correct a balance (support), with a reason.
-    Adjust(client::AdjustArgs),
+    Adjust(history::AdjustArgs),
     /// Set points aside at checkout (released by itself after --ttl).
     Reserve(holds::ReserveArgs),
     /// Spend (part of) a hold; the rest goes back.
@@ -63,9 +64,9 @@ impl Cli {
             Command::Accrue(args) => client::accrue(args).await,
             Command::Redeem(args) => client::redeem(args).await,
             Command::Summary(args) => client::summary(args).await,
-            Command::History(args) => client::history(args).await,
-            Command::Reverse(args) => client::reverse(args).await,
-            Command::Adjust(args) => client::adjust(args).await,
+            Command::History(args) => history::history(args).await,
+            Command::Reverse(args) => history::reverse(args).await,
+            Command::Adjust(args) => history::adjust(args).await,
             Command::Events(command) => command.run().await,
             Command::Reserve(args) => holds::reserve(args).await,
             Command::Capture(args) => holds::capture(args).await,

@@ -68,7 +68,7 @@ impl LoyaltyState {
                     None => break,
                 },
                 Due::Expiry => {
-                    let draws = self.lots.expire_due(at).map(|d| d.draws).unwrap_or_default();
+                    let draws = self.lots.expire_due(at).unwrap_or_default();
                     self.expire(draws, "lot expired", at);
                 }
                 Due::Inactivity => {
@@ -82,7 +82,7 @@ impl LoyaltyState {
     }
 
     fn activate(&mut self, at: Millis) {
-        let draws = self.lots.activate_due(at).map(|d| d.draws).unwrap_or_default();
+        let draws = self.lots.activate_due(at).unwrap_or_default();
         let m = self.own_movement(EntryKind::Activation, drawn(&draws), "pending period over");
         let effect = Effect::earn(drawn(&draws));
         self.record(m, effect, draws, at);

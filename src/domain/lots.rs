@@ -8,11 +8,9 @@
 //! clawback is allowed below zero; while there is debt every active lot is
 //! empty, and points that arrive pay it first.
 
-use std::collections::HashSet;
-
 use serde::{Deserialize, Serialize};
 
-use super::time::{DAY_MS, Millis};
+use super::time::Millis;
 
 /// One lot. Serialized as a compact array: an account may carry thousands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,12 +49,12 @@ impl Lot {
     }
 
     /// About how many bytes it takes in JSON.
-    fn approximate_size(&self) -> usize {
+    pub(super) fn approximate_size(&self) -> usize {
         self.id.len() + 48
     }
 
     /// Sort key of the spending order: soonest expiry first, never last.
-    fn spend_key(&self) -> Millis {
+    pub(super) fn spend_key(&self) -> Millis {
         self.expires_at_ms.unwrap_or(Millis::MAX)
     }
 }
@@ -87,14 +85,6 @@ impl From<Draw> for (String, i64) {
 /// balance of a state another worker made, never expiring.
 pub const CARRIED_LOT: &str = "carried/";
 
-/// Most bytes (about) an account's lots may take in its carried state; past
-/// it, active lots expiring on the same day merge (see [`Lots::compact`]),
-/// so the state always fits Temporal's 2 MB payload limit.
-pub const LOTS_BYTES_BUDGET: usize = 64 * 1024;
-/// The newest lots never merge: a refund of a recent purchase (the usual
-/// one) always finds its own lot.
-pub const UNMERGED_LOTS: usize = 500;
-
 /// An account's lots and its debt. The sums of active and pending points
 /// are kept beside the lots (and recounted when a state is read), so the
 /// hot path of an accrual never walks thousands of lots.
@@ -110,26 +100,23 @@ pub struct Lots {
     #[serde(skip_serializing_if = "is_zero")]
     pub debt: i64,
     #[serde(skip)]
-    active_sum: i64,
+    pub(super) active_sum: i64,
     #[serde(skip)]
-    pending_sum: i64,
+    pub(super) pending_sum: i64,
     /// Pending lots with points.
     #[serde(skip)]
-    pending_count: usize,
+    pub(super) pending_count: usize,
     /// Lots with nothing left, not dropped yet.
     #[serde(skip)]
-    empties: usize,
+    pub(super) empties: usize,
     /// About how many bytes the lots take in JSON.
     #[serde(skip)]
-    bytes: usize,
+    pub(super) bytes: usize,
     /// Bytes right after the last compaction: when the newest lots alone
     /// exceed the budget, merging again waits until a quarter more arrived.
     #[serde(skip)]
-    compacted_bytes: usize,
+    pub(super) compacted_bytes: usize,
 }
-
-/// Empty lots tolerated before the run loop drops them: a spend skips them.
-pub const EMPTY_LOTS_SLACK: usize = 256;
 
 #[derive(Deserialize)]
 struct LotsWire {
@@ -150,15 +137,6 @@ impl From<LotsWire> for Lots {
 
 fn is_zero(v: &i64) -> bool {
     *v == 0
-}
-
-/// A due event of the lots: what becomes active or expires, and when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Due {
-    /// The due time (the ledger entry is dated then).
-    pub at_ms: Millis,
-    /// The lots and their points.
-    pub draws: Vec<Draw>,
 }
 
 impl Lots {
@@ -186,11 +164,6 @@ impl Lots {
         let mut fresh = self.clone();
         fresh.recount();
         fresh == *self
-    }
-
-    /// Whether [`Lots::compact`] has work: many empty lots, or over budget.
-    pub fn needs_compaction(&self) -> bool {
-        self.empties >= EMPTY_LOTS_SLACK || self.bytes > LOTS_BYTES_BUDGET.max(self.compacted_bytes * 5 / 4)
     }
 
     /// The lot `id`, if live.
@@ -330,7 +303,7 @@ impl Lots {
 
     /// Activates every pending lot due at the earliest pending time, if that
     /// is at or before `now`. Active points pay debt first.
-    pub fn activate_due(&mut self, now: Millis) -> Option<Due> {
+    pub fn activate_due(&mut self, now: Millis) -> Option<Vec<Draw>> {
         let at = self.next_activation().filter(|&at| at <= now)?;
         let mut draws = Vec::new();
         let mut debt = self.debt;
@@ -346,12 +319,12 @@ impl Lots {
             self.empties += usize::from(lot.remaining == 0);
         }
         self.debt = debt;
-        Some(Due { at_ms: at, draws })
+        Some(draws)
     }
 
     /// Expires what remains of every active lot due at the earliest expiry,
     /// if that is at or before `now`.
-    pub fn expire_due(&mut self, now: Millis) -> Option<Due> {
+    pub fn expire_due(&mut self, now: Millis) -> Option<Vec<Draw>> {
         let at = self.next_expiry().filter(|&at| at <= now)?;
         let mut draws = Vec::new();
         for lot in self.lots.iter_mut().filter(|l| l.is_active() && l.remaining > 0 && l.expires_at_ms == Some(at)) {
@@ -360,7 +333,7 @@ impl Lots {
         }
         self.active_sum -= drawn(&draws);
         self.empties += draws.len();
-        Some(Due { at_ms: at, draws })
+        Some(draws)
     }
 
     /// Expires every active point (inactivity).
@@ -373,58 +346,6 @@ impl Lots {
         self.active_sum -= drawn(&draws);
         self.empties += draws.len();
         draws
-    }
-
-    /// Drops lots with nothing left that no hold still draws on, so the
-    /// carried state holds only live points.
-    ///
-    /// Past [`LOTS_BYTES_BUDGET`], active lots older than the newest
-    /// [`UNMERGED_LOTS`] that no hold draws on and that expire on the same
-    /// UTC day become one lot (`merged/<day>`) expiring at the latest of
-    /// their times: no point is lost or expires earlier than promised, and a
-    /// refund of a merged purchase takes from the soonest-expiring lots
-    /// instead of its own.
-    pub fn compact(&mut self, held_from: &HashSet<&str>) {
-        self.lots.retain(|l| l.remaining > 0 || held_from.contains(l.id.as_str()));
-        self.recount();
-        self.compacted_bytes = self.bytes;
-        if self.bytes <= LOTS_BYTES_BUDGET {
-            return;
-        }
-        let day = |l: &Lot| l.expires_at_ms.map(|at| at.div_euclid(DAY_MS));
-        let mut merged: Vec<Lot> = Vec::new();
-        let mut kept = Vec::with_capacity(self.lots.len());
-        let mut by_age: Vec<(Millis, usize)> = self.lots.iter().enumerate().map(|(i, l)| (l.earned_at_ms, i)).collect();
-        by_age.sort_unstable_by(|a, b| b.cmp(a));
-        let newest: HashSet<usize> = by_age.into_iter().take(UNMERGED_LOTS).map(|(_, i)| i).collect();
-        for (i, lot) in std::mem::take(&mut self.lots).into_iter().enumerate() {
-            if newest.contains(&i) || !lot.is_active() || held_from.contains(lot.id.as_str()) {
-                kept.push(lot);
-                continue;
-            }
-            let key = day(&lot);
-            match merged.iter_mut().find(|m| day(m) == key) {
-                Some(m) => {
-                    m.remaining += lot.remaining;
-                    m.expires_at_ms = m.expires_at_ms.max(lot.expires_at_ms);
-                }
-                None => merged.push(Lot {
-                    // The day and its first lot's date: apart from an earlier
-                    // merged lot of that day that a hold keeps out of the merge.
-                    id: format!(
-                        "merged/{}/{}",
-                        key.map_or_else(|| "never".to_owned(), |d| d.to_string()),
-                        lot.earned_at_ms
-                    ),
-                    ..lot
-                }),
-            }
-        }
-        merged.extend(kept);
-        merged.sort_by_key(Lot::spend_key);
-        self.lots = merged;
-        self.recount();
-        self.compacted_bytes = self.bytes;
     }
 
     /// About how many bytes the lots take in JSON.
@@ -496,14 +417,12 @@ mod tests {
         assert_eq!(l.add(lot("p", 100, Some(10), Some(20))), 0, "pending points do not pay debt");
         assert_eq!(l.next_due(), Some(10));
         assert_eq!(l.activate_due(9), None);
-        let due = l.activate_due(15).unwrap();
-        assert_eq!((due.at_ms, drawn(&due.draws)), (10, 100));
+        assert_eq!(drawn(&l.activate_due(15).unwrap()), 100, "the lot due at 10");
         assert_eq!((l.active(), l.debt), (70, 0));
         assert_eq!(l.next_due(), Some(20));
-        let gone = l.expire_due(25).unwrap();
-        assert_eq!((gone.at_ms, drawn(&gone.draws)), (20, 70));
+        assert_eq!(drawn(&l.expire_due(25).unwrap()), 70, "what remains of the lot due at 20");
         assert_eq!(l.next_due(), None);
-        l.compact(&HashSet::new());
+        l.compact(&std::collections::HashSet::new());
         assert!(l.lots.is_empty(), "an expired lot leaves the state");
     }
 
@@ -512,7 +431,7 @@ mod tests {
         let mut l = Lots::default();
         l.add(lot("a", 10, None, Some(5)));
         let held = l.spend(10, None);
-        let keep: HashSet<&str> = ["a"].into();
+        let keep: std::collections::HashSet<&str> = ["a"].into();
         l.compact(&keep);
         assert_eq!(l.lots.len(), 1, "a lot a hold draws on stays");
         l.give_back(&held, 3);
@@ -531,30 +450,6 @@ mod tests {
         l.add(lot("c", 7, None, Some(300)));
         l.add(lot("d", 9, Some(1), Some(50)));
         assert_eq!(l.expiring(0, 200), (15, Some((100, 15))));
-    }
-
-    #[test]
-    fn past_the_budget_lots_expiring_the_same_day_merge_and_no_point_expires_earlier() {
-        let mut l = Lots::default();
-        let long = "order-".repeat(3);
-        let day = 86_400_000;
-        for i in 0..5_000 {
-            l.add(Lot { earned_at_ms: i, ..lot(&format!("{long}{i}"), 1, None, Some(day * (i % 10) + i)) });
-        }
-        l.add(lot("pending", 3, Some(1), None));
-        l.add(lot("never", 2, None, None));
-        let before = (l.active(), l.pending());
-        l.compact(&HashSet::new());
-        assert_eq!((l.active(), l.pending()), before, "merging keeps every point");
-        // Ten expiry days and "never" merged; the newest 1,000 and the pending lot as they were.
-        assert_eq!(l.lots.len(), 11 + UNMERGED_LOTS + 1);
-        let tail: Vec<_> =
-            l.lots.iter().rev().take(2).map(|l| l.id.split('/').take(2).collect::<Vec<_>>().join("/")).collect();
-        assert_eq!(tail, ["pending", "merged/never"], "spending order: never-expiring last, oldest first");
-        assert!(l.get(&format!("{long}4999")).is_some() && l.get(&format!("{long}3999")).is_none());
-        assert!(l.approximate_bytes() < LOTS_BYTES_BUDGET);
-        let first = l.lots.iter().find(|m| m.id.starts_with("merged/0/")).unwrap();
-        assert_eq!(first.expires_at_ms, Some(4_490), "the latest time of the day among the merged");
     }
 
     #[test]

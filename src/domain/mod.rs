@@ -7,7 +7,7 @@
 //!   `text`, `time`, `tier`, `kind` (entry kinds), `program` (the
 //!   program's settings and an accrual's dates);
 //! - what entries are made of: `movement` (what was asked, its effect),
-//!   `lots` (where points came from), `entry` (a decided, numbered change),
+//!   `lots` (where points came from; `compaction` keeps them few), `entry` (a decided, numbered change),
 //!   `originals`, `dedup`;
 //! - the wire types: `messages` (the reference guide's), `corrections`
 //!   and `holds` (ours), `answers` (kept for resends), `rejection` (failure
@@ -22,6 +22,7 @@ pub mod accrue;
 pub mod answers;
 pub mod checkout;
 pub mod command;
+pub mod compaction;
 pub mod correct;
 pub mod corrections;
 pub mod dedup;
@@ -47,9 +48,6 @@ pub mod text;
 pub mod tier;
 pub mod time;
 pub mod upgrade;
-
-#[cfg(test)]
-mod account_tests;
 
 pub use command::{Command, Reply};
 pub use corrections::{AdjustmentRequest, BalanceChange, ReversalRequest, Terms};

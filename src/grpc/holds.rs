@@ -4,10 +4,11 @@
 
 use super::error::ApiError;
 use super::pb;
-use super::requests::{HoldCommand, timestamp};
+use super::requests::HoldCommand;
+use super::responses::hold;
 use super::service::{Known, LEDGER_LOOKUP_TIMEOUT, LoyaltyApi, update_options};
 use crate::domain::holds::{capture_movement, hold_entry_id};
-use crate::domain::{CaptureRequest, HoldResult, HoldStatus, ReleaseRequest, ReserveRequest};
+use crate::domain::{CaptureRequest, ReleaseRequest, ReserveRequest};
 use crate::workflow::LoyaltyEntityWorkflow;
 
 impl LoyaltyApi {
@@ -60,23 +61,5 @@ impl LoyaltyApi {
             Ok(r) => Ok(pb::ReleaseResponse { hold: Some(hold(r)) }),
             Err(e) => Err(self.update_error(&cmd.customer, e).await),
         }
-    }
-}
-
-fn hold(r: HoldResult) -> pb::Hold {
-    let status = match r.status {
-        HoldStatus::Held => pb::HoldStatus::Held,
-        HoldStatus::Captured => pb::HoldStatus::Captured,
-        HoldStatus::Released => pb::HoldStatus::Released,
-        HoldStatus::Expired => pb::HoldStatus::Expired,
-    };
-    pb::Hold {
-        hold_id: r.hold_id,
-        status: status.into(),
-        held: r.held,
-        captured: r.captured,
-        expires_at: Some(timestamp(r.expires_at_ms)),
-        points_balance: r.points_balance,
-        held_points: r.held_points,
     }
 }

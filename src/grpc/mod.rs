@@ -12,6 +12,7 @@ mod holds;
 pub mod limit;
 pub mod rate;
 pub mod requests;
+mod responses;
 pub mod scope;
 pub mod service;
 

@@ -24,8 +24,9 @@ use super::deadline::within;
 use super::error::ApiError;
 use super::pb::{self, loyalty_service_server::LoyaltyService};
 use super::requests::{Accrue, Adjust, History, HoldCommand, ListEvents, Redeem, Reverse, cut_page, timestamp};
+use super::responses::{balance_change, history_entry};
 use crate::domain::program::{Program, RefundPolicy};
-use crate::domain::{BalanceChange, CustomerId, Millis, Movement, Rejection, Tier};
+use crate::domain::{CustomerId, Millis, Movement, Rejection, Tier};
 use crate::ledger::{HistoryEntry, Ledger, LedgerError};
 use crate::otel::Tracing;
 use crate::workflow::LoyaltyEntityWorkflow;
@@ -282,48 +283,6 @@ static PROCESS_ID: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one((std::process::id(), crate::clock::now_ms()))
 });
-
-fn balance_change(c: BalanceChange) -> pb::BalanceChange {
-    pb::BalanceChange {
-        points: c.balance_delta,
-        lifetime_delta: c.lifetime_delta,
-        shortfall: c.shortfall,
-        points_balance: c.points_balance,
-        lifetime_points: c.lifetime_points,
-        tier: c.tier.as_str().to_owned(),
-    }
-}
-
-fn history_entry(e: HistoryEntry) -> pb::HistoryEntry {
-    use crate::domain::EntryKind as K;
-    let kind = match e.kind {
-        K::Accrual => pb::EntryKind::Accrual,
-        K::Redemption => pb::EntryKind::Redemption,
-        K::Reversal => pb::EntryKind::Reversal,
-        K::Adjustment => pb::EntryKind::Adjustment,
-        K::Expiry => pb::EntryKind::Expiry,
-        K::Activation => pb::EntryKind::Activation,
-        K::Hold => pb::EntryKind::Hold,
-        K::Capture => pb::EntryKind::Capture,
-        K::Release => pb::EntryKind::Release,
-        K::Expiring => pb::EntryKind::Expiring,
-        K::Opening => pb::EntryKind::Opening,
-    };
-    pb::HistoryEntry {
-        event_id: e.event_id,
-        kind: kind.into(),
-        points: e.points,
-        balance_after: e.balance_after,
-        reason: e.reason,
-        source: e.source,
-        recorded_at: Some(timestamp(e.recorded_at_ms)),
-        effective_at: Some(timestamp(if e.effective_at_ms > 0 { e.effective_at_ms } else { e.recorded_at_ms })),
-        lots: e.draws.into_iter().map(|d| pb::LotDraw { lot_id: d.lot, points: d.points }).collect(),
-        lifetime_delta: e.lifetime_delta,
-        shortfall: e.shortfall,
-        original_event_id: e.reverses.unwrap_or_default(),
-    }
-}
 
 /// The API's clock, for resolving the program's periods into dates.
 fn wall_clock_ms() -> Millis {

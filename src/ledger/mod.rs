@@ -8,6 +8,7 @@
 //! activities, clients resend events for days, and neither may count twice.
 
 mod events;
+mod outbox;
 mod project;
 mod read;
 
@@ -19,7 +20,8 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
-pub use events::{Cursor, DeadLetter, Failure, StoredEvent};
+pub use events::StoredEvent;
+pub use outbox::{Cursor, DeadLetter, Failure};
 pub use read::{AccountAudit, AccountSnapshot, AsOf, HistoryEntry};
 
 /// A write transaction.

@@ -8,7 +8,7 @@
 //! the run loop and the run loop never waits on a handler.
 //!
 //! The run loop only writes what was decided to the ledger ([`Projector`]),
-//! wakes for what falls due ([`Sleep`]), and continues-as-new when the run
+//! wakes for what falls due (`Sleep`), and continues-as-new when the run
 //! has taken its share ([`RunBudget`]) or completes after `shutdown`.
 //! Temporal's history is the record of decisions; the ledger is their
 //! projection, and the account never adopts totals it did not decide.
@@ -23,7 +23,7 @@ use temporalio_sdk::{
     WorkflowCancellationError, WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 
-pub use budget::{MAX_ACCRUALS_PER_RUN, MAX_SIGNALS_PER_RUN, MAX_UPDATES_PER_RUN, RunBudget};
+pub use budget::{MAX_ACCRUALS_PER_RUN, MAX_CARRY_BYTES, MAX_SIGNALS_PER_RUN, MAX_UPDATES_PER_RUN, RunBudget};
 pub use projector::Projector;
 pub use sleep::IDLE_WAKE_MS;
 

@@ -1,21 +1,22 @@
-//! The account's decisions, through [`LoyaltyState::apply`] as the
-//! workflow calls it.
+//! The account's decisions, through `LoyaltyState::apply` as the workflow
+//! calls it: pure rules, no server (the domain's public API only).
 
-use super::answers::RESULTS_WINDOW;
-use super::command::{Command, Reply};
-use super::corrections::{AdjustmentRequest, BalanceChange, ReversalRequest};
-use super::dedup::DEDUP_WINDOW;
-use super::holds::{CaptureRequest, HoldResult, HoldStatus, ReleaseRequest, ReserveRequest};
-use super::kind::EntryKind;
-use super::lots::{CARRIED_LOT, UNMERGED_LOTS, drawn};
-use super::messages::{PointsEvent, RedemptionRequest, RedemptionResult};
-use super::movement::{Original, Refusal, Totals};
-use super::originals::{LedgerView, ORIGINALS_WINDOW};
-use super::projection::{Known, MAX_BATCH};
-use super::rejection::{Ignored, Rejection};
-use super::state::LoyaltyState;
-use super::tier::Tier;
-use super::time::Millis;
+use loyalty::domain::answers::RESULTS_WINDOW;
+use loyalty::domain::command::{Command, Reply};
+use loyalty::domain::compaction::UNMERGED_LOTS;
+use loyalty::domain::corrections::{AdjustmentRequest, BalanceChange, ReversalRequest};
+use loyalty::domain::dedup::DEDUP_WINDOW;
+use loyalty::domain::holds::{CaptureRequest, HoldResult, HoldStatus, ReleaseRequest, ReserveRequest};
+use loyalty::domain::kind::EntryKind;
+use loyalty::domain::lots::{CARRIED_LOT, drawn};
+use loyalty::domain::messages::{PointsEvent, RedemptionRequest, RedemptionResult};
+use loyalty::domain::movement::{Original, Refusal, Totals};
+use loyalty::domain::originals::{LedgerView, ORIGINALS_WINDOW};
+use loyalty::domain::projection::{Known, MAX_BATCH};
+use loyalty::domain::rejection::{Ignored, Rejection};
+use loyalty::domain::state::{LoyaltyState, STATE_VERSION};
+use loyalty::domain::tier::Tier;
+use loyalty::domain::time::Millis;
 
 fn event(id: &str, points: i64) -> PointsEvent {
     PointsEvent {
@@ -51,7 +52,17 @@ fn reserve_req(id: &str, points: i64, ttl_ms: Millis) -> ReserveRequest {
 }
 
 /// The commands as tests send them, answers unwrapped.
-impl LoyaltyState {
+trait Account {
+    fn accrue_at(&mut self, e: PointsEvent, now: Millis) -> Vec<(String, Ignored)>;
+    fn redeem_at(&mut self, id: &str, points: i64, now: Millis) -> Result<RedemptionResult, Rejection>;
+    fn change(&mut self, command: Command, now: Millis) -> Result<BalanceChange, Rejection>;
+    fn hold(&mut self, command: Command, now: Millis) -> Result<HoldResult, Rejection>;
+    fn project_all(&mut self, now: Millis) -> Vec<(String, Ignored)>;
+    fn hold_draws(&self, id: &str) -> Vec<(String, i64)>;
+    fn next_due_at(&self) -> Option<Millis>;
+}
+
+impl Account for LoyaltyState {
     fn accrue_at(&mut self, e: PointsEvent, now: Millis) -> Vec<(String, Ignored)> {
         match self.apply(Command::Accrue(e), now) {
             Ok(Reply::Accrued(ignored)) => ignored,
@@ -654,13 +665,13 @@ fn a_guide_made_state_drops_queued_accruals_this_service_would_refuse() {
 
 #[test]
 fn a_state_the_guide_made_keeps_its_totals_and_opens_the_ledger_with_them() {
-    let guide = include_str!("../../tests/states/guide.json");
+    let guide = include_str!("states/guide.json");
     let carried: LoyaltyState = serde_json::from_str(guide).unwrap();
     let s = LoyaltyState::upgrade(Some(carried), "c-guide", 5_000);
     assert_eq!((s.points_balance, s.lifetime_points, s.tier, s.is_active), (1_050, 1_200, Tier::Silver, true));
     assert!(s.processed_event_ids.contains("order-7"), "its recent ids stay");
     assert_eq!(s.pending_events.len(), 1, "its queued accrual waits for its ledger check, first in line");
-    assert_eq!(s.version, super::state::STATE_VERSION);
+    assert_eq!(s.version, STATE_VERSION);
     let opening = &s.unprojected[0];
     assert_eq!((opening.seq, opening.movement.kind, opening.at_ms), (1, EntryKind::Opening, 5_000));
     assert_eq!((opening.before(), opening.after), (Totals::default(), Totals { balance: 1_050, lifetime: 1_200 }));
@@ -676,7 +687,7 @@ fn a_state_the_guide_made_keeps_its_totals_and_opens_the_ledger_with_them() {
 
 #[test]
 fn a_ledger_holding_exactly_the_carried_totals_is_continued_and_any_other_stays_fenced() {
-    let guide = include_str!("../../tests/states/guide.json");
+    let guide = include_str!("states/guide.json");
     let mut s = LoyaltyState::upgrade(Some(serde_json::from_str(guide).unwrap()), "c-guide", 5_000);
     s.advance(6_000);
     s.redeem_at("r", 50, 6_000).unwrap();
@@ -725,7 +736,7 @@ fn v1_account() -> LoyaltyState {
 /// `tests/states/v1.json` is what 1.0 carries for [`v1_account`]. A later
 /// version keeps the file and takes it in through `upgrade`; this build
 /// must write it byte for byte (rewrite it only for a new version's file:
-/// `LOYALTY_WRITE_STATE_FIXTURES=1 cargo test --lib state_fixture`).
+/// `LOYALTY_WRITE_STATE_FIXTURES=1 cargo test --test domain state_fixture`).
 #[test]
 fn a_state_fixture_of_this_version_is_written_and_taken_as_it_is() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/states/v1.json");
