@@ -472,17 +472,27 @@ fn a_closing_account_gives_holds_back_and_finished_holds_forget_their_draws() {
     assert!(matches!(s.hold(Command::Reserve(known), 5), Err(Rejection::EventIdReused(_))), "a hold id the ledger has");
 }
 
+/// A validator decides what `apply` would at the task's time, on a copy
+/// advanced to it when something fell due; without the time it leaves "not
+/// enough points" to the handler while points may have come due.
 #[test]
-fn a_validator_leaves_not_enough_points_to_the_handler_while_points_may_come_due() {
+fn a_validator_at_the_tasks_time_decides_as_the_handler_would() {
     let mut s = LoyaltyState::open("c");
     s.accrue_at(dated("a", 200, Some(1_000), None), 0);
     let redeem = Command::Redeem(RedemptionRequest { event_id: "r".into(), points: 200, reward: String::new() });
-    assert_eq!(s.vet(&redeem), Ok(()), "the points may be active by the handler's time");
-    assert!(matches!(s.clone().apply(redeem.clone(), 500), Err(Rejection::Insufficient { .. })));
-    assert!(s.clone().apply(redeem.clone(), 1_000).is_ok());
+    for now in [500, 999, 1_000, 5_000] {
+        let vetted = s.vet(&redeem, Some(now));
+        let applied = s.clone().apply(redeem.clone(), now).map(drop);
+        assert_eq!(vetted, applied, "at {now}");
+    }
+    assert!(matches!(s.vet(&redeem, Some(500)), Err(Rejection::Insufficient { .. })), "still pending at 500");
+    let before = s.clone();
+    assert_eq!(s.vet(&redeem, Some(1_000)), Ok(()), "active by then");
+    assert_eq!(s, before, "the validator changes nothing");
+    assert_eq!(s.vet(&redeem, None), Ok(()), "no clock: the points may be active by the handler's time");
     s.advance(1_000);
     s.redeem_at("x", 200, 1_000).unwrap();
-    assert!(matches!(s.vet(&redeem), Err(Rejection::Insufficient { .. })), "nothing can come due: refused at once");
+    assert!(matches!(s.vet(&redeem, None), Err(Rejection::Insufficient { .. })), "nothing can come due: refused");
 }
 
 /// The longest id (128 characters, all the alphabet allows) and the

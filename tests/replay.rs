@@ -282,13 +282,7 @@ async fn capture_decisions() {
     // Temporal suggests a new run and it carries what is unwritten.
     let when = format!("NEW.customer_id = '{CUSTOMER}'");
     let outage = fail_inserts_on(&database_url, Db::Sqlite, "outage_replay", "ledger_entries", &when).await;
-    let first_run = runs_of(&handle).await.1;
-    let mut sent = 0;
-    while runs_of(&handle).await.1 == first_run {
-        grpc.accrue(accrual(CUSTOMER, &format!("c{sent}"), 1)).await.unwrap();
-        sent += 1;
-        assert!(sent < 400, "the run continues-as-new");
-    }
+    let sent = accrue_until_continued(&mut grpc, &handle, CUSTOMER, "c").await;
     grpc.redeem(redemption(CUSTOMER, "r3", 5, "cap")).await.unwrap();
     end_outage(&outage).await;
     rows_when(&ledger, CUSTOMER, written + sent + 1).await;
@@ -333,13 +327,7 @@ async fn capture_lifecycle() {
     summary_when(&mut grpc, CUSTOMER, SETTLE, |s| s.points_balance == 0).await;
     // A lot pending for a day and the open hold cross a continue-as-new.
     grpc.accrue(pending("l2", 70, 1)).await.unwrap();
-    let first_run = runs_of(&handle).await.1;
-    let mut sent = 0;
-    while runs_of(&handle).await.1 == first_run {
-        grpc.accrue(accrual(CUSTOMER, &format!("f{sent}"), 1)).await.unwrap();
-        sent += 1;
-        assert!(sent < 400, "the run continues-as-new");
-    }
+    accrue_until_continued(&mut grpc, &handle, CUSTOMER, "f").await;
     // The filler lots expire in the next run; then close gives h1 back.
     summary_when(&mut grpc, CUSTOMER, SETTLE, |s| s.points_balance == 0 && s.next_expiry_at.is_none()).await;
     close(&handle).await;
@@ -361,6 +349,24 @@ async fn capture_guide_input() {
     rows_when(&Ledger::connect(&database_url).await.unwrap(), CUSTOMER, 3).await;
     close(&handle_of(&temporal, CUSTOMER)).await;
     write_runs(&temporal, CUSTOMER, "v1_guide_input_run").await;
+}
+
+/// One-point accruals `<prefix>0`, `<prefix>1`, ... until the account's
+/// run continues-as-new; how many were sent.
+async fn accrue_until_continued(
+    grpc: &mut LoyaltyServiceClient<Channel>,
+    handle: &WorkflowHandle<Client, LoyaltyEntityWorkflow>,
+    customer: &str,
+    prefix: &str,
+) -> usize {
+    let first_run = runs_of(handle).await.1;
+    let mut sent = 0;
+    while runs_of(handle).await.1 == first_run {
+        grpc.accrue(accrual(customer, &format!("{prefix}{sent}"), 1)).await.unwrap();
+        sent += 1;
+        assert!(sent < 400, "the run continues-as-new");
+    }
+    sent
 }
 
 async fn close(handle: &WorkflowHandle<Client, LoyaltyEntityWorkflow>) {

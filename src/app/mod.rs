@@ -249,6 +249,7 @@ fn worker(
         .max_cached_workflows(settings.max_cached_accounts)
         .register_workflow::<LoyaltyEntityWorkflow>()
         .map_err(|e| AppError::Worker(e.to_string()))?
+        .register_workflow_interceptors(crate::workflow::interceptors())
         .register_activities(LoyaltyActivities::new(ledger.clone(), metrics.clone()))
         .build();
     Worker::new(runtime, client.clone(), options).map(Some).map_err(|e| AppError::Worker(e.to_string()))

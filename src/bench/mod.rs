@@ -247,6 +247,7 @@ impl Bench {
             .map_err(|e| e.to_string())?
             .register_workflow::<PerEventAccount>()
             .map_err(|e| e.to_string())?
+            .register_workflow_interceptors(crate::workflow::interceptors())
             .register_activities(LoyaltyActivities::new(self.ledger.clone(), Metrics::disabled()))
             .register_activities(BenchActivities)
             .build();

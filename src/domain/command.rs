@@ -89,13 +89,31 @@ impl LoyaltyState {
         }
     }
 
-    /// Whether `command` would be refused, without changing anything: what
-    /// an update's validator asks, so a refusal never enters history. The
-    /// validator sees the account as of its last decision (it has no
-    /// clock): "not enough points" while points are pending or held is left
-    /// to [`LoyaltyState::apply`], since they may have come due since.
-    pub fn vet(&self, command: &Command) -> Result<(), Rejection> {
-        let verdict = match command {
+    /// Whether `command` would be refused at `now`, without changing
+    /// anything: what an update's validator asks, so a refusal never enters
+    /// history. With the task's time it decides exactly as [`LoyaltyState::apply`]
+    /// would (on a copy advanced to `now` when something fell due since the
+    /// last decision). Without it the account is seen as of its last
+    /// decision, and "not enough points" while points are pending or held is
+    /// left to `apply`, since they may have come due since.
+    pub fn vet(&self, command: &Command, now: Option<Millis>) -> Result<(), Rejection> {
+        match now {
+            Some(now) if self.next_due().is_some_and(|(at, _)| at <= now) => {
+                let mut advanced = self.clone();
+                advanced.advance(now);
+                advanced.check(command)
+            }
+            Some(_) => self.check(command),
+            None => match self.check(command) {
+                Err(Rejection::Insufficient { .. }) if self.lots.pending() > 0 || !self.holds.is_empty() => Ok(()),
+                other => other,
+            },
+        }
+    }
+
+    /// What `decide` would refuse `command` with, against the state as it is.
+    fn check(&self, command: &Command) -> Result<(), Rejection> {
+        match command {
             Command::Redeem(req) => self.plan_redeem(req).map(drop),
             Command::Reverse(req) => self.plan_correction(&req.movement()?, req.ledger.as_ref()).map(drop),
             Command::Adjust(req) => self.plan_correction(&req.movement()?, None).map(drop),
@@ -105,10 +123,6 @@ impl LoyaltyState {
             Command::Accrue(_) | Command::AccrueBatch(_) | Command::Checked(_) | Command::TimerDue | Command::Close => {
                 Ok(())
             }
-        };
-        match verdict {
-            Err(Rejection::Insufficient { .. }) if self.lots.pending() > 0 || !self.holds.is_empty() => Ok(()),
-            other => other,
         }
     }
 

@@ -80,10 +80,7 @@ impl Lots {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lot(id: &str, points: i64, pending: Option<Millis>, expires: Option<Millis>) -> Lot {
-        Lot { id: id.into(), remaining: points, earned_at_ms: 0, pending_until_ms: pending, expires_at_ms: expires }
-    }
+    use crate::domain::lots::tests::lot;
 
     #[test]
     fn past_the_budget_lots_expiring_the_same_day_merge_and_no_point_expires_earlier() {

@@ -379,10 +379,11 @@ pub fn drawn(draws: &[Draw]) -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn lot(id: &str, points: i64, pending: Option<Millis>, expires: Option<Millis>) -> Lot {
+    /// A lot earned at 0.
+    pub(in crate::domain) fn lot(id: &str, points: i64, pending: Option<Millis>, expires: Option<Millis>) -> Lot {
         Lot { id: id.into(), remaining: points, earned_at_ms: 0, pending_until_ms: pending, expires_at_ms: expires }
     }
 

@@ -14,7 +14,7 @@ use crate::workflow::LoyaltyEntityWorkflow;
 impl LoyaltyApi {
     /// Sets points aside; idempotent by hold id.
     pub(super) async fn reserve(&self, mut cmd: HoldCommand<ReserveRequest>) -> Result<pb::ReserveResponse, ApiError> {
-        let options = update_options("reserve", &cmd.request.hold_id);
+        let options = update_options("reserve", &cmd.request.hold_id, &cmd.request);
         // The lifelong guard: a hold id the ledger has, the account refuses
         // unless it still remembers that hold (a resend).
         let entry = hold_entry_id(&cmd.request.hold_id);
@@ -45,7 +45,7 @@ impl LoyaltyApi {
             };
             return Ok(pb::CaptureResponse { hold: Some(hold) });
         }
-        let options = update_options("capture", &r.event_id);
+        let options = update_options("capture", &r.event_id, &movement);
         let handle = self.account(&cmd.customer);
         match handle.execute_update(LoyaltyEntityWorkflow::capture_points, cmd.request, options).await {
             Ok(r) => Ok(pb::CaptureResponse { hold: Some(hold(r)) }),
@@ -55,7 +55,7 @@ impl LoyaltyApi {
 
     /// Gives a hold back; idempotent by hold id.
     pub(super) async fn release(&self, cmd: HoldCommand<ReleaseRequest>) -> Result<pb::ReleaseResponse, ApiError> {
-        let options = update_options("release", &cmd.request.hold_id);
+        let options = update_options("release", &cmd.request.hold_id, &cmd.request);
         let handle = self.account(&cmd.customer);
         match handle.execute_update(LoyaltyEntityWorkflow::release_points, cmd.request, options).await {
             Ok(r) => Ok(pb::ReleaseResponse { hold: Some(hold(r)) }),

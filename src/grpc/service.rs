@@ -7,9 +7,9 @@
 //! does not hold is marked checked, so the account decides it at once; if
 //! the ledger cannot answer, the account checks it itself before deciding.
 //! A reversal also carries the ledger's view of its original, for originals
-//! older than the account keeps in memory. Each call is its own update, so a
-//! resend is decided afresh: the account answers one it applied with the
-//! original answer.
+//! older than the account keeps in memory. Redeem, Reverse, Adjust and the
+//! hold calls use an update id derived from the event id, so a resend joins
+//! the first update within a run instead of queueing another.
 
 use std::time::Duration;
 
@@ -138,7 +138,7 @@ impl LoyaltyApi {
             });
         }
         let handle = self.account(&cmd.customer);
-        let options = update_options("redeem", &cmd.request.event_id);
+        let options = update_options("redeem", &cmd.request.event_id, &cmd.request);
         match handle.execute_update(LoyaltyEntityWorkflow::redeem_points, cmd.request, options).await {
             Ok(r) => Ok(pb::RedeemResponse {
                 redeemed: r.redeemed,
@@ -162,7 +162,7 @@ impl LoyaltyApi {
             Err(e) => tracing::warn!(customer, error = %e, "ledger lookup failed; the account decides from memory"),
         }
         let handle = self.account(&cmd.customer);
-        let options = update_options("reverse", &cmd.request.event_id);
+        let options = update_options("reverse", &cmd.request.event_id, &movement);
         match handle.execute_update(LoyaltyEntityWorkflow::reverse_points, cmd.request, options).await {
             Ok(change) => Ok(pb::ReverseResponse { change: Some(balance_change(change)) }),
             Err(e) => Err(self.update_error(&cmd.customer, e).await),
@@ -176,7 +176,8 @@ impl LoyaltyApi {
         }
         cmd.request.expires_at_ms = self.program.correction_expiry(wall_clock_ms());
         let handle = self.account(&cmd.customer);
-        let options = update_options("adjust", &cmd.request.event_id);
+        // The id hashes what the caller sent, not the dates resolved now, so a resend joins the first.
+        let options = update_options("adjust", &cmd.request.event_id, &movement);
         match handle.execute_update(LoyaltyEntityWorkflow::adjust_points, cmd.request, options).await {
             Ok(change) => Ok(pb::AdjustResponse { change: Some(balance_change(change)) }),
             Err(e) => Err(self.update_error(&cmd.customer, e).await),
@@ -266,23 +267,24 @@ impl LoyaltyApi {
     }
 }
 
-/// Update options with an id of this call's own (the event id in it is for
-/// reading histories). Temporal keeps an update's outcome under its id for
-/// the rest of the run, refusals included; a resend is a new call, so it is
-/// decided afresh against the account as it is then, and a resend of one
-/// that succeeded gets the original answer from the account itself.
-pub(super) fn update_options(kind: &str, event_id: &str) -> WorkflowExecuteUpdateOptions {
-    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let process = *PROCESS_ID;
-    WorkflowExecuteUpdateOptions::builder().update_id(format!("{kind}:{event_id}:{process:016x}{call:x}")).build()
+/// Update options whose id is derived from the event id and the request's
+/// content: Temporal then joins a resend to the first update of the run
+/// instead of admitting another (many updates racing on one workflow reach
+/// a defect of sdk-core 0.10.1: "unprocessed protocol messages"), while a
+/// reused id with other content reaches the account and gets
+/// ALREADY_EXISTS. Refusals happen only in the validator, which decides at
+/// the task's time (`workflow::interceptors`), so no refusal is kept under
+/// the id and a resend of a refused call is decided afresh.
+pub(super) fn update_options(
+    kind: &str,
+    event_id: &str,
+    content: &impl serde::Serialize,
+) -> WorkflowExecuteUpdateOptions {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(serde_json::to_vec(content).unwrap_or_default());
+    let short: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    WorkflowExecuteUpdateOptions::builder().update_id(format!("{kind}:{event_id}:{short}")).build()
 }
-
-/// Tells this process's update ids from every other's.
-static PROCESS_ID: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one((std::process::id(), crate::clock::now_ms()))
-});
 
 /// The API's clock, for resolving the program's periods into dates.
 fn wall_clock_ms() -> Millis {

@@ -5,7 +5,9 @@
 //! an accrual in its signal, a redemption, correction or hold in its
 //! update, whose caller is answered as soon as the workflow task that
 //! decided it completes. Every handler is synchronous, so none can wait on
-//! the run loop and the run loop never waits on a handler.
+//! the run loop and the run loop never waits on a handler. Refusals are made
+//! by the updates' validators, at the task's time ([`interceptors`]), so none
+//! is kept under an update's id.
 //!
 //! The run loop only writes what was decided to the ledger ([`Projector`]),
 //! wakes for what falls due (`Sleep`), and continues-as-new when the run
@@ -14,6 +16,7 @@
 //! projection, and the account never adopts totals it did not decide.
 
 mod budget;
+mod clock;
 mod projector;
 mod sleep;
 
@@ -24,6 +27,7 @@ use temporalio_sdk::{
 };
 
 pub use budget::{MAX_ACCRUALS_PER_RUN, MAX_CARRY_BYTES, MAX_SIGNALS_PER_RUN, MAX_UPDATES_PER_RUN, RunBudget};
+pub use clock::interceptors;
 pub use projector::Projector;
 pub use sleep::IDLE_WAKE_MS;
 
@@ -75,9 +79,10 @@ impl LoyaltyEntityWorkflow {
         self.state.apply(command, now_ms(ctx.workflow_time())).map_err(rejection)
     }
 
-    /// A validator's verdict: a refusal here never enters history.
-    fn vet(&self, command: Command) -> Result<(), HandlerError> {
-        self.state.vet(&command).map_err(rejection)
+    /// A validator's verdict, at the task's time: a refusal here never
+    /// enters history.
+    fn vet(&self, view: &WorkflowContextView, command: Command) -> Result<(), HandlerError> {
+        self.state.vet(&command, clock::task_time(view)).map_err(rejection)
     }
 }
 
@@ -154,8 +159,12 @@ impl LoyaltyEntityWorkflow {
 
     /// Rejects, before it enters history, a redemption that cannot succeed.
     #[update_validator(redeem_points)]
-    pub fn validate_redeem_points(&self, _: &WorkflowContextView, req: &RedemptionRequest) -> Result<(), HandlerError> {
-        self.vet(Command::Redeem(req.clone()))
+    pub fn validate_redeem_points(
+        &self,
+        view: &WorkflowContextView,
+        req: &RedemptionRequest,
+    ) -> Result<(), HandlerError> {
+        self.vet(view, Command::Redeem(req.clone()))
     }
 
     /// Spends points; idempotent by `event_id`.
@@ -173,8 +182,12 @@ impl LoyaltyEntityWorkflow {
 
     /// Rejects a malformed reversal, or one the account cannot take.
     #[update_validator(reverse_points)]
-    pub fn validate_reverse_points(&self, _: &WorkflowContextView, req: &ReversalRequest) -> Result<(), HandlerError> {
-        self.vet(Command::Reverse(req.clone()))
+    pub fn validate_reverse_points(
+        &self,
+        view: &WorkflowContextView,
+        req: &ReversalRequest,
+    ) -> Result<(), HandlerError> {
+        self.vet(view, Command::Reverse(req.clone()))
     }
 
     /// Claws back (part of) an accrual or returns (part of) a redemption's
@@ -193,8 +206,12 @@ impl LoyaltyEntityWorkflow {
 
     /// Rejects a malformed adjustment, or one the account cannot take.
     #[update_validator(adjust_points)]
-    pub fn validate_adjust_points(&self, _: &WorkflowContextView, req: &AdjustmentRequest) -> Result<(), HandlerError> {
-        self.vet(Command::Adjust(req.clone()))
+    pub fn validate_adjust_points(
+        &self,
+        view: &WorkflowContextView,
+        req: &AdjustmentRequest,
+    ) -> Result<(), HandlerError> {
+        self.vet(view, Command::Adjust(req.clone()))
     }
 
     /// A support correction of balance and lifetime points; idempotent by `event_id`.
@@ -212,8 +229,12 @@ impl LoyaltyEntityWorkflow {
 
     /// Rejects a hold that cannot be made.
     #[update_validator(reserve_points)]
-    pub fn validate_reserve_points(&self, _: &WorkflowContextView, req: &ReserveRequest) -> Result<(), HandlerError> {
-        self.vet(Command::Reserve(req.clone()))
+    pub fn validate_reserve_points(
+        &self,
+        view: &WorkflowContextView,
+        req: &ReserveRequest,
+    ) -> Result<(), HandlerError> {
+        self.vet(view, Command::Reserve(req.clone()))
     }
 
     /// Sets points aside for a checkout (ours); idempotent by `hold_id`.
@@ -228,8 +249,12 @@ impl LoyaltyEntityWorkflow {
 
     /// Rejects a capture that cannot succeed.
     #[update_validator(capture_points)]
-    pub fn validate_capture_points(&self, _: &WorkflowContextView, req: &CaptureRequest) -> Result<(), HandlerError> {
-        self.vet(Command::Capture(req.clone()))
+    pub fn validate_capture_points(
+        &self,
+        view: &WorkflowContextView,
+        req: &CaptureRequest,
+    ) -> Result<(), HandlerError> {
+        self.vet(view, Command::Capture(req.clone()))
     }
 
     /// Spends (part of) a hold, giving back the rest (ours); idempotent by `event_id`.
@@ -244,8 +269,12 @@ impl LoyaltyEntityWorkflow {
 
     /// Rejects a release of an unknown or captured hold.
     #[update_validator(release_points)]
-    pub fn validate_release_points(&self, _: &WorkflowContextView, req: &ReleaseRequest) -> Result<(), HandlerError> {
-        self.vet(Command::Release(req.clone()))
+    pub fn validate_release_points(
+        &self,
+        view: &WorkflowContextView,
+        req: &ReleaseRequest,
+    ) -> Result<(), HandlerError> {
+        self.vet(view, Command::Release(req.clone()))
     }
 
     /// Gives a hold's points back (ours); idempotent by `hold_id`.
