@@ -6,7 +6,8 @@ use super::error::ApiError;
 use super::pb;
 use super::requests::HoldCommand;
 use super::responses::hold;
-use super::service::{Known, LEDGER_LOOKUP_TIMEOUT, LoyaltyApi, update_options};
+use super::service::{Known, LEDGER_LOOKUP_TIMEOUT, LoyaltyApi};
+use super::updates::update_options;
 use crate::domain::holds::{capture_movement, hold_entry_id};
 use crate::domain::{CaptureRequest, ReleaseRequest, ReserveRequest};
 use crate::workflow::LoyaltyEntityWorkflow;
@@ -20,11 +21,8 @@ impl LoyaltyApi {
         let entry = hold_entry_id(&cmd.request.hold_id);
         let lookup = tokio::time::timeout(LEDGER_LOOKUP_TIMEOUT, self.ledger.find(cmd.customer.as_str(), &entry));
         cmd.request.ledger_known = matches!(lookup.await, Ok(Ok(Some(_))));
-        let handle = self.account(&cmd.customer);
-        match handle.execute_update(LoyaltyEntityWorkflow::reserve_points, cmd.request, options).await {
-            Ok(r) => Ok(pb::ReserveResponse { hold: Some(hold(r)) }),
-            Err(e) => Err(self.update_error(&cmd.customer, e).await),
-        }
+        let r = self.update(&cmd.customer, || LoyaltyEntityWorkflow::reserve_points, cmd.request, options).await?;
+        Ok(pb::ReserveResponse { hold: Some(hold(r)) })
     }
 
     /// Spends (part of) a hold; idempotent by event id.
@@ -46,20 +44,14 @@ impl LoyaltyApi {
             return Ok(pb::CaptureResponse { hold: Some(hold) });
         }
         let options = update_options("capture", &r.event_id, &movement);
-        let handle = self.account(&cmd.customer);
-        match handle.execute_update(LoyaltyEntityWorkflow::capture_points, cmd.request, options).await {
-            Ok(r) => Ok(pb::CaptureResponse { hold: Some(hold(r)) }),
-            Err(e) => Err(self.update_error(&cmd.customer, e).await),
-        }
+        let r = self.update(&cmd.customer, || LoyaltyEntityWorkflow::capture_points, cmd.request, options).await?;
+        Ok(pb::CaptureResponse { hold: Some(hold(r)) })
     }
 
     /// Gives a hold back; idempotent by hold id.
     pub(super) async fn release(&self, cmd: HoldCommand<ReleaseRequest>) -> Result<pb::ReleaseResponse, ApiError> {
         let options = update_options("release", &cmd.request.hold_id, &cmd.request);
-        let handle = self.account(&cmd.customer);
-        match handle.execute_update(LoyaltyEntityWorkflow::release_points, cmd.request, options).await {
-            Ok(r) => Ok(pb::ReleaseResponse { hold: Some(hold(r)) }),
-            Err(e) => Err(self.update_error(&cmd.customer, e).await),
-        }
+        let r = self.update(&cmd.customer, || LoyaltyEntityWorkflow::release_points, cmd.request, options).await?;
+        Ok(pb::ReleaseResponse { hold: Some(hold(r)) })
     }
 }

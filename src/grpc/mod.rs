@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod batcher;
+pub mod closing;
 pub mod deadline;
 pub mod error;
 mod events;
@@ -15,6 +16,7 @@ pub mod requests;
 mod responses;
 pub mod scope;
 pub mod service;
+mod updates;
 
 /// Code generated from `proto/loyalty/v1/loyalty.proto`.
 #[allow(missing_docs, clippy::all)]

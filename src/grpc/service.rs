@@ -13,10 +13,7 @@
 
 use std::time::Duration;
 
-use temporalio_client::{
-    Client, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowHandle, WorkflowQueryOptions,
-};
-use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
+use temporalio_client::{Client, WorkflowHandle, WorkflowQueryOptions};
 use tonic::{Request, Response, Status};
 
 use super::batcher::Batcher;
@@ -25,6 +22,7 @@ use super::error::ApiError;
 use super::pb::{self, loyalty_service_server::LoyaltyService};
 use super::requests::{Accrue, Adjust, History, HoldCommand, ListEvents, Redeem, Reverse, cut_page, timestamp};
 use super::responses::{balance_change, history_entry};
+use super::updates::update_options;
 use crate::domain::program::{Program, RefundPolicy};
 use crate::domain::{CustomerId, Millis, Movement, Rejection, Tier};
 use crate::ledger::{HistoryEntry, Ledger, LedgerError};
@@ -43,7 +41,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The gRPC API; cheap to clone.
 #[derive(Clone)]
 pub struct LoyaltyApi {
-    batcher: Batcher,
+    pub(super) batcher: Batcher,
     pub(super) ledger: Ledger,
     rpc_timeout: Duration,
     tracing: Option<Tracing>,
@@ -137,16 +135,9 @@ impl LoyaltyApi {
                 reward: row.reason,
             });
         }
-        let handle = self.account(&cmd.customer);
         let options = update_options("redeem", &cmd.request.event_id, &cmd.request);
-        match handle.execute_update(LoyaltyEntityWorkflow::redeem_points, cmd.request, options).await {
-            Ok(r) => Ok(pb::RedeemResponse {
-                redeemed: r.redeemed,
-                remaining_balance: r.remaining_balance,
-                reward: r.reward,
-            }),
-            Err(e) => Err(self.update_error(&cmd.customer, e).await),
-        }
+        let r = self.update(&cmd.customer, || LoyaltyEntityWorkflow::redeem_points, cmd.request, options).await?;
+        Ok(pb::RedeemResponse { redeemed: r.redeemed, remaining_balance: r.remaining_balance, reward: r.reward })
     }
 
     async fn reverse(&self, mut cmd: Reverse) -> Result<pb::ReverseResponse, ApiError> {
@@ -161,12 +152,9 @@ impl LoyaltyApi {
             Ok(view) => cmd.request.ledger = Some(view),
             Err(e) => tracing::warn!(customer, error = %e, "ledger lookup failed; the account decides from memory"),
         }
-        let handle = self.account(&cmd.customer);
         let options = update_options("reverse", &cmd.request.event_id, &movement);
-        match handle.execute_update(LoyaltyEntityWorkflow::reverse_points, cmd.request, options).await {
-            Ok(change) => Ok(pb::ReverseResponse { change: Some(balance_change(change)) }),
-            Err(e) => Err(self.update_error(&cmd.customer, e).await),
-        }
+        let change = self.update(&cmd.customer, || LoyaltyEntityWorkflow::reverse_points, cmd.request, options).await?;
+        Ok(pb::ReverseResponse { change: Some(balance_change(change)) })
     }
 
     async fn adjust(&self, mut cmd: Adjust) -> Result<pb::AdjustResponse, ApiError> {
@@ -175,13 +163,10 @@ impl LoyaltyApi {
             return Ok(pb::AdjustResponse { change: Some(change) });
         }
         cmd.request.expires_at_ms = self.program.correction_expiry(wall_clock_ms());
-        let handle = self.account(&cmd.customer);
         // The id hashes what the caller sent, not the dates resolved now, so a resend joins the first.
         let options = update_options("adjust", &cmd.request.event_id, &movement);
-        match handle.execute_update(LoyaltyEntityWorkflow::adjust_points, cmd.request, options).await {
-            Ok(change) => Ok(pb::AdjustResponse { change: Some(balance_change(change)) }),
-            Err(e) => Err(self.update_error(&cmd.customer, e).await),
-        }
+        let change = self.update(&cmd.customer, || LoyaltyEntityWorkflow::adjust_points, cmd.request, options).await?;
+        Ok(pb::AdjustResponse { change: Some(balance_change(change)) })
     }
 
     async fn history(&self, cmd: History) -> Result<pb::GetHistoryResponse, ApiError> {
@@ -213,19 +198,8 @@ impl LoyaltyApi {
         }))
     }
 
-    /// Classifies a failed update; a completed workflow is reported as not found.
-    pub(super) async fn update_error(
-        &self,
-        customer: &CustomerId,
-        e: temporalio_client::errors::WorkflowUpdateError,
-    ) -> ApiError {
-        match ApiError::from_update(customer, e) {
-            ApiError::NotFound(customer) => self.closed_or_missing(customer).await,
-            other => other,
-        }
-    }
-
     async fn summary(&self, customer: CustomerId) -> Result<pb::GetSummaryResponse, ApiError> {
+        self.batcher.closing().wait_while_closing(&customer).await;
         let handle = self.account(&customer);
         let query = handle.query(LoyaltyEntityWorkflow::get_loyalty_summary, (), WorkflowQueryOptions::default());
         let wait = QUERY_TIMEOUT.min(self.rpc_timeout / 2);
@@ -249,41 +223,6 @@ impl LoyaltyApi {
             as_of: (s.as_of_ms > 0).then(|| timestamp(s.as_of_ms)),
         })
     }
-
-    /// Tells a closed account from one that never existed.
-    async fn closed_or_missing(&self, customer: CustomerId) -> ApiError {
-        let handle = self.account(&customer);
-        match handle.describe(WorkflowDescribeOptions::default()).await {
-            Ok(d) => {
-                let status = d.raw_description.workflow_execution_info.map(|i| i.status());
-                if status == Some(WorkflowExecutionStatus::Running) {
-                    ApiError::Unavailable(format!("account {customer} is between runs; retry"))
-                } else {
-                    ApiError::AccountClosed(customer)
-                }
-            }
-            Err(e) => ApiError::from_interaction(&customer, e),
-        }
-    }
-}
-
-/// Update options whose id is derived from the event id and the request's
-/// content: Temporal then joins a resend to the first update of the run
-/// instead of admitting another (many updates racing on one workflow reach
-/// a defect of sdk-core 0.10.1: "unprocessed protocol messages"), while a
-/// reused id with other content reaches the account and gets
-/// ALREADY_EXISTS. Refusals happen only in the validator, which decides at
-/// the task's time (`workflow::interceptors`), so no refusal is kept under
-/// the id and a resend of a refused call is decided afresh.
-pub(super) fn update_options(
-    kind: &str,
-    event_id: &str,
-    content: &impl serde::Serialize,
-) -> WorkflowExecuteUpdateOptions {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(serde_json::to_vec(content).unwrap_or_default());
-    let short: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    WorkflowExecuteUpdateOptions::builder().update_id(format!("{kind}:{event_id}:{short}")).build()
 }
 
 /// The API's clock, for resolving the program's periods into dates.

@@ -1,0 +1,90 @@
+//! Updates of an account: an id derived from the call, sent through the
+//! brief retry of an account that is continuing-as-new (`closing`), and a
+//! failure classified for the caller.
+
+use temporalio_client::WorkflowExecuteUpdateOptions;
+use temporalio_client::errors::WorkflowUpdateError;
+use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
+use temporalio_common::{HasWorkflowDefinition, UpdateDefinition};
+
+use super::error::ApiError;
+use super::service::LoyaltyApi;
+use crate::domain::CustomerId;
+use crate::workflow::LoyaltyEntityWorkflow;
+
+impl LoyaltyApi {
+    /// Runs the update `update()` names on the customer's account with
+    /// `input` and waits for its result (a closure: an update's name is not
+    /// `Clone`, and each try needs one); a "workflow is closing" answer is retried briefly (see
+    /// `closing`), any other failure is classified by [`Self::update_error`].
+    pub(super) async fn update<U>(
+        &self,
+        customer: &CustomerId,
+        update: impl Fn() -> U,
+        input: U::Input,
+        options: WorkflowExecuteUpdateOptions,
+    ) -> Result<U::Output, ApiError>
+    where
+        U: UpdateDefinition<Workflow = <LoyaltyEntityWorkflow as HasWorkflowDefinition>::Run>,
+        U::Input: Clone + Send,
+        U::Output: 'static,
+    {
+        let handle = self.account(customer);
+        let sent = self
+            .batcher
+            .closing()
+            .call(customer, |rpc| {
+                let mut options = options.clone();
+                options.rpc_options = rpc;
+                handle.execute_update(update(), input.clone(), options)
+            })
+            .await;
+        match sent {
+            Ok(output) => Ok(output),
+            Err(e) => Err(self.update_error(customer, e).await),
+        }
+    }
+
+    /// Classifies a failed update; a completed workflow is reported as not found.
+    pub(super) async fn update_error(&self, customer: &CustomerId, e: WorkflowUpdateError) -> ApiError {
+        match ApiError::from_update(customer, e) {
+            ApiError::NotFound(customer) => self.closed_or_missing(customer).await,
+            other => other,
+        }
+    }
+
+    /// Tells a closed account from one that never existed.
+    async fn closed_or_missing(&self, customer: CustomerId) -> ApiError {
+        let handle = self.account(&customer);
+        match handle.describe(temporalio_client::WorkflowDescribeOptions::default()).await {
+            Ok(d) => {
+                let status = d.raw_description.workflow_execution_info.map(|i| i.status());
+                if status == Some(WorkflowExecutionStatus::Running) {
+                    ApiError::Unavailable(format!("account {customer} is between runs; retry"))
+                } else {
+                    ApiError::AccountClosed(customer)
+                }
+            }
+            Err(e) => ApiError::from_interaction(&customer, e),
+        }
+    }
+}
+
+/// Update options whose id is derived from the event id and the request's
+/// content: Temporal then joins a resend to the first update of the run
+/// instead of admitting another (many updates racing on one workflow reach
+/// a defect of sdk-core 0.10.1: "unprocessed protocol messages"), while a
+/// reused id with other content reaches the account and gets
+/// ALREADY_EXISTS. Refusals happen only in the validator, which decides at
+/// the task's time (`workflow::interceptors`), so no refusal is kept under
+/// the id and a resend of a refused call is decided afresh.
+pub(super) fn update_options(
+    kind: &str,
+    event_id: &str,
+    content: &impl serde::Serialize,
+) -> WorkflowExecuteUpdateOptions {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(serde_json::to_vec(content).unwrap_or_default());
+    let short: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    WorkflowExecuteUpdateOptions::builder().update_id(format!("{kind}:{event_id}:{short}")).build()
+}
