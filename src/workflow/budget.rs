@@ -12,6 +12,13 @@ pub const MAX_ACCRUALS_PER_RUN: u32 = 2_000;
 /// Accepted updates after which a run continues-as-new, well before
 /// Temporal's 2,000 updates per run (`history.maxTotalUpdates`).
 pub const MAX_UPDATES_PER_RUN: u32 = 1_000;
+/// History events after which a run continues-as-new. A continue-as-new
+/// refused because a signal came in during its task is retried after the
+/// worker replays the whole run (sdk-core evicts it), and calls to the
+/// account wait meanwhile: at Temporal's own suggestion (about 4,100
+/// events) that replay took about 450 ms here, at this length about a
+/// quarter of it (BENCHMARKS.md, "Continue-as-new under a storm").
+pub const MAX_EVENTS_PER_RUN: u32 = 500;
 /// Nearing Temporal's limits, a run carries any backlog that fits rather
 /// than wait for its ledger; see [`RunBudget::carry_now`].
 pub const FORCE_SIGNALS_PER_RUN: u32 = 8_000;

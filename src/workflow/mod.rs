@@ -26,7 +26,9 @@ use temporalio_sdk::{
     WorkflowCancellationError, WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 
-pub use budget::{MAX_ACCRUALS_PER_RUN, MAX_CARRY_BYTES, MAX_SIGNALS_PER_RUN, MAX_UPDATES_PER_RUN, RunBudget};
+pub use budget::{
+    MAX_ACCRUALS_PER_RUN, MAX_CARRY_BYTES, MAX_EVENTS_PER_RUN, MAX_SIGNALS_PER_RUN, MAX_UPDATES_PER_RUN, RunBudget,
+};
 pub use clock::interceptors;
 pub use projector::Projector;
 pub use sleep::IDLE_WAKE_MS;
@@ -379,11 +381,14 @@ fn log_ignored(customer: &str, ignored: &[(String, Ignored)]) {
     }
 }
 
-/// Temporal suggests a new run (history size), or, under Worker Versioning,
-/// the deployment's current version moved on: a long-lived account upgrades
-/// at its next continue-as-new.
+/// The run's history is as long as a cheap replay allows, Temporal suggests
+/// a new run (history size), or, under Worker Versioning, the deployment's
+/// current version moved on: a long-lived account upgrades at its next
+/// continue-as-new.
 fn should_continue(ctx: &Ctx) -> bool {
-    ctx.continue_as_new_suggested() || ctx.target_worker_deployment_version_changed()
+    ctx.history_length() >= budget::MAX_EVENTS_PER_RUN
+        || ctx.continue_as_new_suggested()
+        || ctx.target_worker_deployment_version_changed()
 }
 
 /// Logs only on first execution, not on replay.
