@@ -1,7 +1,10 @@
 //! Readiness follows Temporal: while its frontend does not answer, the gRPC
 //! health service reports NOT_SERVING (for "" and for the API), and SERVING
 //! again once it does. The process stays up either way, so Kubernetes takes
-//! the pod out of the Service instead of restarting it.
+//! the pod out of the Service instead of restarting it. A process that runs
+//! a worker first reports SERVING once Temporal lists that worker among its
+//! task queue's pollers: before, a call could reach an account that no
+//! worker would answer (one replica restarted alone).
 
 use std::time::Duration;
 
@@ -17,6 +20,8 @@ pub const LIVENESS_SERVICE: &str = "liveness";
 
 /// How often Temporal is checked.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a starting worker is looked for among the task queue's pollers.
+const WORKER_LOOK_INTERVAL: Duration = Duration::from_millis(100);
 /// How long one check may take before Temporal counts as unreachable.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -78,41 +83,117 @@ pub async fn report(health: &HealthReporter, reported: &Reported, serving: bool)
     }
 }
 
+/// Longest wait for the worker to show among the pollers before readiness
+/// goes by Temporal alone (a versioned worker polls its version's queue,
+/// which a plain describe of the task queue may not list).
+const WORKER_LOOK_LIMIT: Duration = Duration::from_secs(10);
+
+/// The identity this process's worker polls with: the client's, or (as the
+/// SDK would choose when that is empty) `pid@host`.
+pub fn worker_identity(client: &Client) -> String {
+    let identity = client.connection().identity();
+    if !identity.is_empty() {
+        return identity.to_owned();
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "loyalty".into());
+    format!("{}@{host}", std::process::id())
+}
+
+/// Whether Temporal lists a poller of `identity` on the workflow task
+/// queue `task_queue`, i.e. this process's worker polls.
+pub async fn worker_polls(client: &Client, task_queue: &str, identity: &str) -> bool {
+    use temporalio_common::protos::temporal::api::enums::v1::{TaskQueueKind, TaskQueueType};
+    use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
+    use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
+    let request = DescribeTaskQueueRequest {
+        namespace: client.options().namespace.clone(),
+        task_queue: Some(TaskQueue {
+            name: task_queue.to_owned(),
+            kind: TaskQueueKind::Normal as i32,
+            ..Default::default()
+        }),
+        task_queue_type: TaskQueueType::Workflow as i32,
+        ..Default::default()
+    };
+    let mut workflows = client.connection().workflow_service();
+    match tokio::time::timeout(CHECK_TIMEOUT, workflows.describe_task_queue(request.into_request())).await {
+        Ok(Ok(response)) => response.get_ref().pollers.iter().any(|p| p.identity == identity),
+        _ => false,
+    }
+}
+
+/// What readiness needs to see of this process.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    /// The worker's task queue and identity, when this process runs a worker.
+    pub worker: Option<(String, String)>,
+    /// What the first check of Temporal found.
+    pub temporal_at_start: TemporalCheck,
+}
+
 /// Checks Temporal every [`CHECK_INTERVAL`] and reports the result until
-/// `stop` fires, starting from what was reported at start. Logs each change
-/// once: a refusal at ERROR, an outage at WARN.
-pub async fn follow_temporal(
+/// `stop` fires; NOT_SERVING is reported at start. A worker is looked for
+/// every [`WORKER_LOOK_INTERVAL`] until it is seen polling (once), for at
+/// most [`WORKER_LOOK_LIMIT`]. Logs
+/// each change once: a refusal at ERROR, an outage at WARN.
+pub async fn follow(
     client: Client,
     health: HealthReporter,
     reported: Reported,
-    reported_at_start: TemporalCheck,
+    watched: Watched,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(CHECK_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = reported_at_start;
+    let mut last = watched.temporal_at_start;
+    let mut worker_seen = watched.worker.is_none();
+    let look_until = tokio::time::Instant::now() + WORKER_LOOK_LIMIT;
+    let mut serving = false;
+    let mut next_check = tokio::time::Instant::now() + CHECK_INTERVAL;
     loop {
+        if !worker_seen && let Some((queue, identity)) = &watched.worker {
+            worker_seen = worker_polls(&client, queue, identity).await;
+            if worker_seen {
+                tracing::info!(task_queue = %queue, "the worker polls its task queue");
+            } else if tokio::time::Instant::now() >= look_until {
+                tracing::warn!(task_queue = %queue, identity = %identity,
+                    "the worker is not listed among the task queue's pollers; readiness follows Temporal alone");
+                worker_seen = true;
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let ready = last == TemporalCheck::Ready && worker_seen;
+        if ready != serving {
+            report(&health, &reported, ready).await;
+            serving = ready;
+        }
+        let wake = if worker_seen { next_check } else { tokio::time::Instant::now() + WORKER_LOOK_INTERVAL };
         tokio::select! {
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep_until(wake.min(next_check)) => {}
             _ = stop.changed() => return,
         }
+        if tokio::time::Instant::now() < next_check {
+            continue;
+        }
+        next_check = tokio::time::Instant::now() + CHECK_INTERVAL;
         let now = check_temporal(&client).await;
         if *stop.borrow() {
             return;
         }
         if now != last {
             match &now {
-                TemporalCheck::Ready => tracing::info!("Temporal reachable again: SERVING"),
+                TemporalCheck::Ready => tracing::info!("Temporal reachable again"),
                 TemporalCheck::Unreachable => tracing::warn!("Temporal unreachable: NOT_SERVING until it answers"),
                 TemporalCheck::Refused(why) => tracing::error!(
                     reason = %why,
                     "Temporal refuses this service (TEMPORAL_API_KEY, TLS, TEMPORAL_NAMESPACE): NOT_SERVING until \
                      its configuration is fixed"
                 ),
-            }
-            let serving = now == TemporalCheck::Ready;
-            if serving != (last == TemporalCheck::Ready) {
-                report(&health, &reported, serving).await;
             }
             last = now;
         }

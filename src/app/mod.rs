@@ -26,6 +26,7 @@ use crate::config::{Settings, TlsFiles};
 use crate::grpc::LoyaltyApi;
 use crate::grpc::auth::AuthLayer;
 use crate::grpc::batcher::Batcher;
+use crate::grpc::closing::ClosingRetry;
 use crate::grpc::limit::ConcurrencyLimitLayer;
 use crate::grpc::pb::{self, loyalty_service_server::LoyaltyServiceServer};
 use crate::ledger::{Ledger, LedgerError};
@@ -109,7 +110,7 @@ pub struct Application {
     router: Router<Layers>,
     health: HealthReporter,
     reported: Reported,
-    temporal: readiness::TemporalCheck,
+    watched: readiness::Watched,
     client: Client,
     worker: Option<Worker>,
     relay: Option<Relay>,
@@ -182,7 +183,8 @@ impl Application {
                 "Temporal refuses this service (TEMPORAL_API_KEY, TLS, TEMPORAL_NAMESPACE): NOT_SERVING until fixed"
             );
         }
-        readiness::report(&health, &reported, temporal == readiness::TemporalCheck::Ready).await;
+        // SERVING only once the readiness loop has seen what this process needs (run.rs).
+        readiness::report(&health, &reported, false).await;
         health.set_service_status(readiness::LIVENESS_SERVICE, tonic_health::ServingStatus::Serving).await;
         let router = router(&settings, ledger, &client, tracing.clone(), metrics, health_service)?;
         Ok(Self {
@@ -193,7 +195,13 @@ impl Application {
             router,
             health,
             reported,
-            temporal,
+            watched: readiness::Watched {
+                worker: settings
+                    .role
+                    .runs_worker()
+                    .then(|| (settings.task_queue.clone(), readiness::worker_identity(&client))),
+                temporal_at_start: temporal,
+            },
             client,
             worker,
             relay,
@@ -247,6 +255,9 @@ fn worker(
     let options = WorkerOptions::new(settings.task_queue.clone())
         .maybe_deployment_options(deployment)
         .max_cached_workflows(settings.max_cached_accounts)
+        .sticky_queue_schedule_to_start_timeout(settings.sticky_timeout)
+        // Readiness looks for this identity among the task queue's pollers.
+        .client_identity_override(readiness::worker_identity(client))
         .register_workflow::<LoyaltyEntityWorkflow>()
         .map_err(|e| AppError::Worker(e.to_string()))?
         .register_workflow_interceptors(crate::workflow::interceptors())
@@ -289,7 +300,13 @@ fn router(
     let reflection_err = |e: tonic_reflection::server::Error| AppError::Server(e.to_string());
     let api = settings.role.serves_api().then(|| {
         LoyaltyServiceServer::new(LoyaltyApi::new(
-            Batcher::new(client.clone(), settings.task_queue.clone(), settings.accrual_batching),
+            Batcher::new(
+                client.clone(),
+                settings.task_queue.clone(),
+                settings.accrual_batching,
+                settings.workflow_task_timeout,
+                ClosingRetry::new(settings.closing_retry, Some(client.clone())),
+            ),
             ledger,
             settings.rpc_timeout,
             tracing,

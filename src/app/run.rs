@@ -31,7 +31,7 @@ impl Application {
             router,
             health,
             reported,
-            temporal,
+            watched,
             client,
             worker,
             relay,
@@ -55,13 +55,8 @@ impl Application {
         let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
             let _ = server_stop.changed().await;
         }));
-        let readiness = tokio::spawn(readiness::follow_temporal(
-            client,
-            health.clone(),
-            reported.clone(),
-            temporal,
-            readiness_stopped,
-        ));
+        let readiness =
+            tokio::spawn(readiness::follow(client, health.clone(), reported.clone(), watched, readiness_stopped));
         let stop_all = || {
             let _ = readiness_stop.send(true);
             let _ = stop_tx.send(true);

@@ -44,6 +44,14 @@ pub const MAX_SHUTDOWN_DELAY_SECONDS: u64 = 300;
 pub const DEFAULT_RPC_TIMEOUT_SECONDS: u64 = 30;
 /// Default largest request message accepted.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Default wait of a workflow task on a worker's sticky queue before
+/// Temporal hands it to any worker: after a crash, an account's next call
+/// waits this long (the SDK's default is 10 s).
+pub const DEFAULT_STICKY_TIMEOUT_MS: u64 = 1_000;
+/// Default workflow task timeout of new accounts: a task given to a worker
+/// that died is retried elsewhere after this long (Temporal's default is
+/// 10 s). A run's replay stays well under it (runs are short).
+pub const DEFAULT_WORKFLOW_TASK_TIMEOUT_SECONDS: u64 = 2;
 /// Default cap on RPCs in progress.
 pub const DEFAULT_MAX_CONCURRENT_RPCS: usize = 1_000;
 /// Default number of account workflows a worker keeps in memory (the SDK's
@@ -151,6 +159,17 @@ pub struct Settings {
     /// `add_points_batch` signal (a worker written from the reference guide
     /// knows only `add_points`: turn this off in front of one).
     pub accrual_batching: bool,
+    /// How long an account's workflow task waits on this worker's sticky
+    /// queue before any worker may take it (after a crash, the wait of the
+    /// account's next call).
+    pub sticky_timeout: Duration,
+    /// Workflow task timeout given to accounts this API starts.
+    pub workflow_task_timeout: Duration,
+    /// Calls to an account that is continuing-as-new are retried after a few
+    /// milliseconds (`grpc::closing`); off, they wait out the Temporal
+    /// client's backoff of a second or more. Not configurable: off only in
+    /// the test that shows what it prevents.
+    pub closing_retry: bool,
     /// TLS for the gRPC server; plaintext when `None`.
     pub tls: Option<TlsFiles>,
     /// API keys callers must present; no authentication when `None`.
@@ -237,6 +256,17 @@ impl Settings {
                 10_000_000,
             )? as usize,
             accrual_batching: env.flag("LOYALTY_ACCRUAL_BATCHING", true)?,
+            sticky_timeout: Duration::from_millis(env.number(
+                "LOYALTY_STICKY_TIMEOUT_MS",
+                DEFAULT_STICKY_TIMEOUT_MS,
+                60_000,
+            )?),
+            workflow_task_timeout: Duration::from_secs(env.number(
+                "LOYALTY_WORKFLOW_TASK_TIMEOUT_SECONDS",
+                DEFAULT_WORKFLOW_TASK_TIMEOUT_SECONDS,
+                120,
+            )?),
+            closing_retry: true,
             tls,
             api_keys,
             rate_limits: RateLimits {

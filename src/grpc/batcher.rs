@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::Context;
 use opentelemetry::trace::FutureExt as _;
+use temporalio_client::errors::WorkflowStartError;
 use temporalio_client::{
-    Client, WorkflowDescribeOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
+    Client, RpcOptions, WorkflowDescribeOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
 };
 use tokio::sync::oneshot;
 use tonic::Status;
 
+use super::closing::ClosingRetry;
 use super::error::ApiError;
 use crate::domain::{CustomerId, PointsEvent};
 use crate::workflow::{LoyaltyEntityWorkflow, WorkflowInput};
@@ -64,6 +66,8 @@ pub struct Batcher {
     client: Client,
     task_queue: String,
     batching: bool,
+    task_timeout: Duration,
+    closing: ClosingRetry,
     queues: Arc<Mutex<HashMap<String, Queue>>>,
     /// Accounts whose run's history is near Temporal's limits, until when.
     full: Arc<Mutex<HashMap<String, Instant>>>,
@@ -72,9 +76,23 @@ pub struct Batcher {
 impl Batcher {
     /// Signals accounts of `task_queue` through `client`; without `batching`
     /// every accrual is its own `add_points` signal, sent at once (for a
-    /// worker written from the reference guide).
-    pub fn new(client: Client, task_queue: String, batching: bool) -> Self {
-        Self { client, task_queue, batching, queues: Arc::default(), full: Arc::default() }
+    /// worker written from the reference guide). Signals and the API's
+    /// updates to an account that is continuing-as-new go through `closing`.
+    /// An account started here gets `task_timeout` as its workflow task
+    /// timeout (its later runs inherit it).
+    pub fn new(
+        client: Client,
+        task_queue: String,
+        batching: bool,
+        task_timeout: Duration,
+        closing: ClosingRetry,
+    ) -> Self {
+        Self { client, task_queue, batching, task_timeout, closing, queues: Arc::default(), full: Arc::default() }
+    }
+
+    /// The retry of calls to accounts that are continuing-as-new.
+    pub fn closing(&self) -> &ClosingRetry {
+        &self.closing
     }
 
     /// The Temporal client.
@@ -189,12 +207,24 @@ impl Batcher {
         }
     }
 
-    async fn signal(&self, customer: &CustomerId, mut events: Vec<PointsEvent>) -> Result<(), ApiError> {
+    async fn signal(&self, customer: &CustomerId, events: Vec<PointsEvent>) -> Result<(), ApiError> {
+        let sent = self.closing.call(customer, |rpc| self.signal_once(customer, events.clone(), rpc)).await;
+        sent.map_err(|e| ApiError::from_start(customer, e))
+    }
+
+    async fn signal_once(
+        &self,
+        customer: &CustomerId,
+        mut events: Vec<PointsEvent>,
+        rpc: RpcOptions,
+    ) -> Result<(), WorkflowStartError> {
         // Reuse of a closed account's id is refused, so a late accrual never
         // re-creates it blank.
         let options = WorkflowStartOptions::new(self.task_queue.clone(), customer.workflow_id())
             .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
             .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+            .task_timeout(self.task_timeout)
+            .rpc_options(rpc)
             .build();
         let sent = if events.len() == 1 {
             let event = events.pop().expect("one event");
@@ -218,6 +248,6 @@ impl Batcher {
                 )
                 .await
         };
-        sent.map(drop).map_err(|e| ApiError::from_start(customer, e))
+        sent.map(drop)
     }
 }
