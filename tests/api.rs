@@ -299,10 +299,18 @@ async fn a_burst_across_continue_as_new_loses_and_doubles_nothing() {
 
 #[tokio::test]
 async fn health_reports_serving() {
+    // SERVING once the worker polls (readiness.rs), within moments of the start.
     let mut health = HealthClient::new(common::grpc_channel(shared().grpc_addr).await);
     for service in ["", "loyalty.v1.LoyaltyService"] {
-        let r = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
-        assert_eq!(r.status(), ServingStatus::Serving, "service {service:?}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
+            if r.status() == ServingStatus::Serving {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "service {service:?} is {:?}", r.status());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod book;
+pub mod hot;
 pub mod proxy;
 
 use std::net::SocketAddr;
@@ -422,12 +424,21 @@ pub fn dev_server_on(port: u16, db: &std::path::Path) -> loyalty::devserver::Dev
 }
 
 /// What one run of a workflow received.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunCounts {
     /// Signals (`WorkflowExecutionSignaled` events).
     pub signals: usize,
     /// Accepted updates (`WorkflowExecutionUpdateAccepted` events).
     pub updates: usize,
+    /// Events in the run's history.
+    pub events: usize,
+    /// The cause of each `WorkflowTaskFailed` (`UnhandledCommand`, ...).
+    pub task_failures: Vec<String>,
+    /// `WorkflowTaskTimedOut` events, with their timeout type.
+    pub task_timeouts: Vec<String>,
+    /// Bytes of the state this run carried to the next (the
+    /// continue-as-new's input), if it continued.
+    pub carried_bytes: Option<usize>,
 }
 
 /// Every run of `workflow_id` so far, first to last, following
@@ -435,10 +446,15 @@ pub struct RunCounts {
 /// that a long-lived account continues-as-new, and that no run comes near
 /// Temporal's per-run limits (10,000 signals, 2,000 updates).
 pub async fn workflow_runs(workflow_id: &str) -> Vec<RunCounts> {
+    workflow_runs_on(&temporal().await, workflow_id).await
+}
+
+/// [`workflow_runs`] through `temporal`.
+pub async fn workflow_runs_on(temporal: &Client, workflow_id: &str) -> Vec<RunCounts> {
     use temporalio_client::{WorkflowDescribeOptions, WorkflowExecutionInfo};
+    use temporalio_common::protos::temporal::api::enums::v1::{TimeoutType, WorkflowTaskFailedCause};
     use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
-    let temporal = temporal().await;
     let info = temporal
         .get_workflow_handle::<loyalty::workflow::LoyaltyEntityWorkflow>(workflow_id)
         .describe(WorkflowDescribeOptions::default())
@@ -460,12 +476,24 @@ pub async fn workflow_runs(workflow_id: &str) -> Vec<RunCounts> {
             .into_events()
             .await
             .expect("history readable");
-        let mut counts = RunCounts::default();
+        let mut counts = RunCounts { events: events.len(), ..RunCounts::default() };
         for attributes in events.iter().filter_map(|e| e.attributes.as_ref()) {
             match attributes {
                 Attributes::WorkflowExecutionSignaledEventAttributes(_) => counts.signals += 1,
                 Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(_) => counts.updates += 1,
+                Attributes::WorkflowTaskFailedEventAttributes(a) => {
+                    let cause = WorkflowTaskFailedCause::try_from(a.cause).map_or(a.cause.to_string(), |c| {
+                        c.as_str_name().trim_start_matches("WORKFLOW_TASK_FAILED_CAUSE_").to_owned()
+                    });
+                    counts.task_failures.push(cause);
+                }
+                Attributes::WorkflowTaskTimedOutEventAttributes(a) => {
+                    let kind = TimeoutType::try_from(a.timeout_type)
+                        .map_or(a.timeout_type.to_string(), |t| t.as_str_name().to_owned());
+                    counts.task_timeouts.push(kind);
+                }
                 Attributes::WorkflowExecutionContinuedAsNewEventAttributes(a) => {
+                    counts.carried_bytes = a.input.as_ref().map(|i| i.payloads.iter().map(|p| p.data.len()).sum());
                     next = Some(a.new_execution_run_id.clone())
                 }
                 _ => {}
