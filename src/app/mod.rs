@@ -311,6 +311,7 @@ fn router(
             settings.rpc_timeout,
             tracing,
             settings.program,
+            settings.updates_per_account,
         ))
         .max_decoding_message_size(settings.max_request_bytes)
     });

@@ -48,10 +48,13 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Temporal hands it to any worker: after a crash, an account's next call
 /// waits this long (the SDK's default is 10 s).
 pub const DEFAULT_STICKY_TIMEOUT_MS: u64 = 1_000;
-/// Default workflow task timeout of new accounts: a task given to a worker
-/// that died is retried elsewhere after this long (Temporal's default is
-/// 10 s). A run's replay stays well under it (runs are short).
-pub const DEFAULT_WORKFLOW_TASK_TIMEOUT_SECONDS: u64 = 2;
+/// Default workflow task timeout of new accounts, in milliseconds: a task
+/// given to a worker that died, or lost as a worker stopped, is retried
+/// elsewhere after this long (Temporal's default is 10 s), so it bounds a
+/// call's wait across a crash or a rolling deploy (1.5 s plus a replay, under
+/// the 2 s measured in tests/liveness.rs). A run's replay stays well under it
+/// (runs continue-as-new at 500 events).
+pub const DEFAULT_WORKFLOW_TASK_TIMEOUT_MS: u64 = 1_500;
 /// Default cap on RPCs in progress.
 pub const DEFAULT_MAX_CONCURRENT_RPCS: usize = 1_000;
 /// Default number of account workflows a worker keeps in memory (the SDK's
@@ -170,6 +173,9 @@ pub struct Settings {
     /// client's backoff of a second or more. Not configurable: off only in
     /// the test that shows what it prevents.
     pub closing_retry: bool,
+    /// Updates this replica sends to one account at once; more wait in the
+    /// API (`grpc::queue`), so that Temporal's 10 per workflow is not reached.
+    pub updates_per_account: usize,
     /// TLS for the gRPC server; plaintext when `None`.
     pub tls: Option<TlsFiles>,
     /// API keys callers must present; no authentication when `None`.
@@ -261,12 +267,14 @@ impl Settings {
                 DEFAULT_STICKY_TIMEOUT_MS,
                 60_000,
             )?),
-            workflow_task_timeout: Duration::from_secs(env.number(
-                "LOYALTY_WORKFLOW_TASK_TIMEOUT_SECONDS",
-                DEFAULT_WORKFLOW_TASK_TIMEOUT_SECONDS,
-                120,
-            )?),
+            workflow_task_timeout: Duration::from_millis(
+                env.bounded("LOYALTY_WORKFLOW_TASK_TIMEOUT_MS", 500, 120_000)?
+                    .unwrap_or(DEFAULT_WORKFLOW_TASK_TIMEOUT_MS),
+            ),
             closing_retry: true,
+            updates_per_account: env
+                .number("LOYALTY_UPDATES_PER_ACCOUNT", crate::grpc::queue::DEFAULT_PER_ACCOUNT as u64, 10)?
+                .max(1) as usize,
             tls,
             api_keys,
             rate_limits: RateLimits {

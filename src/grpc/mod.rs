@@ -11,6 +11,7 @@ mod fuzz_tests;
 pub mod gate;
 mod holds;
 pub mod limit;
+pub mod queue;
 pub mod rate;
 pub mod requests;
 mod responses;

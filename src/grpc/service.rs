@@ -20,6 +20,7 @@ use super::batcher::Batcher;
 use super::deadline::within;
 use super::error::ApiError;
 use super::pb::{self, loyalty_service_server::LoyaltyService};
+use super::queue::UpdateQueues;
 use super::requests::{Accrue, Adjust, History, HoldCommand, ListEvents, Redeem, Reverse, cut_page, timestamp};
 use super::responses::{balance_change, history_entry};
 use super::updates::update_options;
@@ -46,6 +47,8 @@ pub struct LoyaltyApi {
     rpc_timeout: Duration,
     tracing: Option<Tracing>,
     program: Program,
+    /// Each account's updates in flight from this replica (`queue`).
+    pub(super) updates: UpdateQueues,
 }
 
 /// What the ledger says about an event id before the workflow is asked.
@@ -61,15 +64,17 @@ pub(super) enum Known {
 impl LoyaltyApi {
     /// An API that signals accounts through `batcher` (which holds the
     /// Temporal client and task queue) and reads `ledger`; an RPC gets at most
-    /// `rpc_timeout` (less if its caller says so).
+    /// `rpc_timeout` (less if its caller says so), and sends each account
+    /// at most `updates_per_account` updates at once.
     pub fn new(
         batcher: Batcher,
         ledger: Ledger,
         rpc_timeout: Duration,
         tracing: Option<Tracing>,
         program: Program,
+        updates_per_account: usize,
     ) -> Self {
-        Self { batcher, ledger, rpc_timeout, tracing, program }
+        Self { batcher, ledger, rpc_timeout, tracing, program, updates: UpdateQueues::new(updates_per_account) }
     }
 
     /// Runs an RPC within its deadline, in a server span when tracing is on.

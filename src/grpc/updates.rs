@@ -30,6 +30,7 @@ impl LoyaltyApi {
         U::Output: 'static,
     {
         let handle = self.account(customer);
+        let _in_flight = self.updates.enter(customer).await;
         let sent = self
             .batcher
             .closing()
