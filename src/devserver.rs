@@ -25,6 +25,14 @@ pub enum DevServerError {
     Timeout(u16),
 }
 
+/// Dynamic config every dev server gets, as every cluster this service
+/// runs on should: with polls cancelled by the server when a worker shuts
+/// down (and the namespace saying so), sdk-core lets its polls in flight
+/// complete instead of dropping them, so a workflow task the server has just
+/// handed a stopping worker is not lost until its timeout (2 s of every call
+/// to that account, measured in the rolling deploy of tests/liveness.rs).
+pub const SERVER_SETTINGS: [&str; 1] = ["frontend.enableCancelWorkerPollsOnShutdown=true"];
+
 /// How to run the dev server.
 #[derive(Debug, Clone, Default)]
 pub struct DevServerOptions {
@@ -97,7 +105,7 @@ impl DevServer {
             }
             cmd.arg("--db-filename").arg(db);
         }
-        for value in &options.dynamic_config {
+        for value in SERVER_SETTINGS.iter().copied().chain(options.dynamic_config.iter().map(String::as_str)) {
             cmd.arg("--dynamic-config-value").arg(value);
         }
         // SAFETY: only async-signal-safe calls between fork and exec.
