@@ -15,9 +15,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::book::{Book, Figures, Grpc, publish, report, scale};
+use common::deploy::{self, Fleet};
 use common::hot::{
     Hot, Rpc, Tally, accrue_caller, adjust_caller, hold_caller, redeem_caller, report_latencies, reverse_caller,
-    summary_caller,
+    summary_caller, with_deadline,
 };
 use loyalty::config::Settings;
 use loyalty::ledger::Ledger;
@@ -257,4 +258,192 @@ async fn a_hot_account_never_stalls_with_a_carried_state_near_its_bound() {
     let settings = common::settings("storm-large");
     let storm = storm("storm with the largest ids and texts", "stormbig", Variant::LargeState, settings).await;
     assert_no_stall(&storm);
+}
+
+/// The longest a call may wait across a rolling deploy (and after a
+/// replica restarted alone), first attempt to definite answer.
+const DEPLOY_LATENCY: Duration = Duration::from_secs(2);
+/// The longest a call may wait when one of two replicas is killed.
+const CRASH_LATENCY: Duration = Duration::from_secs(3);
+/// Customers called during the deploy scenarios.
+const DEPLOY_CUSTOMERS: usize = 20;
+
+/// Calls to [`DEPLOY_CUSTOMERS`] customers through the fleet's router
+/// while `during` acts on it (noting what it did on the timeline); then the
+/// exact invariant, the latencies of every kind, which must stay within
+/// `bound`, the slowest calls placed on the timeline, and what the
+/// accounts' histories show (workflow tasks failed or timed out).
+async fn under_calls(
+    scenario: &str,
+    fleet: &mut Fleet,
+    prefix: &str,
+    bound: Duration,
+    during: impl AsyncFnOnce(&mut Fleet, &Timeline),
+) {
+    let mut book = Book::default();
+    let customers: Vec<String> = (0..DEPLOY_CUSTOMERS).map(|i| format!("{prefix}{i}")).collect();
+    for customer in &customers {
+        book.open(&mut fleet.grpc.clone(), customer, 100).await;
+    }
+    let timeline = Timeline::new(scenario);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = customers
+        .iter()
+        .map(|c| tokio::spawn(deploy::customer_caller(fleet.grpc.clone(), c.clone(), stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    during(fleet, &timeline).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut tallies: BTreeMap<Rpc, Tally> = BTreeMap::new();
+    let mut operations = 0;
+    for caller in callers {
+        for (rpc, mut tally) in caller.await.expect("a caller") {
+            let calls = tally.outcome.calls;
+            operations += calls;
+            book.add(std::mem::take(&mut tally.outcome));
+            tally.outcome.calls = calls;
+            tallies.entry(rpc).or_insert_with(|| Tally::new(prefix)).merge(tally);
+        }
+    }
+    report_latencies(scenario, &tallies);
+    for (rpc, tally) in &tallies {
+        let mut calls: Vec<_> = tally.sent_at.iter().zip(&tally.latencies).collect();
+        calls.sort_by_key(|(_, latency)| std::cmp::Reverse(**latency));
+        for (sent, latency) in calls.into_iter().take(3) {
+            timeline.note(*sent, &format!("a {rpc:?} sent, answered {:.0} ms later", latency.as_secs_f64() * 1e3));
+        }
+    }
+    let ledger = Ledger::connect(&fleet.database_url).await.expect("ledger");
+    let figures = book.check_on(&mut fleet.grpc.clone(), &ledger).await;
+    report(scenario, operations, 1, &figures);
+    let mut failed: BTreeMap<String, usize> = BTreeMap::new();
+    for customer in &customers {
+        for run in common::workflow_runs(&format!("loyalty-{customer}")).await {
+            for cause in run.task_failures.iter().chain(&run.task_timeouts) {
+                *failed.entry(cause.clone()).or_default() += 1;
+            }
+        }
+    }
+    publish(&format!(
+        "{scenario}: workflow tasks failed or timed out over the {DEPLOY_CUSTOMERS} accounts: {failed:?}"
+    ));
+    assert_eq!(figures, Figures { customers: DEPLOY_CUSTOMERS, lost: 0, duplicated: 0 });
+    for (rpc, tally) in &tallies {
+        let max = tally.latencies.iter().max().copied().unwrap_or_default();
+        assert!(!tally.latencies.is_empty(), "{rpc:?}: no call made");
+        assert!(max <= bound, "{scenario}: a {rpc:?} took {max:?} to get a definite answer");
+    }
+}
+
+/// Moments of a scenario, printed as seconds since its start.
+struct Timeline {
+    scenario: String,
+    start: std::time::Instant,
+}
+
+impl Timeline {
+    fn new(scenario: &str) -> Self {
+        Self { scenario: scenario.to_owned(), start: std::time::Instant::now() }
+    }
+
+    /// Publishes `what` as happening now.
+    fn now(&self, what: &str) {
+        self.note(std::time::Instant::now(), what);
+    }
+
+    /// Publishes `what` as happening at `at`.
+    fn note(&self, at: std::time::Instant, what: &str) {
+        let offset = at.saturating_duration_since(self.start).as_secs_f64();
+        publish(&format!("{}: t={offset:.2} s: {what}", self.scenario));
+    }
+}
+
+/// A rolling deploy: two replicas, calls to 20 customers routed only to a
+/// replica whose health is SERVING; one replica gets SIGTERM (the
+/// manifests' shutdown delay), starts again, then the other: no call waits
+/// more than [`DEPLOY_LATENCY`], nothing is refused, lost or doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolling_deploy_keeps_every_call_within_two_seconds() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let mut fleet = Fleet::start("rolling", 2).await;
+    under_calls(
+        "rolling deploy",
+        &mut fleet,
+        "roll",
+        DEPLOY_LATENCY,
+        async |fleet: &mut Fleet, timeline: &Timeline| {
+            for i in 0..2 {
+                timeline.now(&format!("SIGTERM to replica {i}"));
+                fleet.terminate(i).await;
+                timeline.now(&format!("replica {i} exited; starting it again"));
+                fleet.launch(i);
+                fleet.until_serving(i, Duration::from_secs(60)).await;
+                timeline.now(&format!("replica {i} SERVING"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        },
+    )
+    .await;
+    fleet.stop().await;
+}
+
+/// One replica restarted alone (SIGTERM, then started again): the first
+/// GetSummary of every account it had cached, sent once it reports
+/// SERVING, answers within [`DEPLOY_LATENCY`].
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_restarted_alone_answers_at_once_when_it_says_serving() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let mut fleet = Fleet::start("alone", 1).await;
+    let mut book = Book::default();
+    let customers: Vec<String> = (0..DEPLOY_CUSTOMERS).map(|i| format!("alone{i}")).collect();
+    for customer in &customers {
+        book.open(&mut fleet.grpc.clone(), customer, 100).await;
+    }
+    fleet.terminate(0).await;
+    fleet.launch(0);
+    fleet.until_serving(0, Duration::from_secs(60)).await;
+    let mut grpc = fleet.direct(0).await;
+    let mut slowest = Duration::ZERO;
+    for customer in &customers {
+        let started = std::time::Instant::now();
+        let summary = grpc
+            .get_summary(with_deadline(loyalty::grpc::pb::GetSummaryRequest { customer_id: customer.clone() }))
+            .await
+            .unwrap_or_else(|s| panic!("{customer}: first GetSummary after the restart: {s:?}"));
+        assert_eq!(summary.get_ref().points_balance, 100);
+        slowest = slowest.max(started.elapsed());
+    }
+    publish(&format!(
+        "restart alone: the first GetSummary of {DEPLOY_CUSTOMERS} cached accounts once SERVING: slowest {:.1} ms",
+        slowest.as_secs_f64() * 1e3
+    ));
+    assert!(slowest <= DEPLOY_LATENCY, "a first GetSummary after the restart took {slowest:?}");
+    fleet.stop().await;
+}
+
+/// `kill -9` of one of two replicas under calls to 20 customers: no call
+/// waits more than [`CRASH_LATENCY`]; the replica starts again; nothing
+/// is lost or doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_one_of_two_replicas_delays_no_call_past_three_seconds() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let mut fleet = Fleet::start("crash", 2).await;
+    under_calls(
+        "kill -9 of one of two replicas",
+        &mut fleet,
+        "crash",
+        CRASH_LATENCY,
+        async |fleet: &mut Fleet, timeline: &Timeline| {
+            timeline.now("kill -9 of replica 0");
+            fleet.kill(0).await;
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            timeline.now("starting replica 0 again");
+            fleet.launch(0);
+            fleet.until_serving(0, Duration::from_secs(60)).await;
+            timeline.now("replica 0 SERVING");
+        },
+    )
+    .await;
+    fleet.stop().await;
 }

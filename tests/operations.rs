@@ -523,8 +523,16 @@ async fn mutual_tls_and_api_keys_refuse_before_any_work() {
 
     let channel = pki.channel(addr, true).await.expect("mutual TLS connects");
     let mut health = HealthClient::new(channel.clone());
-    let h = health.check(HealthCheckRequest { service: String::new() }).await.expect("health needs no key");
-    assert_eq!(h.into_inner().status, ServingStatus::Serving as i32);
+    // SERVING once the worker polls (readiness.rs), moments after the start.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = health.check(HealthCheckRequest { service: String::new() }).await.expect("health needs no key");
+        if h.into_inner().status == ServingStatus::Serving as i32 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never SERVING");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let no_key = LoyaltyServiceClient::new(channel.clone()).accrue(accrual("tls-1", "e1", 10)).await.unwrap_err();
     assert_eq!(no_key.code(), tonic::Code::Unauthenticated, "{no_key:?}");
@@ -653,6 +661,7 @@ async fn a_key_past_its_rate_is_refused_with_a_retry_hint_and_other_keys_are_not
     settings.rate_limits.read = Some(loyalty::grpc::rate::Rate::parse("3/min").unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let (addr, app) = start_app(settings, stopped);
+    wait_health(addr, ServingStatus::Serving, Duration::from_secs(10)).await;
     let channel = grpc_channel(addr).await;
     let read = |key: &'static str| {
         let mut client = keyed(channel.clone(), key);

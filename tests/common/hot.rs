@@ -113,6 +113,9 @@ pub struct Tally {
     pub outcome: Outcome,
     /// Every call's time from its first attempt to its definite answer.
     pub latencies: Vec<Duration>,
+    /// When each of those calls was first sent (same order), to place a
+    /// slow call on the scenario's timeline.
+    pub sent_at: Vec<Instant>,
     /// The longest single attempt.
     pub longest_attempt: Duration,
     /// Calls answered with a definite refusal (FAILED_PRECONDITION, ...).
@@ -128,6 +131,7 @@ impl Tally {
         Self {
             outcome: Outcome { customer: customer.to_owned(), ..Outcome::default() },
             latencies: Vec::new(),
+            sent_at: Vec::new(),
             longest_attempt: Duration::ZERO,
             refused: 0,
             refusal: None,
@@ -145,6 +149,7 @@ impl Tally {
         mine.adjusted.extend(theirs.adjusted);
         mine.holds.extend(theirs.holds);
         self.latencies.extend(other.latencies);
+        self.sent_at.extend(other.sent_at);
         self.longest_attempt = self.longest_attempt.max(other.longest_attempt);
         self.refused += other.refused;
         self.refusal = self.refusal.take().or(other.refusal);
@@ -177,6 +182,7 @@ impl Tally {
             }
         };
         self.latencies.push(started.elapsed());
+        self.sent_at.push(started);
         let within_outage = outage % 2 == 1 && hot.outage.load(Ordering::SeqCst) == outage;
         if answer.is_ok() && within_outage {
             self.during_outage += 1;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod book;
+pub mod deploy;
 pub mod hot;
 pub mod proxy;
 
