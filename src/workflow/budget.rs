@@ -19,6 +19,13 @@ pub const MAX_UPDATES_PER_RUN: u32 = 1_000;
 /// events) that replay took about 450 ms here, at this length about a
 /// quarter of it (BENCHMARKS.md, "Continue-as-new under a storm").
 pub const MAX_EVENTS_PER_RUN: u32 = 500;
+/// The patch marker of [`MAX_EVENTS_PER_RUN`], asked only once a run is
+/// that long: a run that 1.0 recorded went on past 500 events (an activity
+/// or timer where this build continues-as-new), so its replay must not
+/// apply the rule. Remove in the release after 1.1, once every account has
+/// continued-as-new under 1.1 (Worker Versioning keeps 1.0 runs on 1.0
+/// workers meanwhile; this covers a deployment without it).
+pub const SHORT_RUNS_PATCH: &str = "short-runs-1.1";
 /// Nearing Temporal's limits, a run carries any backlog that fits rather
 /// than wait for its ledger; see [`RunBudget::carry_now`].
 pub const FORCE_SIGNALS_PER_RUN: u32 = 8_000;

@@ -319,7 +319,8 @@ async fn until_work_or_due<'a>(ctx: &'a Ctx, sleep: &mut Sleep<'a>) -> Result<bo
     // version) are read only when the loop runs for an event in history or
     // at the daily wake: a task whose only news is a rejected update is
     // dropped from history, so nothing may change in it.
-    if ctx.state(|s| s.has_work(should_continue(ctx))) {
+    let suggested = should_continue(ctx);
+    if ctx.state(|s| s.has_work(suggested)) {
         return Ok(true);
     }
     let due = ctx.state(|s| s.state.next_due()).map(|(at, _)| at);
@@ -381,12 +382,13 @@ fn log_ignored(customer: &str, ignored: &[(String, Ignored)]) {
     }
 }
 
-/// The run's history is as long as a cheap replay allows, Temporal suggests
+/// The run's history is as long as a cheap replay allows (in a run that
+/// records [`budget::SHORT_RUNS_PATCH`]), Temporal suggests
 /// a new run (history size), or, under Worker Versioning, the deployment's
 /// current version moved on: a long-lived account upgrades at its next
 /// continue-as-new.
 fn should_continue(ctx: &Ctx) -> bool {
-    ctx.history_length() >= budget::MAX_EVENTS_PER_RUN
+    (ctx.history_length() >= budget::MAX_EVENTS_PER_RUN && ctx.patched(budget::SHORT_RUNS_PATCH))
         || ctx.continue_as_new_suggested()
         || ctx.target_worker_deployment_version_changed()
 }
