@@ -88,20 +88,34 @@ pub async fn report(health: &HealthReporter, reported: &Reported, serving: bool)
 /// which a plain describe of the task queue may not list).
 const WORKER_LOOK_LIMIT: Duration = Duration::from_secs(10);
 
-/// The identity this process's worker polls with: the client's, or (as the
-/// SDK would choose when that is empty) `pid@host`.
+/// The identity this process's worker polls with: the client's (or, as
+/// the SDK would choose when that is empty, `pid@host`) and this start's
+/// token. A container restarted in its pod keeps its pid (often 1) and
+/// host name, and Temporal lists the dead process's poller for minutes:
+/// without the token, readiness would take that poller for this worker.
 pub fn worker_identity(client: &Client) -> String {
     let identity = client.connection().identity();
-    if !identity.is_empty() {
-        return identity.to_owned();
-    }
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "loyalty".into());
-    format!("{}@{host}", std::process::id())
+    let base = if identity.is_empty() {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "loyalty".into());
+        format!("{}@{host}", std::process::id())
+    } else {
+        identity.to_owned()
+    };
+    format!("{base}-{}", start_token())
+}
+
+/// A token of this start of the process (the wall clock at first use, in hex).
+fn start_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        format!("{:x}", nanos as u64)
+    })
 }
 
 /// Whether Temporal lists a poller of `identity` on the workflow task

@@ -104,11 +104,15 @@ impl Batcher {
     /// and returns once Temporal has accepted the signal that carries it.
     pub async fn accrue(&self, customer: &CustomerId, event: PointsEvent) -> Result<(), ApiError> {
         if !self.batching {
-            return self.signal(customer, vec![event]).await;
+            return self.signal(customer, vec![event], Instant::now()).await;
         }
-        if let Some(until) = self.full.lock().expect("batcher lock").get(customer.as_str())
-            && Instant::now() < *until
-        {
+        let refusing = {
+            let mut full = self.full.lock().expect("batcher lock");
+            // An expired refusal is forgotten, so the map holds only accounts refused now.
+            full.retain(|_, until| Instant::now() < *until);
+            full.contains_key(customer.as_str())
+        };
+        if refusing {
             return Err(ApiError::Busy(format!(
                 "account {customer} is far behind writing its ledger and its run is nearly full; retry later"
             )));
@@ -161,6 +165,8 @@ impl Batcher {
             let spacing = tokio::time::sleep(SPACING);
             // A signal carrying several callers' accruals joins the first one's trace.
             let context = batch.first().map(|q| q.context.clone()).unwrap_or_default();
+            // The oldest ledger lookup of the batch: a try past FRESH of it goes unchecked.
+            let looked_up = batch.iter().map(|q| q.since).min().unwrap_or_else(Instant::now);
             let mut events: Vec<PointsEvent> = Vec::with_capacity(batch.len());
             let mut waiters = Vec::with_capacity(batch.len());
             for Queued { mut event, waiter, since, .. } in batch {
@@ -172,7 +178,8 @@ impl Batcher {
                 }
                 waiters.push(waiter);
             }
-            let signal = tokio::time::timeout(SIGNAL_TIMEOUT, self.signal(&customer, events).with_context(context));
+            let signal =
+                tokio::time::timeout(SIGNAL_TIMEOUT, self.signal(&customer, events, looked_up).with_context(context));
             let result = match signal.await {
                 Ok(result) => result.map_err(Status::from),
                 Err(_) => Err(Status::from(ApiError::Unavailable(format!(
@@ -207,8 +214,24 @@ impl Batcher {
         }
     }
 
-    async fn signal(&self, customer: &CustomerId, events: Vec<PointsEvent>) -> Result<(), ApiError> {
-        let sent = self.closing.call(customer, |rpc| self.signal_once(customer, events.clone(), rpc)).await;
+    /// Sends `events` (looked up in the ledger from `looked_up` on), again
+    /// while the account is closing. A try later than [`FRESH`] after that
+    /// goes unchecked: an earlier try may have been applied while the
+    /// account's window of ids moved on, and the account must ask the ledger.
+    async fn signal(
+        &self,
+        customer: &CustomerId,
+        events: Vec<PointsEvent>,
+        looked_up: Instant,
+    ) -> Result<(), ApiError> {
+        let attempt = |rpc| {
+            let mut events = events.clone();
+            if looked_up.elapsed() > FRESH {
+                events.iter_mut().for_each(|e| e.ledger_checked = false);
+            }
+            self.signal_once(customer, events, rpc)
+        };
+        let sent = self.closing.call(customer, attempt).await;
         sent.map_err(|e| ApiError::from_start(customer, e))
     }
 

@@ -136,8 +136,14 @@ impl ClosingRetry {
             let running = info.status() == WorkflowExecutionStatus::Running;
             running.then(|| (info.execution.map(|e| e.run_id).unwrap_or_default(), info.history_length))
         };
-        let Some((closing_run, events)) = look().await else { return };
+        // Released at once, calls that meet "closing" again would come back
+        // every few milliseconds: hold them one look's interval at least.
+        let Some((closing_run, events)) = look().await else {
+            tokio::time::sleep(WATCH_EVERY).await;
+            return;
+        };
         if events < NEW_RUN_EVENTS {
+            tokio::time::sleep(WATCH_EVERY).await;
             return;
         }
         loop {

@@ -29,10 +29,13 @@ pub struct UpdateQueues {
     accounts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
 }
 
-/// An update's place among its account's updates in flight; dropping it lets the next one go.
+/// An update's place among its account's updates in flight (or in its
+/// queue); dropping it lets the next one go, and forgets an account nobody
+/// else is in or waiting for, also when its holder gave up waiting.
 pub struct InFlight {
     customer: String,
     accounts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    semaphore: Option<Arc<Semaphore>>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -51,8 +54,14 @@ impl UpdateQueues {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.per_account)))
                 .clone()
         };
-        let permit = semaphore.acquire_owned().await.expect("the semaphore is never closed");
-        InFlight { customer: customer.as_str().to_owned(), accounts: self.accounts.clone(), permit: Some(permit) }
+        let mut place = InFlight {
+            customer: customer.as_str().to_owned(),
+            accounts: self.accounts.clone(),
+            semaphore: Some(semaphore.clone()),
+            permit: None,
+        };
+        place.permit = Some(semaphore.acquire_owned().await.expect("the semaphore is never closed"));
+        place
     }
 
     /// Accounts with an update in flight or waiting (the map forgets the others).
@@ -65,6 +74,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let mut accounts = self.accounts.lock().expect("update queues lock");
         drop(self.permit.take());
+        drop(self.semaphore.take());
         // Only the map holds it now: nobody is in flight or waiting.
         if accounts.get(&self.customer).is_some_and(|s| Arc::strong_count(s) == 1) {
             accounts.remove(&self.customer);
@@ -94,5 +104,14 @@ mod tests {
         drop(_second);
         drop(_other);
         assert_eq!(queues.accounts(), 0, "idle accounts are forgotten");
+
+        // A caller that gives up while waiting leaves nothing behind.
+        let holder = queues.enter(&a).await;
+        let holder2 = queues.enter(&a).await;
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), queues.enter(&a)).await;
+        assert!(gave_up.is_err(), "both places are taken");
+        drop(holder);
+        drop(holder2);
+        assert_eq!(queues.accounts(), 0, "a waiter that gave up is forgotten too");
     }
 }
