@@ -15,19 +15,8 @@ use tonic::{Code, Status};
 use super::book::{Grpc, Outcome, publish};
 use super::{accrual, redemption};
 
-/// Accrual callers of the hot-account scenario.
-pub const HOT_ACCRUERS: usize = 6;
-/// Accruals they send in all (times `scale()`): the workflow continues-as-new
-/// every 2,000 signals, so at least three times, with room to spare.
-pub const HOT_ACCRUALS: usize = 8_000;
-/// How long the ledger refuses the hot account's writes, per outage.
-pub const HOT_OUTAGE: Duration = Duration::from_secs(4);
 /// Each attempt's deadline (`grpc-timeout`).
 pub const CALL_DEADLINE: Duration = Duration::from_secs(10);
-/// The longest any call may take from its first attempt to a definite
-/// answer. A liveness bound, not a speed target: a frozen account shows as
-/// minutes.
-pub const LIVENESS: Duration = Duration::from_secs(30);
 /// When a caller stops retrying and fails the test, so that a frozen account
 /// fails it rather than hanging it.
 pub const GIVE_UP: Duration = Duration::from_secs(120);
