@@ -61,7 +61,10 @@ pub async fn check_temporal(client: &Client) -> TemporalCheck {
         DescribeNamespaceRequest { namespace: namespace.clone(), ..Default::default() }.into_request(),
     );
     match tokio::time::timeout(CHECK_TIMEOUT, describe).await {
-        Ok(Ok(_)) => TemporalCheck::Ready,
+        Ok(Ok(described)) => {
+            warn_without_poll_cancellation(described.get_ref());
+            TemporalCheck::Ready
+        }
         Ok(Err(status))
             if matches!(
                 status.code(),
@@ -71,6 +74,29 @@ pub async fn check_temporal(client: &Client) -> TemporalCheck {
             TemporalCheck::Refused(format!("namespace {namespace:?}: {:?}: {}", status.code(), status.message()))
         }
         _ => TemporalCheck::Unreachable,
+    }
+}
+
+/// Warns, once per process, when the namespace does not say that Temporal
+/// cancels a stopping worker's polls (the cluster's dynamic config
+/// `frontend.enableCancelWorkerPollsOnShutdown`): the SDK then drops its
+/// polls in flight at shutdown, and a rolling deploy loses workflow tasks,
+/// each costing its account a workflow task timeout.
+fn warn_without_poll_cancellation(
+    described: &temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceResponse,
+) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let cancels = described
+        .namespace_info
+        .as_ref()
+        .and_then(|info| info.capabilities.as_ref())
+        .is_some_and(|c| c.worker_poll_complete_on_shutdown);
+    if !cancels && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            "Temporal does not cancel a stopping worker's polls (set frontend.enableCancelWorkerPollsOnShutdown \
+             on the cluster): each rolling deploy may lose workflow tasks, and their accounts wait a workflow \
+             task timeout"
+        );
     }
 }
 

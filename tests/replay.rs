@@ -2,7 +2,7 @@
 //! current workflow code. A change that alters the command sequence of a
 //! running account fails here before it can break long-lived accounts.
 //!
-//! The corpus (`tests/histories/v1_*.json`) is recorded by the capture
+//! The corpus (`tests/histories/v1_*.json`, and from 1.1 `v11_*.json`) is recorded by the capture
 //! tests below, each writing the files it is named for:
 //! `cargo test --test replay -- --ignored capture_` (about a minute). They
 //! run on a dev server of their own that suggests continue-as-new after
@@ -22,6 +22,7 @@ use loyalty::domain::{EntryKind, LoyaltyState, PointsEvent, ProjectionBatch};
 use loyalty::grpc::pb::{self, loyalty_service_client::LoyaltyServiceClient};
 use loyalty::ledger::Ledger;
 use loyalty::workflow::LoyaltyEntityWorkflow;
+use loyalty::workflow::SHORT_RUNS_PATCH;
 use temporalio_client::{
     Client, WorkflowDescribeOptions, WorkflowExecutionInfo, WorkflowHandle, WorkflowHistory, WorkflowSignalOptions,
 };
@@ -65,6 +66,8 @@ struct Coverage {
     /// Accruals the run loop checked against the ledger.
     checked_by_the_run: usize,
     continued: usize,
+    /// Continue-as-new at 500 events, in runs that recorded its patch marker.
+    short_runs_marked: usize,
     continued_with_unwritten_entries: usize,
     continued_with_pending_lots_and_holds: usize,
     /// Runs started with a state another worker made (no `version`).
@@ -118,6 +121,13 @@ impl Coverage {
                 Attributes::ActivityTaskCompletedEventAttributes(_) if self.failing => {
                     self.writes_after_failure += 1;
                     self.failing = false;
+                }
+                Attributes::MarkerRecordedEventAttributes(a)
+                    if a.details.values().any(|p| {
+                        p.payloads.iter().any(|p| String::from_utf8_lossy(&p.data).contains(SHORT_RUNS_PATCH))
+                    }) =>
+                {
+                    self.short_runs_marked += 1;
                 }
                 Attributes::TimerFiredEventAttributes(_) => self.timers_fired += 1,
                 Attributes::TimerCanceledEventAttributes(_) => self.timers_canceled += 1,
@@ -179,6 +189,7 @@ async fn committed_histories_replay_deterministically() {
     assert!(c.continued_with_pending_lots_and_holds >= 1, "continue-as-new carrying pending lots and a hold: {c:?}");
     assert!(c.foreign_inputs >= 1, "a run started from a state the guide's worker made: {c:?}");
     assert!(c.completed >= 3, "closed accounts: {c:?}");
+    assert!(c.short_runs_marked >= 1, "a 1.1 run continued at 500 events under its patch marker: {c:?}");
 }
 
 /// The capture tests' dev server: suggests continue-as-new early.
@@ -349,6 +360,34 @@ async fn capture_guide_input() {
     rows_when(&Ledger::connect(&database_url).await.unwrap(), CUSTOMER, 3).await;
     close(&handle_of(&temporal, CUSTOMER)).await;
     write_runs(&temporal, CUSTOMER, "v1_guide_input_run").await;
+}
+
+/// A 1.1 run that reaches 500 events records the patch marker of its
+/// shorter runs and continues-as-new there (on the binary's own dev server,
+/// which suggests nothing early): `v11_short_runs_run1-2`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes tests/histories from a real run"]
+async fn capture_short_runs() {
+    const CUSTOMER: &str = "replay-short-runs";
+    let settings = common::settings("replay-short-runs");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addr, _thread) = common::start_app(settings, stopped);
+    let mut grpc = LoyaltyServiceClient::new(common::grpc_channel(addr).await);
+    let temporal = common::temporal().await;
+    let handle = handle_of(&temporal, CUSTOMER);
+    grpc.accrue(accrual(CUSTOMER, "s-open", 10)).await.unwrap();
+    summary_when(&mut grpc, CUSTOMER, SETTLE, |s| s.lifetime_points == 10).await;
+    let first_run = runs_of(&handle).await.1;
+    let mut sent = 0;
+    while runs_of(&handle).await.1 == first_run {
+        grpc.accrue(accrual(CUSTOMER, &format!("s{sent}"), 1)).await.unwrap();
+        sent += 1;
+        assert!(sent < 600, "the run continues-as-new at 500 events");
+    }
+    summary_when(&mut grpc, CUSTOMER, SETTLE, |s| s.lifetime_points == 10 + sent as i64).await;
+    close(&handle).await;
+    write_runs(&temporal, CUSTOMER, "v11_short_runs_run").await;
+    let _ = stop.send(());
 }
 
 /// One-point accruals `<prefix>0`, `<prefix>1`, ... until the account's

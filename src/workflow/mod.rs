@@ -28,6 +28,7 @@ use temporalio_sdk::{
 
 pub use budget::{
     MAX_ACCRUALS_PER_RUN, MAX_CARRY_BYTES, MAX_EVENTS_PER_RUN, MAX_SIGNALS_PER_RUN, MAX_UPDATES_PER_RUN, RunBudget,
+    SHORT_RUNS_PATCH,
 };
 pub use clock::interceptors;
 pub use projector::Projector;
