@@ -357,16 +357,15 @@ const DEPLOY_CUSTOMERS: usize = 20;
 
 /// Calls to [`DEPLOY_CUSTOMERS`] customers through the fleet's router
 /// while `during` acts on it (noting what it did on the timeline); then the
-/// exact invariant, the latencies of every kind, which must stay within
-/// `bound`, the slowest calls placed on the timeline, and what the
-/// accounts' histories show (workflow tasks failed or timed out).
+/// exact invariant, the latencies of every kind, the slowest calls placed
+/// on the timeline, and what the accounts' histories show (workflow tasks
+/// failed or timed out). Returns the slowest call of each kind.
 async fn under_calls(
     scenario: &str,
     fleet: &mut Fleet,
     prefix: &str,
-    bound: Duration,
     during: impl AsyncFnOnce(&mut Fleet, &Timeline),
-) {
+) -> BTreeMap<Rpc, Duration> {
     let mut book = Book::default();
     let customers: Vec<String> = (0..DEPLOY_CUSTOMERS).map(|i| format!("{prefix}{i}")).collect();
     for customer in &customers {
@@ -416,11 +415,31 @@ async fn under_calls(
         "{scenario}: workflow tasks failed or timed out over the {DEPLOY_CUSTOMERS} accounts: {failed:?}"
     ));
     assert_eq!(figures, Figures { customers: DEPLOY_CUSTOMERS, lost: 0, duplicated: 0 });
-    for (rpc, tally) in &tallies {
-        let max = tally.latencies.iter().max().copied().unwrap_or_default();
-        assert!(!tally.latencies.is_empty(), "{rpc:?}: no call made");
-        assert!(max <= bound, "{scenario}: a {rpc:?} took {max:?} to get a definite answer");
+    tallies
+        .iter()
+        .map(|(rpc, tally)| {
+            assert!(!tally.latencies.is_empty(), "{rpc:?}: no call made");
+            (*rpc, tally.latencies.iter().max().copied().unwrap_or_default())
+        })
+        .collect()
+}
+
+/// Every kind's slowest call within `bound`.
+fn assert_within(scenario: &str, slowest: &BTreeMap<Rpc, Duration>, bound: Duration) {
+    for (rpc, max) in slowest {
+        assert!(*max <= bound, "{scenario}: a {rpc:?} took {max:?} to get a definite answer");
     }
+}
+
+/// kill -9 of replica 0 of two, under calls; started again 4 s later.
+async fn kill_one(fleet: &mut Fleet, timeline: &Timeline) {
+    timeline.now("kill -9 of replica 0");
+    fleet.kill(0).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    timeline.now("starting replica 0 again");
+    fleet.launch(0);
+    fleet.until_serving(0, Duration::from_secs(60)).await;
+    timeline.now("replica 0 SERVING");
 }
 
 /// Moments of a scenario, printed as seconds since its start.
@@ -454,24 +473,19 @@ impl Timeline {
 async fn a_rolling_deploy_keeps_every_call_within_two_seconds() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let mut fleet = Fleet::start("rolling", 2).await;
-    under_calls(
-        "rolling deploy",
-        &mut fleet,
-        "roll",
-        DEPLOY_LATENCY,
-        async |fleet: &mut Fleet, timeline: &Timeline| {
-            for i in 0..2 {
-                timeline.now(&format!("SIGTERM to replica {i}"));
-                fleet.terminate(i).await;
-                timeline.now(&format!("replica {i} exited; starting it again"));
-                fleet.launch(i);
-                fleet.until_serving(i, Duration::from_secs(60)).await;
-                timeline.now(&format!("replica {i} SERVING"));
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        },
-    )
+    let slowest = under_calls("rolling deploy", &mut fleet, "roll", async |fleet: &mut Fleet, timeline: &Timeline| {
+        for i in 0..2 {
+            timeline.now(&format!("SIGTERM to replica {i}"));
+            fleet.terminate(i).await;
+            timeline.now(&format!("replica {i} exited; starting it again"));
+            fleet.launch(i);
+            fleet.until_serving(i, Duration::from_secs(60)).await;
+            timeline.now(&format!("replica {i} SERVING"));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
     .await;
+    assert_within("rolling deploy", &slowest, DEPLOY_LATENCY);
     fleet.stop().await;
 }
 
@@ -516,21 +530,23 @@ async fn a_replica_restarted_alone_answers_at_once_when_it_says_serving() {
 async fn killing_one_of_two_replicas_delays_no_call_past_three_seconds() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let mut fleet = Fleet::start("crash", 2).await;
-    under_calls(
-        "kill -9 of one of two replicas",
-        &mut fleet,
-        "crash",
-        CRASH_LATENCY,
-        async |fleet: &mut Fleet, timeline: &Timeline| {
-            timeline.now("kill -9 of replica 0");
-            fleet.kill(0).await;
-            tokio::time::sleep(Duration::from_secs(4)).await;
-            timeline.now("starting replica 0 again");
-            fleet.launch(0);
-            fleet.until_serving(0, Duration::from_secs(60)).await;
-            timeline.now("replica 0 SERVING");
-        },
-    )
-    .await;
+    let slowest = under_calls("kill -9 of one of two replicas", &mut fleet, "crash", kill_one).await;
+    assert_within("kill -9 of one of two replicas", &slowest, CRASH_LATENCY);
+    fleet.stop().await;
+}
+
+/// The negative control of the crash: the same kill -9 with the SDK's
+/// sticky timeout and Temporal's workflow task timeout (10 s each) makes a
+/// call wait past [`CRASH_LATENCY`], so the crash test can see the stall.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_default_task_timeouts_a_crash_stalls_calls() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let defaults =
+        [("LOYALTY_STICKY_TIMEOUT_MS", "10000".to_owned()), ("LOYALTY_WORKFLOW_TASK_TIMEOUT_MS", "10000".to_owned())];
+    let mut fleet = Fleet::start_with("crash-control", 2, &defaults).await;
+    let scenario = "kill -9 of one of two, default timeouts (control)";
+    let slowest = under_calls(scenario, &mut fleet, "crashctl", kill_one).await;
+    let worst = slowest.values().max().copied().unwrap_or_default();
+    assert!(worst > CRASH_LATENCY, "the control should stall past {CRASH_LATENCY:?}; its slowest call took {worst:?}");
     fleet.stop().await;
 }

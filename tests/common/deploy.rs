@@ -45,13 +45,19 @@ pub struct Fleet {
 impl Fleet {
     /// `n` replicas named `<name>-<i>`, each started and SERVING.
     pub async fn start(name: &str, n: usize) -> Self {
+        Self::start_with(name, n, &[]).await
+    }
+
+    /// [`Fleet::start`] with settings of its own (`extra`, environment variables).
+    pub async fn start_with(name: &str, n: usize, extra: &[(&'static str, String)]) -> Self {
         let database_url = format!("sqlite:{}/ledger.db", scratch_dir(name).display());
-        let env = vec![
+        let mut env = vec![
             ("LOYALTY_DATABASE_URL", database_url.clone()),
             ("LOYALTY_TASK_QUEUE", format!("loyalty-test-{name}")),
             ("LOYALTY_SHUTDOWN_DELAY_SECONDS", SHUTDOWN_DELAY_SECONDS.to_owned()),
             ("RUST_LOG", "warn".to_owned()),
         ];
+        env.extend(extra.iter().cloned());
         let addrs: Vec<SocketAddr> = (0..n).map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap()).collect();
         let (channel, changes) = Channel::balance_channel::<usize>(16);
         let serving: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
