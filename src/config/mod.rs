@@ -51,10 +51,10 @@ pub const DEFAULT_STICKY_TIMEOUT_MS: u64 = 1_000;
 /// Default workflow task timeout of new accounts, in milliseconds: a task
 /// given to a worker that died, or lost as a worker stopped, is retried
 /// elsewhere after this long (Temporal's default is 10 s), so it bounds a
-/// call's wait across a crash or a rolling deploy (1.5 s plus a replay, under
+/// call's wait across a crash or a rolling deploy (1 s plus a replay, under
 /// the 2 s measured in tests/liveness.rs). A run's replay stays well under it
 /// (runs continue-as-new at 500 events).
-pub const DEFAULT_WORKFLOW_TASK_TIMEOUT_MS: u64 = 1_500;
+pub const DEFAULT_WORKFLOW_TASK_TIMEOUT_MS: u64 = 1_000;
 /// Default cap on RPCs in progress.
 pub const DEFAULT_MAX_CONCURRENT_RPCS: usize = 1_000;
 /// Default number of account workflows a worker keeps in memory (the SDK's
