@@ -29,8 +29,8 @@ pub enum DevServerError {
 /// runs on should: with polls cancelled by the server when a worker shuts
 /// down (and the namespace saying so), sdk-core lets its polls in flight
 /// complete instead of dropping them, so a workflow task the server has just
-/// handed a stopping worker is not lost until its timeout (2 s of every call
-/// to that account, measured in the rolling deploy of tests/liveness.rs).
+/// handed a stopping worker is not lost until its workflow task timeout
+/// (measured in the rolling deploy of tests/liveness.rs).
 pub const SERVER_SETTINGS: [&str; 1] = ["frontend.enableCancelWorkerPollsOnShutdown=true"];
 
 /// How to run the dev server.

@@ -272,9 +272,11 @@ impl Settings {
                     .unwrap_or(DEFAULT_WORKFLOW_TASK_TIMEOUT_MS),
             ),
             closing_retry: true,
-            updates_per_account: env
-                .number("LOYALTY_UPDATES_PER_ACCOUNT", crate::grpc::queue::DEFAULT_PER_ACCOUNT as u64, 10)?
-                .max(1) as usize,
+            updates_per_account: env.number(
+                "LOYALTY_UPDATES_PER_ACCOUNT",
+                crate::grpc::queue::DEFAULT_PER_ACCOUNT as u64,
+                10,
+            )? as usize,
             tls,
             api_keys,
             rate_limits: RateLimits {

@@ -104,7 +104,7 @@ impl Batcher {
     /// and returns once Temporal has accepted the signal that carries it.
     pub async fn accrue(&self, customer: &CustomerId, event: PointsEvent) -> Result<(), ApiError> {
         if !self.batching {
-            return self.signal(customer, vec![event], Instant::now()).await;
+            return self.signal(customer, vec![event], vec![Instant::now()]).await;
         }
         let refusing = {
             let mut full = self.full.lock().expect("batcher lock");
@@ -165,16 +165,13 @@ impl Batcher {
             let spacing = tokio::time::sleep(SPACING);
             // A signal carrying several callers' accruals joins the first one's trace.
             let context = batch.first().map(|q| q.context.clone()).unwrap_or_default();
-            // The oldest ledger lookup of the batch: a try past FRESH of it goes unchecked.
-            let looked_up = batch.iter().map(|q| q.since).min().unwrap_or_else(Instant::now);
             let mut events: Vec<PointsEvent> = Vec::with_capacity(batch.len());
+            let mut looked_up = Vec::with_capacity(batch.len());
             let mut waiters = Vec::with_capacity(batch.len());
-            for Queued { mut event, waiter, since, .. } in batch {
+            for Queued { event, waiter, since, .. } in batch {
                 if !events.iter().any(|e| e.event_id == event.event_id) {
-                    if since.elapsed() > FRESH {
-                        event.ledger_checked = false;
-                    }
                     events.push(event);
+                    looked_up.push(since);
                 }
                 waiters.push(waiter);
             }
@@ -214,20 +211,23 @@ impl Batcher {
         }
     }
 
-    /// Sends `events` (looked up in the ledger from `looked_up` on), again
-    /// while the account is closing. A try later than [`FRESH`] after that
-    /// goes unchecked: an earlier try may have been applied while the
-    /// account's window of ids moved on, and the account must ask the ledger.
+    /// Sends `events` (each looked up in the ledger at its `looked_up`),
+    /// again while the account is closing. An event goes unchecked in any
+    /// try later than [`FRESH`] after its lookup: the lookup is old, or an
+    /// earlier try may have been applied while the account's window of ids
+    /// moved on, so the account must ask the ledger itself.
     async fn signal(
         &self,
         customer: &CustomerId,
         events: Vec<PointsEvent>,
-        looked_up: Instant,
+        looked_up: Vec<Instant>,
     ) -> Result<(), ApiError> {
         let attempt = |rpc| {
             let mut events = events.clone();
-            if looked_up.elapsed() > FRESH {
-                events.iter_mut().for_each(|e| e.ledger_checked = false);
+            for (event, at) in events.iter_mut().zip(&looked_up) {
+                if at.elapsed() > FRESH {
+                    event.ledger_checked = false;
+                }
             }
             self.signal_once(customer, events, rpc)
         };
