@@ -1,6 +1,7 @@
-//! The workflow's one activity: writing what the account decided to the
-//! ledger (all I/O lives here). It is idempotent, because Temporal may run
-//! it more than once: a retry of a committed write is recognised.
+//! The workflow's activities: writing what the account decided to the
+//! ledger (all I/O lives here), idempotent because Temporal may run it more
+//! than once (a retry of a committed write is recognised); and the notice
+//! period before a continue-as-new, which only waits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,5 +55,15 @@ impl LoyaltyActivities {
             );
         }
         Ok(reply)
+    }
+
+    /// Waits `millis` milliseconds: the run's notice period before it
+    /// continues-as-new (`workflow::ENDING_NOTICE`). An activity rather than
+    /// a timer because Temporal fires a timer to the second (a 50 ms timer
+    /// fired after 0.8 s here), and calls are held for as long.
+    #[activity(name = "notice_period")]
+    pub async fn notice_period(self: Arc<Self>, _ctx: ActivityContext, millis: u64) -> Result<(), ActivityError> {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        Ok(())
     }
 }

@@ -1,8 +1,14 @@
-//! The workflow input, which may be "nothing".
+//! Payloads with rules of their own: the workflow input, which may be
+//! "nothing", and update results that carry the run's notice.
 //!
 //! The SDK's `Option<T>` needs exactly one JSON payload. A client written from
 //! the reference guide starts the workflow with no argument (zero payloads);
 //! other SDKs send `binary/null` or JSON `null`. [`Nullable`] accepts all three.
+//!
+//! An update's result is the guide's plain JSON; [`Noticed`] adds, in the
+//! payload's metadata (which every SDK's converter ignores beyond
+//! `encoding`), that the run is about to continue-as-new, so our API can
+//! hold the account's calls instead of racing the continue-as-new.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -16,6 +22,8 @@ use crate::domain::LoyaltyState;
 const ENCODING: &str = "encoding";
 const JSON: &[u8] = b"json/plain";
 const NULL: &[u8] = b"binary/null";
+/// Metadata key of [`Noticed::run_ending`].
+const RUN_ENDING: &str = "loyalty-run-ending";
 
 /// A value, or nothing: zero payloads, `binary/null` or JSON `null`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,6 +73,38 @@ impl<T: DeserializeOwned> TemporalDeserializable for Nullable<T> {
     }
 }
 
+/// An update's result and whether the run that decided it is about to
+/// continue-as-new (`workflow`, "the run's notice").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Noticed<T> {
+    /// The result, as the guide's JSON.
+    pub value: T,
+    /// The run continues-as-new within a moment: calls sent now would race it.
+    pub run_ending: bool,
+}
+
+impl<T: Serialize> TemporalSerializable for Noticed<T> {
+    fn to_payload(&self, _: &SerializationContext<'_>) -> Result<Payload, PayloadConversionError> {
+        let mut metadata: std::collections::HashMap<String, Vec<u8>> = [(ENCODING.to_owned(), JSON.to_vec())].into();
+        if self.run_ending {
+            metadata.insert(RUN_ENDING.to_owned(), b"true".to_vec());
+        }
+        let data = serde_json::to_vec(&self.value).map_err(encoding_error)?;
+        Ok(Payload { metadata, data, external_payloads: vec![] })
+    }
+}
+
+impl<T: DeserializeOwned> TemporalDeserializable for Noticed<T> {
+    fn from_payload(_: &SerializationContext<'_>, payload: Payload) -> Result<Self, PayloadConversionError> {
+        if payload.metadata.get(ENCODING).map(Vec::as_slice) != Some(JSON) {
+            return Err(PayloadConversionError::WrongEncoding);
+        }
+        let run_ending = payload.metadata.contains_key(RUN_ENDING);
+        let value = serde_json::from_slice(&payload.data).map_err(encoding_error)?;
+        Ok(Self { value, run_ending })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use temporalio_common::data_converters::{DataConverter, SerializationContextData};
@@ -100,6 +140,28 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&payloads[0].data).unwrap();
         assert_eq!(json["customer_id"], "c1");
         assert_eq!(decode(payloads).await.unwrap(), input);
+    }
+
+    #[tokio::test]
+    async fn a_notice_rides_in_metadata_and_the_result_stays_the_guides_json() {
+        let converter = DataConverter::default();
+        let ctx = SerializationContextData::None;
+        for run_ending in [false, true] {
+            let noticed = Noticed { value: crate::domain::Tier::Gold, run_ending };
+            let payloads = converter.to_payloads(&ctx, &noticed).await.unwrap();
+            let plain = converter.to_payloads(&ctx, &crate::domain::Tier::Gold).await.unwrap();
+            assert_eq!(payloads[0].data, plain[0].data, "the same JSON as without the notice");
+            assert_eq!(payloads[0].metadata.contains_key(RUN_ENDING), run_ending);
+            let back: Noticed<crate::domain::Tier> = converter.from_payloads(&ctx, payloads.clone()).await.unwrap();
+            assert_eq!(back, noticed);
+            // A client that knows nothing of the notice reads the result as before.
+            let tier: crate::domain::Tier = converter.from_payloads(&ctx, payloads).await.unwrap();
+            assert_eq!(tier, crate::domain::Tier::Gold);
+        }
+        // A result recorded before the notice existed reads as no notice.
+        let plain = converter.to_payloads(&ctx, &crate::domain::Tier::Gold).await.unwrap();
+        let back: Noticed<crate::domain::Tier> = converter.from_payloads(&ctx, plain).await.unwrap();
+        assert!(!back.run_ending);
     }
 
     #[tokio::test]

@@ -18,6 +18,10 @@
 //! describe, every [`WATCH_EVERY`], at most [`MAX_HOLD`]); then the call is
 //! tried again. Any other failure is sent once more with the client's own
 //! retries, as before. The caller's deadline bounds it all.
+//!
+//! The same hold starts before Temporal has to refuse anything when an
+//! update's result carries the run's notice that it is about to
+//! continue-as-new ([`ClosingRetry::hold_until_continued`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -102,6 +106,16 @@ impl ClosingRetry {
         let released = self.closing.lock().expect("closing lock").get(customer.as_str()).cloned();
         if let Some(mut released) = released {
             let _ = tokio::time::timeout(MAX_HOLD, released.wait_for(|done| *done)).await;
+        }
+    }
+
+    /// Holds the account's calls until its run has changed: its run said
+    /// it is about to continue-as-new (`workflow`, the run's notice), and a
+    /// call reaching Temporal during that continue-as-new's task would make
+    /// Temporal refuse it.
+    pub fn hold_until_continued(&self, customer: &CustomerId) {
+        if self.enabled {
+            self.mark(customer);
         }
     }
 

@@ -10,6 +10,7 @@ use temporalio_common::{HasWorkflowDefinition, UpdateDefinition};
 use super::error::ApiError;
 use super::service::LoyaltyApi;
 use crate::domain::CustomerId;
+use crate::payload::Noticed;
 use crate::workflow::LoyaltyEntityWorkflow;
 
 impl LoyaltyApi {
@@ -17,15 +18,17 @@ impl LoyaltyApi {
     /// `input` and waits for its result (a closure: an update's name is not
     /// `Clone`, and each try needs one); a "workflow is closing" answer is retried briefly (see
     /// `closing`), any other failure is classified by [`Self::update_error`].
-    pub(super) async fn update<U>(
+    /// A result that says its run is about to continue-as-new holds this
+    /// replica's calls to the account until the new run exists.
+    pub(super) async fn update<U, T>(
         &self,
         customer: &CustomerId,
         update: impl Fn() -> U,
         input: U::Input,
         options: WorkflowExecuteUpdateOptions,
-    ) -> Result<U::Output, ApiError>
+    ) -> Result<T, ApiError>
     where
-        U: UpdateDefinition<Workflow = <LoyaltyEntityWorkflow as HasWorkflowDefinition>::Run>,
+        U: UpdateDefinition<Workflow = <LoyaltyEntityWorkflow as HasWorkflowDefinition>::Run, Output = Noticed<T>>,
         U::Input: Clone + Send,
         U::Output: 'static,
     {
@@ -41,7 +44,12 @@ impl LoyaltyApi {
             })
             .await;
         match sent {
-            Ok(output) => Ok(output),
+            Ok(Noticed { value, run_ending }) => {
+                if run_ending {
+                    self.batcher.closing().hold_until_continued(customer);
+                }
+                Ok(value)
+            }
             Err(e) => Err(self.update_error(customer, e).await),
         }
     }

@@ -26,6 +26,18 @@ pub const MAX_EVENTS_PER_RUN: u32 = 500;
 /// continued-as-new under 1.1 (Worker Versioning keeps 1.0 runs on 1.0
 /// workers meanwhile; this covers a deployment without it).
 pub const SHORT_RUNS_PATCH: &str = "short-runs-1.1";
+/// How long a run that is about to continue-as-new says so before it does:
+/// every update it decides meanwhile carries the notice ([`crate::payload::Noticed`]),
+/// and our API holds the account's calls until the new run exists. A signal
+/// or update that reaches Temporal during the continue-as-new's own task
+/// makes Temporal refuse it (UNHANDLED_COMMAND); the worker then evicts the
+/// run and replays all of it before trying again, and the account's calls
+/// wait that long (BENCHMARKS.md, "Continue-as-new under a storm").
+pub const ENDING_NOTICE: std::time::Duration = std::time::Duration::from_millis(30);
+/// The patch marker of [`ENDING_NOTICE`]: a run 1.1 recorded continued-as-new
+/// without the notice's timer and must replay as it ran. Remove in the
+/// release after 1.2.
+pub const ENDING_NOTICE_PATCH: &str = "ending-notice-1.2";
 /// Nearing Temporal's limits, a run carries any backlog that fits rather
 /// than wait for its ledger; see [`RunBudget::carry_now`].
 pub const FORCE_SIGNALS_PER_RUN: u32 = 8_000;

@@ -11,7 +11,9 @@
 //!
 //! The run loop only writes what was decided to the ledger ([`Projector`]),
 //! wakes for what falls due (`Sleep`), and continues-as-new when the run
-//! has taken its share ([`RunBudget`]) or completes after `shutdown`.
+//! has taken its share ([`RunBudget`]), after telling our API so through
+//! the updates it decides meanwhile ([`budget::ENDING_NOTICE`]), or
+//! completes after `shutdown`.
 //! Temporal's history is the record of decisions; the ledger is their
 //! projection, and the account never adopts totals it did not decide.
 
@@ -20,15 +22,16 @@ mod clock;
 mod projector;
 mod sleep;
 
+use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ApplicationFailure, ContinueAsNewOptions, ContinueAsNewVersioningBehavior, SyncWorkflowContext,
+    ActivityOptions, ApplicationFailure, ContinueAsNewOptions, ContinueAsNewVersioningBehavior, SyncWorkflowContext,
     WorkflowCancellationError, WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 
 pub use budget::{
-    MAX_ACCRUALS_PER_RUN, MAX_CARRY_BYTES, MAX_EVENTS_PER_RUN, MAX_SIGNALS_PER_RUN, MAX_UPDATES_PER_RUN, RunBudget,
-    SHORT_RUNS_PATCH,
+    ENDING_NOTICE, ENDING_NOTICE_PATCH, MAX_ACCRUALS_PER_RUN, MAX_CARRY_BYTES, MAX_EVENTS_PER_RUN, MAX_SIGNALS_PER_RUN,
+    MAX_UPDATES_PER_RUN, RunBudget, SHORT_RUNS_PATCH,
 };
 pub use clock::interceptors;
 pub use projector::Projector;
@@ -42,8 +45,8 @@ use crate::domain::{
     Millis, PointsEvent, RedemptionRequest, RedemptionResult, Rejection, ReleaseRequest, Reply, ReserveRequest,
     ReversalRequest, Tier,
 };
-use crate::payload::Nullable;
 pub use crate::payload::WorkflowInput;
+use crate::payload::{Noticed, Nullable};
 
 type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 type Ctx = WorkflowContext<LoyaltyEntityWorkflow>;
@@ -56,6 +59,8 @@ pub struct LoyaltyEntityWorkflow {
     closing: bool,
     budget: RunBudget,
     projector: Projector,
+    /// The run is about to continue-as-new: the updates it decides say so.
+    ending: bool,
 }
 
 impl LoyaltyEntityWorkflow {
@@ -87,6 +92,19 @@ impl LoyaltyEntityWorkflow {
     fn vet(&self, view: &WorkflowContextView, command: Command) -> Result<(), HandlerError> {
         self.state.vet(&command, clock::task_time(view)).map_err(rejection)
     }
+
+    /// An update's result with the run's notice.
+    fn noticed<T>(&self, value: T) -> Noticed<T> {
+        Noticed { value, run_ending: self.ending }
+    }
+
+    /// A hold operation's result with the run's notice.
+    fn hold(&self, reply: Reply) -> Result<Noticed<HoldResult>, HandlerError> {
+        match reply {
+            Reply::Hold(result) => Ok(self.noticed(result)),
+            other => Err(unexpected(other)),
+        }
+    }
 }
 
 #[workflow_methods]
@@ -97,7 +115,7 @@ impl LoyaltyEntityWorkflow {
     pub fn new(ctx: &WorkflowContextView, input: WorkflowInput) -> Self {
         let started = ctx.start_time().map_or(0, crate::clock::unix_ms);
         let state = LoyaltyState::upgrade(input.0, customer_of_workflow(ctx.workflow_id()), started);
-        Self { state, closing: false, budget: RunBudget::default(), projector: Projector::default() }
+        Self { state, closing: false, budget: RunBudget::default(), projector: Projector::default(), ending: false }
     }
 
     /// Writes decided entries to the ledger and wakes for what falls due,
@@ -120,7 +138,7 @@ impl LoyaltyEntityWorkflow {
                 return Ok(ctx.state(|s| s.state.clone()));
             }
             let suggested = should_continue(ctx);
-            if ctx.state_mut(|s| !s.closing && s.budget.carry_now(&s.state, suggested)) {
+            if ctx.state_mut(|s| !s.closing && s.budget.carry_now(&s.state, suggested)) && give_notice(ctx).await {
                 sleep.cancel();
                 ctx.state_mut(|s| s.state.compact_lots());
                 let carried = ctx.state(|s| s.state.clone());
@@ -176,9 +194,9 @@ impl LoyaltyEntityWorkflow {
         &mut self,
         ctx: &mut SyncWorkflowContext<Self>,
         req: RedemptionRequest,
-    ) -> Result<RedemptionResult, HandlerError> {
+    ) -> Result<Noticed<RedemptionResult>, HandlerError> {
         match self.decide(ctx, Command::Redeem(req))? {
-            Reply::Redeemed(result) => Ok(result),
+            Reply::Redeemed(result) => Ok(self.noticed(result)),
             other => Err(unexpected(other)),
         }
     }
@@ -200,9 +218,9 @@ impl LoyaltyEntityWorkflow {
         &mut self,
         ctx: &mut SyncWorkflowContext<Self>,
         req: ReversalRequest,
-    ) -> Result<BalanceChange, HandlerError> {
+    ) -> Result<Noticed<BalanceChange>, HandlerError> {
         match self.decide(ctx, Command::Reverse(req))? {
-            Reply::Changed(change) => Ok(change),
+            Reply::Changed(change) => Ok(self.noticed(change)),
             other => Err(unexpected(other)),
         }
     }
@@ -223,9 +241,9 @@ impl LoyaltyEntityWorkflow {
         &mut self,
         ctx: &mut SyncWorkflowContext<Self>,
         req: AdjustmentRequest,
-    ) -> Result<BalanceChange, HandlerError> {
+    ) -> Result<Noticed<BalanceChange>, HandlerError> {
         match self.decide(ctx, Command::Adjust(req))? {
-            Reply::Changed(change) => Ok(change),
+            Reply::Changed(change) => Ok(self.noticed(change)),
             other => Err(unexpected(other)),
         }
     }
@@ -246,8 +264,9 @@ impl LoyaltyEntityWorkflow {
         &mut self,
         ctx: &mut SyncWorkflowContext<Self>,
         req: ReserveRequest,
-    ) -> Result<HoldResult, HandlerError> {
-        hold(self.decide(ctx, Command::Reserve(req))?)
+    ) -> Result<Noticed<HoldResult>, HandlerError> {
+        let reply = self.decide(ctx, Command::Reserve(req))?;
+        self.hold(reply)
     }
 
     /// Rejects a capture that cannot succeed.
@@ -266,8 +285,9 @@ impl LoyaltyEntityWorkflow {
         &mut self,
         ctx: &mut SyncWorkflowContext<Self>,
         req: CaptureRequest,
-    ) -> Result<HoldResult, HandlerError> {
-        hold(self.decide(ctx, Command::Capture(req))?)
+    ) -> Result<Noticed<HoldResult>, HandlerError> {
+        let reply = self.decide(ctx, Command::Capture(req))?;
+        self.hold(reply)
     }
 
     /// Rejects a release of an unknown or captured hold.
@@ -286,8 +306,9 @@ impl LoyaltyEntityWorkflow {
         &mut self,
         ctx: &mut SyncWorkflowContext<Self>,
         req: ReleaseRequest,
-    ) -> Result<HoldResult, HandlerError> {
-        hold(self.decide(ctx, Command::Release(req))?)
+    ) -> Result<Noticed<HoldResult>, HandlerError> {
+        let reply = self.decide(ctx, Command::Release(req))?;
+        self.hold(reply)
     }
 
     /// The account summary (wire name `get_loyalty_summary`).
@@ -331,6 +352,30 @@ async fn until_work_or_due<'a>(ctx: &'a Ctx, sleep: &mut Sleep<'a>) -> Result<bo
         move |s: &LoyaltyEntityWorkflow| s.has_work(false) || s.state.next_due().is_some_and(|(at, _)| at < deadline);
     sleep.until(ctx, now, deadline, wake).await?;
     Ok(false)
+}
+
+/// Before a continue-as-new: the updates the run decides say it is ending
+/// for [`budget::ENDING_NOTICE`] (our API holds the account's calls on that
+/// notice, so none races the continue-as-new's task); then whether to go on
+/// (not if the account closed meanwhile or its state outgrew what a run may
+/// carry: the notice is withdrawn and the run loop looks again). A run
+/// without the patch marker (1.1 recorded it) continues at once.
+async fn give_notice(ctx: &Ctx) -> bool {
+    if !ctx.patched(budget::ENDING_NOTICE_PATCH) {
+        return true;
+    }
+    ctx.state_mut(|s| s.ending = true);
+    // Whether it ran or not, the notice period is over: a worker that
+    // died in it costs its start-to-close timeout at most.
+    let period = u64::try_from(budget::ENDING_NOTICE.as_millis()).unwrap_or(u64::MAX);
+    let options = ActivityOptions::with_start_to_close_timeout(std::time::Duration::from_secs(1))
+        .retry_policy(RetryPolicy::builder().maximum_attempts(1).build())
+        .build();
+    let _ = ctx.execute_activity(crate::activities::LoyaltyActivities::notice_period, period, options).await;
+    ctx.state_mut(|s| {
+        s.ending = !s.closing && s.state.approximate_size() <= MAX_CARRY_BYTES;
+        s.ending
+    })
 }
 
 /// Writes the next batch and checks the next queued accruals; returns how
@@ -404,13 +449,6 @@ fn log(ctx: &Ctx, f: impl FnOnce(&LoyaltyState)) {
 /// The workflow's clock in Unix milliseconds (0 if the SDK has none yet).
 fn now_ms(time: Option<std::time::SystemTime>) -> Millis {
     time.map_or(0, crate::clock::unix_ms)
-}
-
-fn hold(reply: Reply) -> Result<HoldResult, HandlerError> {
-    match reply {
-        Reply::Hold(result) => Ok(result),
-        other => Err(unexpected(other)),
-    }
 }
 
 /// A reply that does not answer the command: a bug, not the caller's.
