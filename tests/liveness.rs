@@ -30,10 +30,6 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 const MAX_LATENCY: Duration = Duration::from_secs(2);
 /// The storm's p99 bound, for every kind of call (issue 21).
 const P99_LATENCY: Duration = Duration::from_millis(300);
-/// The p99 bound with the carried state near its bound (750-900 KiB carried
-/// into every run, each continue-as-new's episode decoding it): measured
-/// 265-530 ms, short of issue 21's 300 ms (BENCHMARKS.md).
-const P99_LATENCY_LARGE_STATE: Duration = Duration::from_millis(750);
 /// Accrual callers of the storm, split over the two replicas.
 const STORM_ACCRUERS: usize = 8;
 /// Accruals of one storm (times `scale()`).
@@ -230,10 +226,11 @@ fn broken_promises(storm: &Storm, p99_bound: Duration) -> Vec<String> {
     if storm.timeouts() > 0 {
         broken.push(format!("workflow tasks timed out: {:?}", storm.runs));
     }
-    // One refused continue-as-new per run is the race Temporal has by
-    // design; more means calls let a signal in during the retry.
+    // A continue-as-new is refused when a call reaches Temporal during its
+    // task; the run's notice holds the calls, so hardly any is (without it,
+    // about one per run: the notice no longer reached the API).
     let failed: usize = storm.runs.iter().map(|r| r.task_failures.len()).sum();
-    if failed > 2 * storm.runs.len() {
+    if failed * 4 > storm.runs.len() {
         broken.push(format!("{failed} workflow tasks failed over {} runs", storm.runs.len()));
     }
     let continued = storm.runs.len().saturating_sub(1);
@@ -281,7 +278,7 @@ async fn a_hot_account_never_stalls_with_a_carried_state_near_its_bound() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let settings = common::settings("storm-large");
     let storm = storm("storm with the largest ids and texts", "stormbig", Variant::LargeState, settings).await;
-    assert_no_stall(&storm, P99_LATENCY_LARGE_STATE);
+    assert_no_stall(&storm, P99_LATENCY);
 }
 
 /// Rounds of the soak, alone and again beside a CPU hog.

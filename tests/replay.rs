@@ -2,7 +2,7 @@
 //! current workflow code. A change that alters the command sequence of a
 //! running account fails here before it can break long-lived accounts.
 //!
-//! The corpus (`tests/histories/v1_*.json`, and from 1.1 `v11_*.json`) is recorded by the capture
+//! The corpus (`tests/histories/v1_*.json`, from 1.1 `v11_*.json`, from 1.2 `v12_*.json`) is recorded by the capture
 //! tests below, each writing the files it is named for:
 //! `cargo test --test replay -- --ignored capture_` (about a minute). They
 //! run on a dev server of their own that suggests continue-as-new after
@@ -22,7 +22,7 @@ use loyalty::domain::{EntryKind, LoyaltyState, PointsEvent, ProjectionBatch};
 use loyalty::grpc::pb::{self, loyalty_service_client::LoyaltyServiceClient};
 use loyalty::ledger::Ledger;
 use loyalty::workflow::LoyaltyEntityWorkflow;
-use loyalty::workflow::SHORT_RUNS_PATCH;
+use loyalty::workflow::{ENDING_NOTICE_PATCH, SHORT_RUNS_PATCH};
 use temporalio_client::{
     Client, WorkflowDescribeOptions, WorkflowExecutionInfo, WorkflowHandle, WorkflowHistory, WorkflowSignalOptions,
 };
@@ -68,6 +68,10 @@ struct Coverage {
     continued: usize,
     /// Continue-as-new at 500 events, in runs that recorded its patch marker.
     short_runs_marked: usize,
+    /// The run's notice before a continue-as-new, under its patch marker.
+    notices_marked: usize,
+    /// Notice periods (the activity) a run waited out.
+    notice_periods: usize,
     continued_with_unwritten_entries: usize,
     continued_with_pending_lots_and_holds: usize,
     /// Runs started with a state another worker made (no `version`).
@@ -98,6 +102,11 @@ impl Coverage {
                     let name = a.accepted_request.as_ref().and_then(|r| r.input.as_ref()).map(|i| i.name.clone());
                     *self.updates.entry(name.unwrap_or_default()).or_default() += 1;
                 }
+                Attributes::ActivityTaskScheduledEventAttributes(a)
+                    if a.activity_type.as_ref().is_some_and(|t| t.name == "notice_period") =>
+                {
+                    self.notice_periods += 1;
+                }
                 Attributes::ActivityTaskScheduledEventAttributes(a) => {
                     let batch: Option<ProjectionBatch> = a
                         .input
@@ -122,12 +131,14 @@ impl Coverage {
                     self.writes_after_failure += 1;
                     self.failing = false;
                 }
-                Attributes::MarkerRecordedEventAttributes(a)
-                    if a.details.values().any(|p| {
-                        p.payloads.iter().any(|p| String::from_utf8_lossy(&p.data).contains(SHORT_RUNS_PATCH))
-                    }) =>
-                {
-                    self.short_runs_marked += 1;
+                Attributes::MarkerRecordedEventAttributes(a) => {
+                    let names = |patch: &str| {
+                        a.details
+                            .values()
+                            .any(|p| p.payloads.iter().any(|p| String::from_utf8_lossy(&p.data).contains(patch)))
+                    };
+                    self.short_runs_marked += usize::from(names(SHORT_RUNS_PATCH));
+                    self.notices_marked += usize::from(names(ENDING_NOTICE_PATCH));
                 }
                 Attributes::TimerFiredEventAttributes(_) => self.timers_fired += 1,
                 Attributes::TimerCanceledEventAttributes(_) => self.timers_canceled += 1,
@@ -190,6 +201,10 @@ async fn committed_histories_replay_deterministically() {
     assert!(c.foreign_inputs >= 1, "a run started from a state the guide's worker made: {c:?}");
     assert!(c.completed >= 3, "closed accounts: {c:?}");
     assert!(c.short_runs_marked >= 1, "a 1.1 run continued at 500 events under its patch marker: {c:?}");
+    assert!(
+        c.notices_marked >= 1 && c.notice_periods >= 1,
+        "a 1.2 run gave its notice before continuing, under its patch marker: {c:?}"
+    );
 }
 
 /// The capture tests' dev server: suggests continue-as-new early.
@@ -387,6 +402,42 @@ async fn capture_short_runs() {
     summary_when(&mut grpc, CUSTOMER, SETTLE, |s| s.lifetime_points == 10 + sent as i64).await;
     close(&handle).await;
     write_runs(&temporal, CUSTOMER, "v11_short_runs_run").await;
+    let _ = stop.send(());
+}
+
+/// A 1.2 run that fills gives its notice (the patch marker, the
+/// `notice_period` activity, the updates it decides meanwhile carrying the
+/// notice in their result's metadata) and continues-as-new:
+/// `v12_ending_notice_run1-2`. Redemptions go along with the accruals, so
+/// updates are in flight when the notice comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes tests/histories from a real run"]
+async fn capture_ending_notice() {
+    const CUSTOMER: &str = "replay-ending-notice";
+    let settings = common::settings("replay-ending-notice");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addr, _thread) = common::start_app(settings, stopped);
+    let mut grpc = LoyaltyServiceClient::new(common::grpc_channel(addr).await);
+    let temporal = common::temporal().await;
+    let handle = handle_of(&temporal, CUSTOMER);
+    grpc.accrue(accrual(CUSTOMER, "n-open", 1_000)).await.unwrap();
+    summary_when(&mut grpc, CUSTOMER, SETTLE, |s| s.lifetime_points == 1_000).await;
+    let first_run = runs_of(&handle).await.1;
+    let mut sent = 0;
+    while runs_of(&handle).await.1 == first_run {
+        let (mut a, mut r) = (grpc.clone(), grpc.clone());
+        let (accrued, redeemed) = tokio::join!(
+            a.accrue(accrual(CUSTOMER, &format!("n{sent}"), 1)),
+            r.redeem(redemption(CUSTOMER, &format!("nr{sent}"), 1, "notice")),
+        );
+        accrued.unwrap();
+        redeemed.unwrap();
+        sent += 1;
+        assert!(sent < 400, "the run continues-as-new at 500 events");
+    }
+    summary_when(&mut grpc, CUSTOMER, SETTLE, |s| s.lifetime_points == 1_000 + sent as i64).await;
+    close(&handle).await;
+    write_runs(&temporal, CUSTOMER, "v12_ending_notice_run").await;
     let _ = stop.send(());
 }
 
