@@ -58,9 +58,7 @@ impl LoyaltyActivities {
     }
 
     /// Waits `millis` milliseconds: the run's notice period before it
-    /// continues-as-new (`workflow::ENDING_NOTICE`). An activity rather than
-    /// a timer because Temporal fires a timer to the second (a 50 ms timer
-    /// fired after 0.8 s here), and calls are held for as long.
+    /// continues-as-new (`workflow::ENDING_NOTICE`).
     #[activity(name = "notice_period")]
     pub async fn notice_period(self: Arc<Self>, _ctx: ActivityContext, millis: u64) -> Result<(), ActivityError> {
         tokio::time::sleep(Duration::from_millis(millis)).await;

@@ -7,7 +7,8 @@
 //!   `Command` and one `LoyaltyState::apply` (`domain::command`).
 //! - [`workflow`]: `LoyaltyEntityWorkflow`, whose handlers hand commands to
 //!   `apply` and whose run loop writes the decisions behind; [`activities`]
-//!   its one activity, and [`payload`] its input.
+//!   its activities (the ledger write, the notice period), and [`payload`] its
+//!   input and the notice its update results carry.
 //! - [`ledger`]: the database, the fenced projection of the decisions, the
 //!   lifelong guard of exactly once and the outbox of events; [`webhooks`]
 //!   delivers them; [`reconcile`] compares ledger and workflows.

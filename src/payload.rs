@@ -99,7 +99,7 @@ impl<T: DeserializeOwned> TemporalDeserializable for Noticed<T> {
         if payload.metadata.get(ENCODING).map(Vec::as_slice) != Some(JSON) {
             return Err(PayloadConversionError::WrongEncoding);
         }
-        let run_ending = payload.metadata.contains_key(RUN_ENDING);
+        let run_ending = payload.metadata.get(RUN_ENDING).is_some_and(|v| v == b"true");
         let value = serde_json::from_slice(&payload.data).map_err(encoding_error)?;
         Ok(Self { value, run_ending })
     }

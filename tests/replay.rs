@@ -22,7 +22,7 @@ use loyalty::domain::{EntryKind, LoyaltyState, PointsEvent, ProjectionBatch};
 use loyalty::grpc::pb::{self, loyalty_service_client::LoyaltyServiceClient};
 use loyalty::ledger::Ledger;
 use loyalty::workflow::LoyaltyEntityWorkflow;
-use loyalty::workflow::{ENDING_NOTICE_PATCH, SHORT_RUNS_PATCH};
+use loyalty::workflow::{RUN_END_PATCH, SHORT_RUNS_PATCH};
 use temporalio_client::{
     Client, WorkflowDescribeOptions, WorkflowExecutionInfo, WorkflowHandle, WorkflowHistory, WorkflowSignalOptions,
 };
@@ -138,7 +138,7 @@ impl Coverage {
                             .any(|p| p.payloads.iter().any(|p| String::from_utf8_lossy(&p.data).contains(patch)))
                     };
                     self.short_runs_marked += usize::from(names(SHORT_RUNS_PATCH));
-                    self.notices_marked += usize::from(names(ENDING_NOTICE_PATCH));
+                    self.notices_marked += usize::from(names(RUN_END_PATCH));
                 }
                 Attributes::TimerFiredEventAttributes(_) => self.timers_fired += 1,
                 Attributes::TimerCanceledEventAttributes(_) => self.timers_canceled += 1,

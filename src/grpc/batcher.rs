@@ -37,13 +37,17 @@ const FRESH: Duration = Duration::from_secs(1);
 /// Longest a signal may take; its callers then get UNAVAILABLE and retry.
 const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Signals to one customer between two looks at its run's history.
-const LOOK_EVERY: u32 = 200;
-/// A run's history near Temporal's limits (51,200 events, 50 MB), which
-/// would end it: the account's ledger is behind so long that it cannot
-/// continue-as-new. Accrue is refused (RESOURCE_EXHAUSTED) for [`BACK_OFF`].
-const HISTORY_EVENTS_LIMIT: i64 = 40_000;
+const LOOK_EVERY: u32 = 50;
+/// A run's history too long to replay well inside the workflow task
+/// timeout (1 s by default; 4,000 events took about 450 ms here), which a
+/// run reaches only when its ledger is behind so long that its state no
+/// longer fits a continue-as-new (`workflow::FORCE_EVENTS_PER_RUN`): a
+/// longer one, evicted, might never finish a task again. Accrue is refused
+/// (RESOURCE_EXHAUSTED) for [`BACK_OFF`]. Temporal's own limits (51,200
+/// events, 50 MB) are far above.
+const HISTORY_EVENTS_LIMIT: i64 = 5_000;
 /// See [`HISTORY_EVENTS_LIMIT`].
-const HISTORY_BYTES_LIMIT: i64 = 40 * 1024 * 1024;
+const HISTORY_BYTES_LIMIT: i64 = 8 * 1024 * 1024;
 /// How long Accrue to such an account is refused before the next look.
 const BACK_OFF: Duration = Duration::from_secs(5);
 

@@ -19,9 +19,11 @@
 //! tried again. Any other failure is sent once more with the client's own
 //! retries, as before. The caller's deadline bounds it all.
 //!
-//! The same hold starts before Temporal has to refuse anything when an
+//! The same hold starts before Temporal has anything to refuse when an
 //! update's result carries the run's notice that it is about to
-//! continue-as-new ([`ClosingRetry::hold_until_continued`]).
+//! continue-as-new ([`ClosingRetry::hold_until_continued`]); a replica that
+//! had no update answered in the notice period keeps sending, and its call
+//! may still meet a refused continue-as-new, held as above.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -41,6 +43,11 @@ use crate::workflow::LoyaltyEntityWorkflow;
 pub const WATCH_EVERY: Duration = Duration::from_millis(10);
 /// Longest a "closing" answer holds the account's calls.
 pub const MAX_HOLD: Duration = Duration::from_millis(1_500);
+/// Longest the run's notice holds them: the continue-as-new follows its
+/// 30 ms notice at once (its episode measured 110-200 ms), and a notice the
+/// run withdrew (its state outgrew what it may carry) must not hold calls
+/// for long.
+pub const MAX_NOTICE_HOLD: Duration = Duration::from_millis(500);
 /// Without a client to watch with (unit tests), how long a hold lasts.
 const FIXED_HOLD: Duration = Duration::from_millis(25);
 /// A run this short when first described is already the new one: the
@@ -86,7 +93,7 @@ impl ClosingRetry {
             let once = RpcOptions::builder().retry_options(RetryOptions::no_retries()).build();
             let r = attempt(once).await;
             match r {
-                Err(e) if e.status().is_some_and(is_closing) => self.mark(customer),
+                Err(e) if e.status().is_some_and(is_closing) => self.mark(customer, MAX_HOLD),
                 Err(e) if e.status().is_some_and(|s| s.code() != Code::NotFound) => {
                     if let Some(status) = e.status() {
                         tracing::warn!(customer = %customer, code = ?status.code(), message = status.message(),
@@ -115,12 +122,13 @@ impl ClosingRetry {
     /// Temporal refuse it.
     pub fn hold_until_continued(&self, customer: &CustomerId) {
         if self.enabled {
-            self.mark(customer);
+            self.mark(customer, MAX_NOTICE_HOLD);
         }
     }
 
-    /// Holds the account's calls until its run has changed (one watcher per account).
-    fn mark(&self, customer: &CustomerId) {
+    /// Holds the account's calls until its run has changed, `max_hold` at
+    /// most (one watcher per account).
+    fn mark(&self, customer: &CustomerId, max_hold: Duration) {
         let mut closing = self.closing.lock().expect("closing lock");
         if closing.contains_key(customer.as_str()) {
             return;
@@ -130,7 +138,7 @@ impl ClosingRetry {
         let this = self.clone();
         let customer = customer.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(MAX_HOLD, this.until_continued(&customer)).await;
+            let _ = tokio::time::timeout(max_hold, this.until_continued(&customer)).await;
             this.closing.lock().expect("closing lock").remove(customer.as_str());
             let _ = release.send(true);
         });
@@ -258,7 +266,7 @@ mod tests {
         assert!(!retry.closing.lock().unwrap().contains_key("c"), "the hold ends");
 
         // While the account is held, another call to it waits.
-        retry.mark(&customer);
+        retry.mark(&customer, MAX_HOLD);
         let started = std::time::Instant::now();
         let held: Result<u32, WorkflowUpdateError> = retry.call(&customer, |_| async { Ok(1) }).await;
         assert_eq!(held.unwrap(), 1);

@@ -32,12 +32,21 @@ pub const SHORT_RUNS_PATCH: &str = "short-runs-1.1";
 /// or update that reaches Temporal during the continue-as-new's own task
 /// makes Temporal refuse it (UNHANDLED_COMMAND); the worker then evicts the
 /// run and replays all of it before trying again, and the account's calls
-/// wait that long (BENCHMARKS.md, "Continue-as-new under a storm").
+/// wait that long (BENCHMARKS.md, "Continue-as-new under a storm"). Only a
+/// replica that had an update answered in the notice period hears it: a run
+/// that took no update gives none.
 pub const ENDING_NOTICE: std::time::Duration = std::time::Duration::from_millis(30);
-/// The patch marker of [`ENDING_NOTICE`]: a run 1.1 recorded continued-as-new
-/// without the notice's timer and must replay as it ran. Remove in the
+/// History events past which a full run carries any backlog that fits
+/// rather than wait for its ledger: the workflow task timeout (1 s by
+/// default) must cover a replay of the whole run after an eviction, and a
+/// run of 4,000 events took about 450 ms to replay here.
+pub const FORCE_EVENTS_PER_RUN: u32 = 2_000;
+/// The patch marker of 1.2's changes to how a run ends: the notice
+/// ([`ENDING_NOTICE`]) and the backlog carried past [`FORCE_EVENTS_PER_RUN`].
+/// A run 1.1 recorded continued at once, and went on past 2,000 events
+/// while its ledger was behind: it must replay as it ran. Remove in the
 /// release after 1.2.
-pub const ENDING_NOTICE_PATCH: &str = "ending-notice-1.2";
+pub const RUN_END_PATCH: &str = "run-end-1.2";
 /// Nearing Temporal's limits, a run carries any backlog that fits rather
 /// than wait for its ledger; see [`RunBudget::carry_now`].
 pub const FORCE_SIGNALS_PER_RUN: u32 = 8_000;
@@ -84,9 +93,10 @@ impl RunBudget {
             || self.updates >= MAX_UPDATES_PER_RUN
     }
 
-    /// Whether the run is near Temporal's own limits.
-    fn is_forced(&self) -> bool {
-        self.signals >= FORCE_SIGNALS_PER_RUN
+    /// Whether the run is near Temporal's own limits, or `long` (past
+    /// [`FORCE_EVENTS_PER_RUN`]).
+    fn is_forced(&self, long: bool) -> bool {
+        long || self.signals >= FORCE_SIGNALS_PER_RUN
             || self.accruals >= FORCE_ACCRUALS_PER_RUN
             || self.updates >= FORCE_UPDATES_PER_RUN
     }
@@ -97,16 +107,19 @@ impl RunBudget {
     }
 
     /// Whether to continue-as-new now: the run is full, at most one write's
-    /// worth waits for the ledger (any backlog once the run nears Temporal's
-    /// limits: a long ledger outage must not end the run), and the state is
-    /// within [`MAX_CARRY_BYTES`]. Temporal's suggestion alone never forces:
-    /// a large carried state makes the continue-as-new slow enough to keep
-    /// losing the race with new signals, so the backlog is written down first.
-    pub fn carry_now(&mut self, state: &LoyaltyState, suggested: bool) -> bool {
+    /// worth waits for the ledger (any backlog once the run is `long` or nears
+    /// Temporal's limits: a long ledger outage must not end the run, nor make
+    /// its replay outlast the workflow task timeout), and the state is within
+    /// [`MAX_CARRY_BYTES`]. Temporal's suggestion alone never forces: a large
+    /// carried state makes the continue-as-new slow enough to lose the race
+    /// with new signals more often, so the backlog is written down first.
+    /// (What the run decides during its notice goes along as backlog.)
+    pub fn carry_now(&mut self, state: &LoyaltyState, suggested: bool, long: bool) -> bool {
         if !self.is_full(suggested) {
             return false;
         }
-        let carry = (self.is_forced() || state.backlog() <= MAX_BATCH) && state.approximate_size() <= MAX_CARRY_BYTES;
+        let carry =
+            (self.is_forced(long) || state.backlog() <= MAX_BATCH) && state.approximate_size() <= MAX_CARRY_BYTES;
         self.refused_at = (!carry).then_some(state.seq);
         carry
     }
@@ -132,8 +145,8 @@ mod tests {
     fn a_run_carries_over_only_a_state_that_fits() {
         let mut budget = RunBudget::default();
         let mut state = LoyaltyState::open("c");
-        assert!(!budget.carry_now(&state, false), "not full");
-        assert!(budget.carry_now(&state, true), "full and small");
+        assert!(!budget.carry_now(&state, false, false), "not full");
+        assert!(budget.carry_now(&state, true, false), "full and small");
 
         // A ledger outage: more than one write's worth waits, the longest texts.
         let text = "\u{1F600}".repeat(256);
@@ -141,15 +154,15 @@ mod tests {
             state.apply(accrual(i, &text), 0).unwrap();
         }
         budget.signals = MAX_SIGNALS_PER_RUN;
-        assert!(!budget.carry_now(&state, false), "waits for the ledger while the run has room");
+        assert!(!budget.carry_now(&state, false, false), "waits for the ledger while the run has room");
         assert!(!budget.wants_to_look(&state, false), "and does not look again until something changes");
-        assert!(!budget.carry_now(&state, true), "Temporal's suggestion does not force it");
+        assert!(!budget.carry_now(&state, true, false), "Temporal's suggestion does not force it");
         budget.signals = FORCE_SIGNALS_PER_RUN;
         for i in MAX_BATCH + 1..2 * MAX_BATCH {
             state.apply(accrual(i, &text), 0).unwrap();
         }
         assert!(state.approximate_size() > MAX_CARRY_BYTES);
-        assert!(!budget.carry_now(&state, false), "never more than MAX_CARRY_BYTES, however full");
+        assert!(!budget.carry_now(&state, false, true), "never more than MAX_CARRY_BYTES, however full or long");
 
         // Nearing Temporal's limits, a backlog that fits goes along.
         let mut state = LoyaltyState::open("c");
@@ -157,8 +170,9 @@ mod tests {
             state.apply(accrual(i, "short"), 0).unwrap();
         }
         let mut budget = RunBudget { updates: MAX_UPDATES_PER_RUN, ..RunBudget::default() };
-        assert!(!budget.carry_now(&state, false));
+        assert!(!budget.carry_now(&state, false, false));
+        assert!(budget.carry_now(&state, false, true), "a long run carries its backlog");
         budget.updates = FORCE_UPDATES_PER_RUN;
-        assert!(budget.carry_now(&state, false), "forced: carried with its backlog");
+        assert!(budget.carry_now(&state, false, false), "forced: carried with its backlog");
     }
 }

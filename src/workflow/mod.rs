@@ -30,8 +30,8 @@ use temporalio_sdk::{
 };
 
 pub use budget::{
-    ENDING_NOTICE, ENDING_NOTICE_PATCH, MAX_ACCRUALS_PER_RUN, MAX_CARRY_BYTES, MAX_EVENTS_PER_RUN, MAX_SIGNALS_PER_RUN,
-    MAX_UPDATES_PER_RUN, RunBudget, SHORT_RUNS_PATCH,
+    ENDING_NOTICE, FORCE_EVENTS_PER_RUN, MAX_ACCRUALS_PER_RUN, MAX_CARRY_BYTES, MAX_EVENTS_PER_RUN,
+    MAX_SIGNALS_PER_RUN, MAX_UPDATES_PER_RUN, RUN_END_PATCH, RunBudget, SHORT_RUNS_PATCH,
 };
 pub use clock::interceptors;
 pub use projector::Projector;
@@ -137,8 +137,9 @@ impl LoyaltyEntityWorkflow {
                 log(ctx, |s| tracing::info!(customer = %s.customer_id, balance = s.points_balance, "account closed"));
                 return Ok(ctx.state(|s| s.state.clone()));
             }
-            let suggested = should_continue(ctx);
-            if ctx.state_mut(|s| !s.closing && s.budget.carry_now(&s.state, suggested)) && give_notice(ctx).await {
+            let (suggested, long) = (should_continue(ctx), is_long(ctx));
+            if ctx.state_mut(|s| !s.closing && s.budget.carry_now(&s.state, suggested, long)) && give_notice(ctx).await
+            {
                 sleep.cancel();
                 ctx.state_mut(|s| s.state.compact_lots());
                 let carried = ctx.state(|s| s.state.clone());
@@ -358,20 +359,26 @@ async fn until_work_or_due<'a>(ctx: &'a Ctx, sleep: &mut Sleep<'a>) -> Result<bo
 /// for [`budget::ENDING_NOTICE`] (our API holds the account's calls on that
 /// notice, so none races the continue-as-new's task); then whether to go on
 /// (not if the account closed meanwhile or its state outgrew what a run may
-/// carry: the notice is withdrawn and the run loop looks again). A run
-/// without the patch marker (1.1 recorded it) continues at once.
+/// carry: the notice is withdrawn and the run loop looks again). A run that
+/// took no update has no one to tell, and a run without the patch marker
+/// (1.1 recorded it) continues at once.
 async fn give_notice(ctx: &Ctx) -> bool {
-    if !ctx.patched(budget::ENDING_NOTICE_PATCH) {
+    if ctx.state(|s| s.budget.updates == 0) || !ctx.patched(budget::RUN_END_PATCH) {
         return true;
     }
     ctx.state_mut(|s| s.ending = true);
-    // Whether it ran or not, the notice period is over: a worker that
-    // died in it costs its start-to-close timeout at most.
+    // An activity, not a timer: Temporal fires timers to the second (a 50 ms
+    // timer fired after 0.8 s here), and the account's calls wait as long.
+    // Whether it ran or not, the period is over after its schedule-to-close
+    // timeout at most (a worker that died in it, or one without it).
     let period = u64::try_from(budget::ENDING_NOTICE.as_millis()).unwrap_or(u64::MAX);
-    let options = ActivityOptions::with_start_to_close_timeout(std::time::Duration::from_secs(1))
+    let options = ActivityOptions::with_schedule_to_close_timeout(std::time::Duration::from_secs(1))
         .retry_policy(RetryPolicy::builder().maximum_attempts(1).build())
         .build();
-    let _ = ctx.execute_activity(crate::activities::LoyaltyActivities::notice_period, period, options).await;
+    let waited = ctx.execute_activity(crate::activities::LoyaltyActivities::notice_period, period, options).await;
+    if let Err(error) = waited {
+        log(ctx, |s| tracing::warn!(customer = %s.customer_id, %error, "notice period failed; continuing-as-new"));
+    }
     ctx.state_mut(|s| {
         s.ending = !s.closing && s.state.approximate_size() <= MAX_CARRY_BYTES;
         s.ending
@@ -437,6 +444,12 @@ fn should_continue(ctx: &Ctx) -> bool {
     (ctx.history_length() >= budget::MAX_EVENTS_PER_RUN && ctx.patched(budget::SHORT_RUNS_PATCH))
         || ctx.continue_as_new_suggested()
         || ctx.target_worker_deployment_version_changed()
+}
+
+/// The run is past [`budget::FORCE_EVENTS_PER_RUN`] (in a run that records
+/// [`budget::RUN_END_PATCH`]): it carries its backlog rather than grow on.
+fn is_long(ctx: &Ctx) -> bool {
+    ctx.history_length() >= budget::FORCE_EVENTS_PER_RUN && ctx.patched(budget::RUN_END_PATCH)
 }
 
 /// Logs only on first execution, not on replay.
