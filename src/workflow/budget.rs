@@ -118,10 +118,16 @@ impl RunBudget {
         if !self.is_full(suggested) {
             return false;
         }
-        let carry =
-            (self.is_forced(long) || state.backlog() <= MAX_BATCH) && state.approximate_size() <= MAX_CARRY_BYTES;
+        let carry = self.would_carry(state, suggested, long);
         self.refused_at = (!carry).then_some(state.seq);
         carry
+    }
+
+    /// What [`Self::carry_now`] would answer, without noting a refusal.
+    pub fn would_carry(&self, state: &LoyaltyState, suggested: bool, long: bool) -> bool {
+        self.is_full(suggested)
+            && (self.is_forced(long) || state.backlog() <= MAX_BATCH)
+            && state.approximate_size() <= MAX_CARRY_BYTES
     }
 }
 

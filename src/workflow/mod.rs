@@ -130,7 +130,16 @@ impl LoyaltyEntityWorkflow {
                 continue;
             }
             if let Some(wait) = project_once(ctx).await {
-                ctx.timer(wait).await;
+                // A failed write waits (up to minutes) before the next try;
+                // a long run that can carry its backlog continues-as-new
+                // first instead of growing through the wait (long, it is
+                // past the 500 events of `should_continue` too, which is not
+                // asked here: a 1.1 run recorded its marker where it asked).
+                let carry_first =
+                    is_long(ctx) && ctx.state(|s| !s.closing && s.budget.would_carry(&s.state, true, true));
+                if !carry_first {
+                    ctx.timer(wait).await;
+                }
             }
             if ctx.state(|s| s.closing && !s.state.has_projection_work()) {
                 sleep.cancel();
