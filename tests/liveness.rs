@@ -285,14 +285,14 @@ async fn a_hot_account_never_stalls_with_a_carried_state_near_its_bound() {
 const SOAK_ROUNDS: usize = 5;
 
 /// The soak, not in the test command (`cargo test --test liveness --
-/// --ignored --nocapture soak`, about 40 minutes): the storm
+/// --ignored --nocapture soak`, about 5 minutes): the storm
 /// [`SOAK_ROUNDS`] times, then as often again beside a CPU hog (a thread
 /// spinning on one of the machine's cores; `LOYALTY_SOAK_HOG=only` runs
 /// those alone), every round held to every promise of the storm and the
 /// broken ones listed at the end. `LOYALTY_FAULTS_SCALE=N` makes each round
 /// N times longer.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "a soak of about 40 minutes: run it by name"]
+#[ignore = "a soak of about 5 minutes: run it by name"]
 async fn soak_the_storm_alone_and_beside_a_cpu_hog() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let hogs: &[bool] = match std::env::var("LOYALTY_SOAK_HOG").as_deref() {

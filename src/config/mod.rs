@@ -52,8 +52,9 @@ pub const DEFAULT_STICKY_TIMEOUT_MS: u64 = 1_000;
 /// given to a worker that died, or lost as a worker stopped, is retried
 /// elsewhere after this long (Temporal's default is 10 s), so it bounds a
 /// call's wait across a crash or a rolling deploy (1 s plus a replay, under
-/// the 2 s measured in tests/liveness.rs). A run's replay stays well under it
-/// (runs continue-as-new at 500 events).
+/// the 2 s measured in tests/liveness.rs). A run's replay must stay well
+/// under it: runs continue-as-new at 500 events, past 2,000 with any backlog
+/// (`workflow::FORCE_EVENTS_PER_RUN`), and Accrue is refused past 5,000.
 pub const DEFAULT_WORKFLOW_TASK_TIMEOUT_MS: u64 = 1_000;
 /// Default cap on RPCs in progress.
 pub const DEFAULT_MAX_CONCURRENT_RPCS: usize = 1_000;
