@@ -38,11 +38,18 @@ const FRESH: Duration = Duration::from_secs(1);
 const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Signals to one customer between two looks at its run's history.
 const LOOK_EVERY: u32 = 50;
+/// Accrual bytes (ids and texts, roughly) sent to one customer between two
+/// looks, whichever of this and [`LOOK_EVERY`] comes first.
+const LOOK_EVERY_BYTES: usize = 512 * 1024;
+/// Customers whose sends since their last look this replica counts; past
+/// it the counts start again (a hot account reaches its next look soon).
+const LOOK_COUNTS: usize = 10_000;
 /// A run's history too long to replay well inside the workflow task
 /// timeout (1 s by default; 4,000 events took about 450 ms here), which a
-/// run reaches only when its ledger is behind so long that its state no
-/// longer fits a continue-as-new (`workflow::FORCE_EVENTS_PER_RUN`): a
-/// longer one, evicted, might never finish a task again. Accrue is refused
+/// run reaches when its ledger is behind so long that its state no longer
+/// fits a continue-as-new (`workflow::FORCE_EVENTS_PER_RUN`), or while a
+/// write's retries last: a longer one, evicted, might never finish a task
+/// again. Accrue is refused
 /// (RESOURCE_EXHAUSTED) for [`BACK_OFF`]. Temporal's own limits (51,200
 /// events, 50 MB) are far above.
 const HISTORY_EVENTS_LIMIT: i64 = 5_000;
@@ -75,6 +82,9 @@ pub struct Batcher {
     queues: Arc<Mutex<HashMap<String, Queue>>>,
     /// Accounts whose run's history is near Temporal's limits, until when.
     full: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Signals and bytes sent to each account since its last look, kept
+    /// across its queue emptying and filling again.
+    since_look: Arc<Mutex<HashMap<String, (u32, usize)>>>,
 }
 
 impl Batcher {
@@ -91,7 +101,16 @@ impl Batcher {
         task_timeout: Duration,
         closing: ClosingRetry,
     ) -> Self {
-        Self { client, task_queue, batching, task_timeout, closing, queues: Arc::default(), full: Arc::default() }
+        Self {
+            client,
+            task_queue,
+            batching,
+            task_timeout,
+            closing,
+            queues: Arc::default(),
+            full: Arc::default(),
+            since_look: Arc::default(),
+        }
     }
 
     /// The retry of calls to accounts that are continuing-as-new.
@@ -107,9 +126,6 @@ impl Batcher {
     /// Delivers `event` to the customer's account (starting it if needed)
     /// and returns once Temporal has accepted the signal that carries it.
     pub async fn accrue(&self, customer: &CustomerId, event: PointsEvent) -> Result<(), ApiError> {
-        if !self.batching {
-            return self.signal(customer, vec![event], vec![Instant::now()]).await;
-        }
         let refusing = {
             let mut full = self.full.lock().expect("batcher lock");
             // An expired refusal is forgotten, so the map holds only accounts refused now.
@@ -120,6 +136,12 @@ impl Batcher {
             return Err(ApiError::Busy(format!(
                 "account {customer} is far behind writing its ledger and its run is nearly full; retry later"
             )));
+        }
+        if !self.batching {
+            let bytes = approximate_bytes(&event);
+            let sent = self.signal(customer, vec![event], vec![Instant::now()]).await;
+            self.count_send(customer, bytes).await;
+            return sent;
         }
         let (tx, rx) = oneshot::channel();
         let queued = Queued { event, waiter: tx, context: Context::current(), since: Instant::now() };
@@ -153,7 +175,6 @@ impl Batcher {
     /// an event id in one batch rides with the first, and one that waited
     /// long goes unchecked.
     async fn send_all(self, customer: CustomerId) {
-        let mut sent = 0u32;
         loop {
             let batch: Queue = {
                 let mut queues = self.queues.lock().expect("batcher lock");
@@ -172,7 +193,9 @@ impl Batcher {
             let mut events: Vec<PointsEvent> = Vec::with_capacity(batch.len());
             let mut looked_up = Vec::with_capacity(batch.len());
             let mut waiters = Vec::with_capacity(batch.len());
+            let mut bytes = 0;
             for Queued { event, waiter, since, .. } in batch {
+                bytes += approximate_bytes(&event);
                 if !events.iter().any(|e| e.event_id == event.event_id) {
                     events.push(event);
                     looked_up.push(since);
@@ -190,11 +213,30 @@ impl Batcher {
             for waiter in waiters {
                 let _ = waiter.send(result.clone());
             }
-            sent += 1;
-            if sent.is_multiple_of(LOOK_EVERY) {
-                self.look_at_history(&customer).await;
-            }
+            self.count_send(&customer, bytes).await;
             spacing.await;
+        }
+    }
+
+    /// Counts a signal of `bytes` to the account, and looks at its run's
+    /// history after [`LOOK_EVERY`] signals or [`LOOK_EVERY_BYTES`].
+    async fn count_send(&self, customer: &CustomerId, bytes: usize) {
+        let look = {
+            let mut counts = self.since_look.lock().expect("batcher lock");
+            if counts.len() >= LOOK_COUNTS && !counts.contains_key(customer.as_str()) {
+                counts.clear();
+            }
+            let (signals, sent) = counts.entry(customer.as_str().to_owned()).or_default();
+            *signals += 1;
+            *sent += bytes;
+            let look = *signals >= LOOK_EVERY || *sent >= LOOK_EVERY_BYTES;
+            if look {
+                counts.remove(customer.as_str());
+            }
+            look
+        };
+        if look {
+            self.look_at_history(customer).await;
         }
     }
 
@@ -277,4 +319,9 @@ impl Batcher {
         };
         sent.map(drop)
     }
+}
+
+/// An accrual's weight in its signal: its id and texts plus the JSON around them.
+fn approximate_bytes(event: &PointsEvent) -> usize {
+    64 + event.event_id.len() + event.reason.len() + event.source.len()
 }

@@ -106,7 +106,7 @@ impl RunBudget {
         self.is_full(suggested) && self.refused_at != Some(state.seq)
     }
 
-    /// Whether to continue-as-new now: the run is full, at most one write's
+    /// Whether to continue-as-new now: the run is full (a `long` one is), at most one write's
     /// worth waits for the ledger (any backlog once the run is `long` or nears
     /// Temporal's limits: a long ledger outage must not end the run, nor make
     /// its replay outlast the workflow task timeout), and the state is within
@@ -115,7 +115,7 @@ impl RunBudget {
     /// with new signals more often, so the backlog is written down first.
     /// (What the run decides during its notice goes along as backlog.)
     pub fn carry_now(&mut self, state: &LoyaltyState, suggested: bool, long: bool) -> bool {
-        if !self.is_full(suggested) {
+        if !self.is_full(suggested || long) {
             return false;
         }
         let carry = self.would_carry(state, suggested, long);
@@ -125,7 +125,7 @@ impl RunBudget {
 
     /// What [`Self::carry_now`] would answer, without noting a refusal.
     pub fn would_carry(&self, state: &LoyaltyState, suggested: bool, long: bool) -> bool {
-        self.is_full(suggested)
+        self.is_full(suggested || long)
             && (self.is_forced(long) || state.backlog() <= MAX_BATCH)
             && state.approximate_size() <= MAX_CARRY_BYTES
     }

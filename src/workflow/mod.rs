@@ -20,13 +20,14 @@
 mod budget;
 mod clock;
 mod projector;
+mod run_end;
 mod sleep;
+mod steps;
 
-use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, ContinueAsNewOptions, ContinueAsNewVersioningBehavior, SyncWorkflowContext,
-    WorkflowCancellationError, WorkflowContext, WorkflowContextView, WorkflowResult,
+    ApplicationFailure, ContinueAsNewOptions, ContinueAsNewVersioningBehavior, SyncWorkflowContext, WorkflowContext,
+    WorkflowContextView, WorkflowResult,
 };
 
 pub use budget::{
@@ -37,12 +38,13 @@ pub use clock::interceptors;
 pub use projector::Projector;
 pub use sleep::IDLE_WAKE_MS;
 
-use self::projector::Written;
+use self::run_end::{back_off, give_notice, is_long, should_continue};
 use self::sleep::Sleep;
+use self::steps::{log_ignored, project_once, until_work_or_due};
 use crate::domain::ids::customer_of_workflow;
 use crate::domain::{
-    AdjustmentRequest, BalanceChange, CaptureRequest, Command, HoldResult, Ignored, LoyaltyState, LoyaltySummary,
-    Millis, PointsEvent, RedemptionRequest, RedemptionResult, Rejection, ReleaseRequest, Reply, ReserveRequest,
+    AdjustmentRequest, BalanceChange, CaptureRequest, Command, HoldResult, LoyaltyState, LoyaltySummary, Millis,
+    PointsEvent, RedemptionRequest, RedemptionResult, Rejection, ReleaseRequest, Reply, ReserveRequest,
     ReversalRequest, Tier,
 };
 pub use crate::payload::WorkflowInput;
@@ -61,6 +63,9 @@ pub struct LoyaltyEntityWorkflow {
     projector: Projector,
     /// The run is about to continue-as-new: the updates it decides say so.
     ending: bool,
+    /// The history's length as the handlers last saw it (the run loop's
+    /// waits cannot ask Temporal's).
+    events: u32,
 }
 
 impl LoyaltyEntityWorkflow {
@@ -74,6 +79,7 @@ impl LoyaltyEntityWorkflow {
     /// (and logged): its caller was answered already.
     fn take_accruals(&mut self, ctx: &SyncWorkflowContext<Self>, accruals: usize, command: Command) {
         self.budget.signal(accruals);
+        self.events = ctx.history_length();
         if let Ok(Reply::Accrued(ignored)) = self.state.apply(command, now_ms(ctx.workflow_time()))
             && !ctx.is_replaying()
         {
@@ -84,6 +90,7 @@ impl LoyaltyEntityWorkflow {
     /// Decides an update's command; a refusal becomes its typed failure.
     fn decide(&mut self, ctx: &SyncWorkflowContext<Self>, command: Command) -> Result<Reply, HandlerError> {
         self.budget.update();
+        self.events = ctx.history_length();
         self.state.apply(command, now_ms(ctx.workflow_time())).map_err(rejection)
     }
 
@@ -115,7 +122,14 @@ impl LoyaltyEntityWorkflow {
     pub fn new(ctx: &WorkflowContextView, input: WorkflowInput) -> Self {
         let started = ctx.start_time().map_or(0, crate::clock::unix_ms);
         let state = LoyaltyState::upgrade(input.0, customer_of_workflow(ctx.workflow_id()), started);
-        Self { state, closing: false, budget: RunBudget::default(), projector: Projector::default(), ending: false }
+        Self {
+            state,
+            closing: false,
+            budget: RunBudget::default(),
+            projector: Projector::default(),
+            ending: false,
+            events: 0,
+        }
     }
 
     /// Writes decided entries to the ledger and wakes for what falls due,
@@ -130,16 +144,7 @@ impl LoyaltyEntityWorkflow {
                 continue;
             }
             if let Some(wait) = project_once(ctx).await {
-                // A failed write waits (up to minutes) before the next try;
-                // a long run that can carry its backlog continues-as-new
-                // first instead of growing through the wait (long, it is
-                // past the 500 events of `should_continue` too, which is not
-                // asked here: a 1.1 run recorded its marker where it asked).
-                let carry_first =
-                    is_long(ctx) && ctx.state(|s| !s.closing && s.budget.would_carry(&s.state, true, true));
-                if !carry_first {
-                    ctx.timer(wait).await;
-                }
+                back_off(ctx, wait).await;
             }
             if ctx.state(|s| s.closing && !s.state.has_projection_work()) {
                 sleep.cancel();
@@ -338,127 +343,6 @@ impl LoyaltyEntityWorkflow {
     pub fn get_tier(&self, _ctx: &WorkflowContextView) -> Tier {
         self.state.tier
     }
-}
-
-/// Applies what fell due, then returns true when the run loop has work,
-/// or sleeps until work arrives, something comes due sooner, or the timer
-/// fires, and returns false (look again).
-async fn until_work_or_due<'a>(ctx: &'a Ctx, sleep: &mut Sleep<'a>) -> Result<bool, WorkflowCancellationError> {
-    let now = now_ms(ctx.workflow_time());
-    ctx.state_mut(|s| s.state.apply(Command::TimerDue, now).map(drop).ok());
-    let wake_at = sleep.daily_wake(now);
-    // Temporal's flags (a suggested continue-as-new, a new deployment
-    // version) are read only when the loop runs for an event in history or
-    // at the daily wake: a task whose only news is a rejected update is
-    // dropped from history, so nothing may change in it.
-    let suggested = should_continue(ctx);
-    if ctx.state(|s| s.has_work(suggested)) {
-        return Ok(true);
-    }
-    let due = ctx.state(|s| s.state.next_due()).map(|(at, _)| at);
-    let deadline = due.map_or(wake_at, |d| d.min(wake_at));
-    // Wakes early only when something may now fall due before the deadline.
-    let wake =
-        move |s: &LoyaltyEntityWorkflow| s.has_work(false) || s.state.next_due().is_some_and(|(at, _)| at < deadline);
-    sleep.until(ctx, now, deadline, wake).await?;
-    Ok(false)
-}
-
-/// Before a continue-as-new: the updates the run decides say it is ending
-/// for [`budget::ENDING_NOTICE`] (our API holds the account's calls on that
-/// notice, so none races the continue-as-new's task); then whether to go on
-/// (not if the account closed meanwhile or its state outgrew what a run may
-/// carry: the notice is withdrawn and the run loop looks again). A run that
-/// took no update has no one to tell, and a run without the patch marker
-/// (1.1 recorded it) continues at once.
-async fn give_notice(ctx: &Ctx) -> bool {
-    if ctx.state(|s| s.budget.updates == 0) || !ctx.patched(budget::RUN_END_PATCH) {
-        return true;
-    }
-    ctx.state_mut(|s| s.ending = true);
-    // An activity, not a timer: Temporal fires timers to the second (a 50 ms
-    // timer fired after 0.8 s here), and the account's calls wait as long.
-    // Whether it ran or not, the period is over after its schedule-to-close
-    // timeout at most (a worker that died in it, or one without it).
-    let period = u64::try_from(budget::ENDING_NOTICE.as_millis()).unwrap_or(u64::MAX);
-    let options = ActivityOptions::with_schedule_to_close_timeout(std::time::Duration::from_secs(1))
-        .retry_policy(RetryPolicy::builder().maximum_attempts(1).build())
-        .build();
-    let waited = ctx.execute_activity(crate::activities::LoyaltyActivities::notice_period, period, options).await;
-    if let Err(error) = waited {
-        log(ctx, |s| tracing::warn!(customer = %s.customer_id, %error, "notice period failed; continuing-as-new"));
-    }
-    ctx.state_mut(|s| {
-        s.ending = !s.closing && s.state.approximate_size() <= MAX_CARRY_BYTES;
-        s.ending
-    })
-}
-
-/// Writes the next batch and checks the next queued accruals; returns how
-/// long to wait before the next try, if the ledger failed or is held.
-async fn project_once(ctx: &Ctx) -> Option<std::time::Duration> {
-    let batch = ctx.state(|s| s.projector.next(&s.state))?;
-    let reply = Projector::write(ctx, batch.clone()).await;
-    let now = now_ms(ctx.workflow_time());
-    let (written, ignored, wait) = ctx.state_mut(|s| {
-        let written = s.projector.settle(&mut s.state, &batch, reply);
-        let ignored = match &written {
-            Written::Done { known, .. } if !known.is_empty() => {
-                let verdicts = known.iter().map(|k| k.verdict()).collect();
-                match s.state.apply(Command::Checked(verdicts), now) {
-                    Ok(Reply::Accrued(ignored)) => ignored,
-                    _ => Vec::new(),
-                }
-            }
-            _ => Vec::new(),
-        };
-        let wait = s.projector.wait_after(&written);
-        (written, ignored, wait)
-    });
-    log(ctx, |s| {
-        let customer = &s.customer_id;
-        match &written {
-            Written::Done { duplicates, .. } => {
-                for entry in batch.entries.iter().filter(|e| duplicates.contains(&e.seq)) {
-                    tracing::error!(%customer, event_id = %entry.movement.event_id, seq = entry.seq,
-                        "event id applied again after the account forgot it; recorded under a suffixed id");
-                }
-                for change in batch.entries.iter().filter_map(|e| e.tier_change.as_ref()) {
-                    tracing::info!(%customer, from = %change.old_tier, to = %change.new_tier, "tier changed");
-                }
-            }
-            Written::Rebased(seq) => {
-                tracing::warn!(%customer, ledger_seq = seq, "the ledger holds the carried totals: continued on it")
-            }
-            Written::Failed(error) => tracing::warn!(%customer, %error, "ledger write failed; entries wait"),
-            Written::Held(why) => tracing::error!(%customer, %why, "ledger does not match the account; writes held"),
-        }
-        log_ignored(customer, &ignored);
-    });
-    wait
-}
-
-fn log_ignored(customer: &str, ignored: &[(String, Ignored)]) {
-    for (event_id, why) in ignored {
-        tracing::info!(customer, event_id, %why, "accrual ignored");
-    }
-}
-
-/// The run's history is as long as a cheap replay allows (in a run that
-/// records [`budget::SHORT_RUNS_PATCH`]), Temporal suggests
-/// a new run (history size), or, under Worker Versioning, the deployment's
-/// current version moved on: a long-lived account upgrades at its next
-/// continue-as-new.
-fn should_continue(ctx: &Ctx) -> bool {
-    (ctx.history_length() >= budget::MAX_EVENTS_PER_RUN && ctx.patched(budget::SHORT_RUNS_PATCH))
-        || ctx.continue_as_new_suggested()
-        || ctx.target_worker_deployment_version_changed()
-}
-
-/// The run is past [`budget::FORCE_EVENTS_PER_RUN`] (in a run that records
-/// [`budget::RUN_END_PATCH`]): it carries its backlog rather than grow on.
-fn is_long(ctx: &Ctx) -> bool {
-    ctx.history_length() >= budget::FORCE_EVENTS_PER_RUN && ctx.patched(budget::RUN_END_PATCH)
 }
 
 /// Logs only on first execution, not on replay.
