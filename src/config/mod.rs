@@ -55,7 +55,7 @@ pub const DEFAULT_STICKY_TIMEOUT_MS: u64 = 1_000;
 /// the 2 s measured in tests/liveness.rs). A run's replay must stay well
 /// under it: runs continue-as-new at 500 events, past 2,000 with any backlog
 /// (`workflow::FORCE_EVENTS_PER_RUN`) if it fits, and Accrue is refused
-/// past 5,000 (updates, during a long ledger outage, can still add more).
+/// past 10,000 (updates, during a long ledger outage, can still add more).
 pub const DEFAULT_WORKFLOW_TASK_TIMEOUT_MS: u64 = 1_000;
 /// Default cap on RPCs in progress.
 pub const DEFAULT_MAX_CONCURRENT_RPCS: usize = 1_000;

@@ -42,23 +42,34 @@ const LOOK_EVERY: u32 = 50;
 /// looks, whichever of this and [`LOOK_EVERY`] comes first.
 const LOOK_EVERY_BYTES: usize = 512 * 1024;
 /// Customers whose sends since their last look this replica counts; past
-/// it the counts start again (a hot account reaches its next look soon).
+/// it, those not sent to for [`LOOK_COUNT_IDLE`] are forgotten (and if that
+/// is not enough, all counts start again).
 const LOOK_COUNTS: usize = 10_000;
-/// A run's history too long to replay well inside the workflow task
-/// timeout (1 s by default; 4,000 events took about 450 ms here), which a
-/// run reaches when its ledger is behind so long that its state no longer
-/// fits a continue-as-new (`workflow::FORCE_EVENTS_PER_RUN`), or while a
-/// write's retries last: a longer one, evicted, might never finish a task
-/// again. Accrue is refused
+/// See [`LOOK_COUNTS`].
+const LOOK_COUNT_IDLE: Duration = Duration::from_secs(60);
+/// A run's history nearing what a replay can do inside the workflow task
+/// timeout (1 s by default; 4,000 events took about 450 ms in the tests'
+/// debug build), which a run reaches when its ledger is behind so long that
+/// its state no longer fits a continue-as-new (`workflow::FORCE_EVENTS_PER_RUN`),
+/// or while a write's retries last (a 4 s outage under the storm of
+/// tests/liveness.rs took a run to 3,800-5,000+ events): a much longer one,
+/// evicted, might never finish a task again. Accrue is refused
 /// (RESOURCE_EXHAUSTED) for [`BACK_OFF`]. Temporal's own limits (51,200
 /// events, 50 MB) are far above.
-const HISTORY_EVENTS_LIMIT: i64 = 5_000;
+const HISTORY_EVENTS_LIMIT: i64 = 10_000;
 /// See [`HISTORY_EVENTS_LIMIT`].
-const HISTORY_BYTES_LIMIT: i64 = 8 * 1024 * 1024;
+const HISTORY_BYTES_LIMIT: i64 = 16 * 1024 * 1024;
 /// How long Accrue to such an account is refused before the next look.
 const BACK_OFF: Duration = Duration::from_secs(5);
 
 type Waiter = oneshot::Sender<Result<(), Status>>;
+
+/// Signals and bytes sent to an account since its last look, and when last.
+struct SinceLook {
+    signals: u32,
+    bytes: usize,
+    at: Instant,
+}
 /// An accrual waiting for its signal, with its caller, the caller's trace
 /// context and when it was queued.
 struct Queued {
@@ -84,7 +95,7 @@ pub struct Batcher {
     full: Arc<Mutex<HashMap<String, Instant>>>,
     /// Signals and bytes sent to each account since its last look, kept
     /// across its queue emptying and filling again.
-    since_look: Arc<Mutex<HashMap<String, (u32, usize)>>>,
+    since_look: Arc<Mutex<HashMap<String, SinceLook>>>,
 }
 
 impl Batcher {
@@ -140,7 +151,7 @@ impl Batcher {
         if !self.batching {
             let bytes = approximate_bytes(&event);
             let sent = self.signal(customer, vec![event], vec![Instant::now()]).await;
-            self.count_send(customer, bytes).await;
+            self.count_send(customer, bytes);
             return sent;
         }
         let (tx, rx) = oneshot::channel();
@@ -213,30 +224,40 @@ impl Batcher {
             for waiter in waiters {
                 let _ = waiter.send(result.clone());
             }
-            self.count_send(&customer, bytes).await;
+            self.count_send(&customer, bytes);
             spacing.await;
         }
     }
 
     /// Counts a signal of `bytes` to the account, and looks at its run's
-    /// history after [`LOOK_EVERY`] signals or [`LOOK_EVERY_BYTES`].
-    async fn count_send(&self, customer: &CustomerId, bytes: usize) {
+    /// history after [`LOOK_EVERY`] signals or [`LOOK_EVERY_BYTES`] (in the
+    /// background: the signal was accepted, and its caller need not wait).
+    fn count_send(&self, customer: &CustomerId, bytes: usize) {
         let look = {
             let mut counts = self.since_look.lock().expect("batcher lock");
             if counts.len() >= LOOK_COUNTS && !counts.contains_key(customer.as_str()) {
-                counts.clear();
+                counts.retain(|_, c| c.at.elapsed() < LOOK_COUNT_IDLE);
+                if counts.len() >= LOOK_COUNTS {
+                    counts.clear();
+                }
             }
-            let (signals, sent) = counts.entry(customer.as_str().to_owned()).or_default();
-            *signals += 1;
-            *sent += bytes;
-            let look = *signals >= LOOK_EVERY || *sent >= LOOK_EVERY_BYTES;
+            let count = counts.entry(customer.as_str().to_owned()).or_insert_with(|| SinceLook {
+                signals: 0,
+                bytes: 0,
+                at: Instant::now(),
+            });
+            count.signals += 1;
+            count.bytes += bytes;
+            count.at = Instant::now();
+            let look = count.signals >= LOOK_EVERY || count.bytes >= LOOK_EVERY_BYTES;
             if look {
                 counts.remove(customer.as_str());
             }
             look
         };
         if look {
-            self.look_at_history(customer).await;
+            let (this, customer) = (self.clone(), customer.clone());
+            tokio::spawn(async move { this.look_at_history(&customer).await });
         }
     }
 

@@ -42,7 +42,9 @@ pub(super) async fn back_off(ctx: &Ctx, wait: Duration) {
         ctx.timer(wait).await;
         return;
     }
-    if is_long(ctx) && ctx.state(can_carry_long) {
+    // Long by Temporal's count now (the handlers' count may lag behind the
+    // run loop's own events).
+    if is_long(ctx) && ctx.state(|s| !s.closing && s.budget.would_carry(&s.state, false, true)) {
         return;
     }
     let mut timer = ctx.timer(wait);
