@@ -13,6 +13,15 @@ use crate::domain::CustomerId;
 use crate::payload::Noticed;
 use crate::workflow::LoyaltyEntityWorkflow;
 
+/// Longest one wait for an update's outcome before it is asked again. After a
+/// worker was killed with the update's workflow task, Temporal completed the
+/// update on another worker, yet the request that had admitted it was left
+/// without an answer until its caller's 10 s deadline (tests/liveness.rs,
+/// kill -9; the caller's next try got the result in 10 ms; asked again
+/// after 2 s, the call took 3.1 s). An update is decided in one workflow
+/// task, normally within tens of milliseconds.
+const UPDATE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl LoyaltyApi {
     /// Runs the update `update()` names on the customer's account with
     /// `input` and waits for its result (a closure: an update's name is not
@@ -34,15 +43,21 @@ impl LoyaltyApi {
     {
         let handle = self.account(customer);
         let _in_flight = self.updates.enter(customer).await;
-        let sent = self
-            .batcher
-            .closing()
-            .call(customer, |rpc| {
+        let sent = loop {
+            let attempt = self.batcher.closing().call(customer, |rpc| {
                 let mut options = options.clone();
                 options.rpc_options = rpc;
                 handle.execute_update(update(), input.clone(), options)
-            })
-            .await;
+            });
+            match tokio::time::timeout(UPDATE_WAIT, attempt).await {
+                Ok(sent) => break sent,
+                // Sent again under the same update id, it joins the update
+                // (or gets its recorded result); the caller's deadline ends it.
+                Err(_) => {
+                    tracing::warn!(customer = %customer, "an update got no answer within {UPDATE_WAIT:?}; asking again")
+                }
+            }
+        };
         match sent {
             Ok(Noticed { value, run_ending }) => {
                 if run_ending {
