@@ -383,26 +383,10 @@ async fn capture_guide_input() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes tests/histories from a real run"]
 async fn capture_short_runs() {
-    const CUSTOMER: &str = "replay-short-runs";
-    let settings = common::settings("replay-short-runs");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (addr, _thread) = common::start_app(settings, stopped);
-    let mut grpc = LoyaltyServiceClient::new(common::grpc_channel(addr).await);
-    let temporal = common::temporal().await;
-    let handle = handle_of(&temporal, CUSTOMER);
-    grpc.accrue(accrual(CUSTOMER, "s-open", 10)).await.unwrap();
-    summary_when(&mut grpc, CUSTOMER, SETTLE, |s| s.lifetime_points == 10).await;
-    let first_run = runs_of(&handle).await.1;
-    let mut sent = 0;
-    while runs_of(&handle).await.1 == first_run {
-        grpc.accrue(accrual(CUSTOMER, &format!("s{sent}"), 1)).await.unwrap();
-        sent += 1;
-        assert!(sent < 600, "the run continues-as-new at 500 events");
-    }
-    summary_when(&mut grpc, CUSTOMER, SETTLE, |s| s.lifetime_points == 10 + sent as i64).await;
-    close(&handle).await;
-    write_runs(&temporal, CUSTOMER, "v11_short_runs_run").await;
-    let _ = stop.send(());
+    capture_one_continue("replay-short-runs", 10, 600, "v11_short_runs_run", |mut grpc, customer, sent| async move {
+        grpc.accrue(accrual(&customer, &format!("s{sent}"), 1)).await.unwrap();
+    })
+    .await;
 }
 
 /// A 1.2 run that fills gives its notice (the patch marker, the
@@ -413,31 +397,51 @@ async fn capture_short_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes tests/histories from a real run"]
 async fn capture_ending_notice() {
-    const CUSTOMER: &str = "replay-ending-notice";
-    let settings = common::settings("replay-ending-notice");
+    capture_one_continue(
+        "replay-ending-notice",
+        1_000,
+        400,
+        "v12_ending_notice_run",
+        |grpc, customer, sent| async move {
+            let (mut a, mut r) = (grpc.clone(), grpc);
+            let (accrued, redeemed) = tokio::join!(
+                a.accrue(accrual(&customer, &format!("n{sent}"), 1)),
+                r.redeem(redemption(&customer, &format!("nr{sent}"), 1, "notice")),
+            );
+            accrued.unwrap();
+            redeemed.unwrap();
+        },
+    )
+    .await;
+}
+
+/// On an application of its own against the binary's dev server (which
+/// suggests nothing early): opens `customer` with `open_points`, makes
+/// `step` (one point accrued each time, and whatever else it sends) until
+/// the account's run continues-as-new at 500 events (fewer than `most`
+/// steps), then closes it and writes its runs as `<prefix><n>.json`.
+async fn capture_one_continue<F, Fut>(customer: &str, open_points: i64, most: usize, prefix: &str, mut step: F)
+where
+    F: FnMut(LoyaltyServiceClient<Channel>, String, usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (addr, _thread) = common::start_app(settings, stopped);
+    let (addr, _thread) = common::start_app(common::settings(customer), stopped);
     let mut grpc = LoyaltyServiceClient::new(common::grpc_channel(addr).await);
     let temporal = common::temporal().await;
-    let handle = handle_of(&temporal, CUSTOMER);
-    grpc.accrue(accrual(CUSTOMER, "n-open", 1_000)).await.unwrap();
-    summary_when(&mut grpc, CUSTOMER, SETTLE, |s| s.lifetime_points == 1_000).await;
+    let handle = handle_of(&temporal, customer);
+    grpc.accrue(accrual(customer, &format!("{customer}-open"), open_points)).await.unwrap();
+    summary_when(&mut grpc, customer, SETTLE, |s| s.lifetime_points == open_points).await;
     let first_run = runs_of(&handle).await.1;
     let mut sent = 0;
     while runs_of(&handle).await.1 == first_run {
-        let (mut a, mut r) = (grpc.clone(), grpc.clone());
-        let (accrued, redeemed) = tokio::join!(
-            a.accrue(accrual(CUSTOMER, &format!("n{sent}"), 1)),
-            r.redeem(redemption(CUSTOMER, &format!("nr{sent}"), 1, "notice")),
-        );
-        accrued.unwrap();
-        redeemed.unwrap();
+        step(grpc.clone(), customer.to_owned(), sent).await;
         sent += 1;
-        assert!(sent < 400, "the run continues-as-new at 500 events");
+        assert!(sent < most, "the run continues-as-new at 500 events");
     }
-    summary_when(&mut grpc, CUSTOMER, SETTLE, |s| s.lifetime_points == 1_000 + sent as i64).await;
+    summary_when(&mut grpc, customer, SETTLE, |s| s.lifetime_points == open_points + sent as i64).await;
     close(&handle).await;
-    write_runs(&temporal, CUSTOMER, "v12_ending_notice_run").await;
+    write_runs(&temporal, customer, prefix).await;
     let _ = stop.send(());
 }
 
