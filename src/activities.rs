@@ -40,12 +40,24 @@ impl LoyaltyActivities {
     #[activity(name = "project_entries")]
     pub async fn project_entries(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         batch: ProjectionBatch,
     ) -> Result<ProjectionReply, ActivityError> {
+        // The run's paused write (`workflow::write_behind`): what it carries
+        // is mostly in the ledger by then, written by our API. A retry (the
+        // ledger failed the first try) does not pause again.
+        if batch.pause_ms > 0 && ctx.info().attempt <= 1 {
+            tokio::time::sleep(Duration::from_millis(batch.pause_ms)).await;
+        }
+        if !batch.entries.is_empty() {
+            crate::crash::point(crate::crash::WRITE_BEHIND);
+        }
         let write = tokio::time::timeout(LEDGER_WRITE_TIMEOUT, self.ledger.project(&batch));
         let (reply, recovered) = write.await.unwrap_or(Err(LedgerError::TimedOut(LEDGER_WRITE_TIMEOUT)))?;
-        self.metrics.projection(&batch, &reply, recovered);
+        if !batch.entries.is_empty() && !recovered {
+            crate::crash::point(crate::crash::WRITE_BEHIND_COMMITTED);
+        }
+        self.metrics.projection("run", &batch, &reply, recovered);
         // The workflow says whether it holds its writes (or continues on a
         // ledger holding exactly the totals a state from another worker carried).
         if let ProjectionReply::Fenced { ledger_seq, ledger_totals, .. } = &reply {

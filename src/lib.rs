@@ -15,7 +15,8 @@
 //! - [`grpc`]: `loyalty.v1.LoyaltyService` over the Temporal client and the
 //!   ledger; [`readiness`], [`metrics`], [`otel`], [`telemetry`] around it.
 //! - [`setting`], [`config`]: settings from the environment, checked at start;
-//!   [`clock`]: the wall clock of everything outside the workflow.
+//!   [`clock`]: the wall clock of everything outside the workflow; [`crash`]:
+//!   the fault suite's crash points.
 //! - [`app`]: one process of any role; [`cli`]: the `loyalty` command;
 //!   [`devserver`]: the local Temporal server; [`bench`](mod@bench): `loyalty bench`.
 
@@ -30,6 +31,7 @@ pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod crash;
 pub mod devserver;
 pub mod domain;
 pub mod grpc;

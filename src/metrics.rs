@@ -127,9 +127,9 @@ impl Metrics {
         self.meter.clone()
     }
 
-    fn attributes(
+    fn attributes<const N: usize>(
         &self,
-        pairs: [(&'static str, String); 2],
+        pairs: [(&'static str, String); N],
     ) -> temporalio_common::telemetry::metrics::MetricAttributes {
         self.meter.new_attributes(NewAttributes::from(pairs.map(|(k, v)| MetricKeyValue::new(k, v))))
     }
@@ -141,11 +141,14 @@ impl Metrics {
         self.rpc_duration.record(took, &attributes);
     }
 
-    /// Records a projection write: each entry by kind, with outcome
-    /// `applied`, `recovered` (a retry of a committed write) or `duplicate`
-    /// (an event id the ledger held already, recorded under a suffixed id);
-    /// or a fenced write.
-    pub fn projection(&self, batch: &ProjectionBatch, reply: &ProjectionReply, recovered: bool) {
+    /// Records a projection write by `writer` (`run`: the workflow's own
+    /// write; `api`: our API's write of an update's entries): each entry by
+    /// kind, with outcome `applied`, `recovered` (already there: a retry of a
+    /// committed write, or the other writer's) or `duplicate` (an event id
+    /// the ledger held already, recorded under a suffixed id); or a fenced
+    /// write of the run (the API's are fenced whenever an earlier entry has
+    /// yet to land, which is no fault).
+    pub fn projection(&self, writer: &'static str, batch: &ProjectionBatch, reply: &ProjectionReply, recovered: bool) {
         match reply {
             ProjectionReply::Written { duplicates, .. } => {
                 for entry in &batch.entries {
@@ -159,10 +162,12 @@ impl Metrics {
                     let attributes = self.attributes([
                         ("kind", entry.movement.kind.as_str().to_owned()),
                         ("outcome", outcome.to_owned()),
+                        ("writer", writer.to_owned()),
                     ]);
                     self.ledger_entries.add(1, &attributes);
                 }
             }
+            ProjectionReply::Fenced { .. } if writer == "api" => {}
             ProjectionReply::Fenced { .. } => {
                 let attributes = self.meter.new_attributes(NewAttributes::from(vec![]));
                 self.ledger_fenced.add(1, &attributes);

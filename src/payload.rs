@@ -8,7 +8,9 @@
 //! An update's result is the guide's plain JSON; [`Noticed`] adds, in the
 //! payload's metadata (which every SDK's converter ignores beyond
 //! `encoding`), that the run is about to continue-as-new, so our API can
-//! hold the account's calls instead of racing the continue-as-new.
+//! hold the account's calls instead of racing the continue-as-new, and the
+//! entries decided since the previous result, so our API can write them
+//! to the ledger at once.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,13 +19,15 @@ use temporalio_common::data_converters::{
 };
 use temporalio_common::protos::temporal::api::common::v1::Payload;
 
-use crate::domain::LoyaltyState;
+use crate::domain::{LoyaltyState, ProjectionBatch};
 
 const ENCODING: &str = "encoding";
 const JSON: &[u8] = b"json/plain";
 const NULL: &[u8] = b"binary/null";
 /// Metadata key of [`Noticed::run_ending`].
 const RUN_ENDING: &str = "loyalty-run-ending";
+/// Metadata key of [`Noticed::entries`] (JSON).
+const ENTRIES: &str = "loyalty-entries";
 
 /// A value, or nothing: zero payloads, `binary/null` or JSON `null`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,14 +77,20 @@ impl<T: DeserializeOwned> TemporalDeserializable for Nullable<T> {
     }
 }
 
-/// An update's result and whether the run that decided it is about to
-/// continue-as-new (`workflow`, "the run's notice").
+/// An update's result, whether the run that decided it is about to
+/// continue-as-new (`workflow`, "the run's notice"), and what it decided
+/// since the previous result.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Noticed<T> {
     /// The result, as the guide's JSON.
     pub value: T,
     /// The run continues-as-new within a moment: calls sent now would race it.
     pub run_ending: bool,
+    /// The entries decided since the previous update's result, this one's
+    /// included, as a fenced write (none if too many: the run writes them).
+    /// Temporal recorded them before the caller sees them, so writing them
+    /// never puts an undecided entry in the ledger.
+    pub entries: Option<ProjectionBatch>,
 }
 
 impl<T: Serialize> TemporalSerializable for Noticed<T> {
@@ -88,6 +98,9 @@ impl<T: Serialize> TemporalSerializable for Noticed<T> {
         let mut metadata: std::collections::HashMap<String, Vec<u8>> = [(ENCODING.to_owned(), JSON.to_vec())].into();
         if self.run_ending {
             metadata.insert(RUN_ENDING.to_owned(), b"true".to_vec());
+        }
+        if let Some(entries) = &self.entries {
+            metadata.insert(ENTRIES.to_owned(), serde_json::to_vec(entries).map_err(encoding_error)?);
         }
         let data = serde_json::to_vec(&self.value).map_err(encoding_error)?;
         Ok(Payload { metadata, data, external_payloads: vec![] })
@@ -100,8 +113,10 @@ impl<T: DeserializeOwned> TemporalDeserializable for Noticed<T> {
             return Err(PayloadConversionError::WrongEncoding);
         }
         let run_ending = payload.metadata.get(RUN_ENDING).is_some_and(|v| v == b"true");
+        // Entries that do not decode are left to the run's own write.
+        let entries = payload.metadata.get(ENTRIES).and_then(|v| serde_json::from_slice(v).ok());
         let value = serde_json::from_slice(&payload.data).map_err(encoding_error)?;
-        Ok(Self { value, run_ending })
+        Ok(Self { value, run_ending, entries })
     }
 }
 
@@ -147,11 +162,20 @@ mod tests {
         let converter = DataConverter::default();
         let ctx = SerializationContextData::None;
         for run_ending in [false, true] {
-            let noticed = Noticed { value: crate::domain::Tier::Gold, run_ending };
+            let entries = run_ending.then(|| ProjectionBatch {
+                customer_id: "c".into(),
+                after_seq: 4,
+                totals_before: Default::default(),
+                entries: vec![],
+                check: vec![],
+                pause_ms: 0,
+            });
+            let noticed = Noticed { value: crate::domain::Tier::Gold, run_ending, entries };
             let payloads = converter.to_payloads(&ctx, &noticed).await.unwrap();
             let plain = converter.to_payloads(&ctx, &crate::domain::Tier::Gold).await.unwrap();
             assert_eq!(payloads[0].data, plain[0].data, "the same JSON as without the notice");
             assert_eq!(payloads[0].metadata.contains_key(RUN_ENDING), run_ending);
+            assert_eq!(payloads[0].metadata.contains_key(ENTRIES), run_ending);
             let back: Noticed<crate::domain::Tier> = converter.from_payloads(&ctx, payloads.clone()).await.unwrap();
             assert_eq!(back, noticed);
             // A client that knows nothing of the notice reads the result as before.

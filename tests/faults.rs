@@ -247,6 +247,68 @@ async fn kill_9_under_load_then_restart() {
     process.child.wait().unwrap();
 }
 
+/// The process killed between a decision and its ledger write, on each path
+/// that writes: the API about to write an update's entries (under accruals
+/// and redemptions), the run's write about to reach the ledger, and the
+/// run's write committed but unanswered (under accruals alone, which only
+/// the run writes).
+/// A crash point (`loyalty::crash`) aborts the process there (as kill -9)
+/// under load; started again, the ledger catches up: every acknowledged
+/// event exactly once, in the order the account decided (rows numbered
+/// from 1 without a gap, the newest row's balance the book's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_a_decision_and_its_ledger_write_the_ledger_catches_up() {
+    use loyalty::crash::{EAGER_WRITE, WRITE_BEHIND, WRITE_BEHIND_COMMITTED};
+    for (i, point) in [EAGER_WRITE, WRITE_BEHIND, WRITE_BEHIND_COMMITTED].into_iter().enumerate() {
+        let name = format!("crash-{point}");
+        let env = vec![
+            ("LOYALTY_DATABASE_URL", format!("sqlite:{}/ledger.db", common::scratch_dir(&name).display())),
+            ("LOYALTY_TASK_QUEUE", format!("loyalty-test-{name}")),
+            ("RUST_LOG", "warn".to_owned()),
+        ];
+        let mut crashing = env.clone();
+        crashing.push(("LOYALTY_TEST_CRASH_AT", format!("{point}:3")));
+        let mut process = common::serve(&name, &crashing);
+        let addr = process.addr;
+        let grpc = common::lazy_client(addr).await;
+        // Without redemptions the run's write is the only writer (no update
+        // hands the API its accruals).
+        let load = Load::start_with(&grpc, &format!("cr{i}"), 3, point == EAGER_WRITE);
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = process.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "{point}: never reached");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(!status.success(), "{point}: the process aborted there ({status})");
+        process = common::serve_on(addr, &name, &env);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (book, operations) = load.finish().await;
+        let ledger = Ledger::connect(&env[0].1).await.unwrap();
+        let figures = book.check_on(&mut grpc.clone(), &ledger).await;
+        report(&format!("killed at {point}"), operations, 1, &figures);
+        assert_eq!((figures.lost, figures.duplicated), (0, 0), "{point}");
+        // In the order they were written, the account's own numbers from 1 without a gap.
+        sqlx::any::install_default_drivers();
+        let db = sqlx::AnyPool::connect(&env[0].1).await.unwrap();
+        for n in 0..3 {
+            let customer = format!("cr{i}-{n}");
+            let seqs: Vec<i64> =
+                sqlx::query_scalar("SELECT account_seq FROM ledger_entries WHERE customer_id = $1 ORDER BY seq")
+                    .bind(&customer)
+                    .fetch_all(&db)
+                    .await
+                    .unwrap();
+            assert!(seqs.len() > 3, "{point}: {customer} has rows");
+            assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "{point}: {customer}'s rows in order");
+        }
+        process.child.kill().unwrap();
+        process.child.wait().unwrap();
+    }
+}
+
 /// Load clients running until [`Load::finish`].
 struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -256,9 +318,14 @@ struct Load {
 impl Load {
     /// `clients` load clients on customers `<prefix>-0`, `<prefix>-1`, ...
     fn start(grpc: &Grpc, prefix: &str, clients: usize) -> Self {
+        Self::start_with(grpc, prefix, clients, true)
+    }
+
+    /// As [`Load::start`], with redemptions or accruals only.
+    fn start_with(grpc: &Grpc, prefix: &str, clients: usize, redeem: bool) -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let clients = (0..clients)
-            .map(|n| tokio::spawn(load_client(grpc.clone(), format!("{prefix}-{n}"), stop.clone())))
+            .map(|n| tokio::spawn(load_client(grpc.clone(), format!("{prefix}-{n}"), stop.clone(), redeem)))
             .collect();
         Self { stop, clients }
     }
@@ -275,14 +342,19 @@ impl Load {
     }
 }
 
-/// Accrues 10 and, every third call, redeems 5, each retried with its event
+/// Accrues 10 and, every third call, redeems 5 (if `redeems`), each retried with its event
 /// id until the answer is definite, until `stop`.
-async fn load_client(mut g: Grpc, customer: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Outcome {
+async fn load_client(
+    mut g: Grpc,
+    customer: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    redeems: bool,
+) -> Outcome {
     let mut outcome = Outcome { customer: customer.clone(), ..Outcome::default() };
     let mut i = 0;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         i += 1;
-        let redeem = i % 3 == 0;
+        let redeem = redeems && i % 3 == 0;
         let event = format!("{customer}-{}{i}", if redeem { "r" } else { "a" });
         let deadline = std::time::Instant::now() + SETTLE;
         loop {

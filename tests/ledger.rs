@@ -328,6 +328,13 @@ async fn reconcile_finds_no_difference_and_reports_a_tampered_ledger(db: Db) {
     }
     grpc.redeem(redemption(&accounts[0], "r1", 50, "tea")).await.unwrap();
     grpc.adjust(adjust(&accounts[1], "fix", -10)).await.unwrap();
+    // An accrual reaches the ledger about a second behind (the run's write
+    // behind); the redemption and the adjustment, with the accrual before
+    // them, were written before their calls returned.
+    let written = Ledger::connect(&database_url).await.expect("ledger opens");
+    for c in &accounts {
+        common::rows_when(&written, c, 1).await;
+    }
 
     let run = |customer: Option<&str>| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_loyalty"));

@@ -958,6 +958,7 @@ fn the_benchmark_runs_every_phase_and_writes_its_results() {
         .args(["--concurrency", "1,4", "--customers", "3", "--accruals", "2", "--summaries", "2", "--redeems", "1"])
         .args(["--backlog", "60", "--reference-backlog", "10", "--stream-seconds", "2", "--memory-accounts", "20"])
         .args(["--mixed-seconds", "2", "--mixed-accrue-callers", "2", "--lots", "200", "--lots-summaries", "8"])
+        .args(["--alternating-rounds", "2"])
         // The application runs inside this test process.
         .args(["--service-pid", &std::process::id().to_string()])
         .args(["--bench-database-url", &format!("sqlite:{}/bench.db", out.display())])
@@ -998,7 +999,13 @@ fn the_benchmark_runs_every_phase_and_writes_its_results() {
     // GetSummary on an account that took 200 lots, next to a fresh one.
     assert_eq!(results["lots"]["accruals"], 200);
     assert!(results["lots"]["p50_ratio"].as_f64().is_some_and(|r| r > 0.0), "{}", results["lots"]);
-    assert_eq!(results["targets"].as_array().unwrap().len(), 14, "every target judged");
+    // Accrue, Redeem and GetSummary in turn (10 customers, 2 rounds), and the history events per update.
+    let alternating = &results["alternating"];
+    let latency = alternating["latency"].as_array().unwrap();
+    assert!(latency.len() == 3 && latency.iter().all(|l| l["calls"] == 20), "{alternating}");
+    let events = alternating["events"].as_array().unwrap();
+    assert!(events.len() == 5 && events.iter().all(|e| e["alone"].as_u64() > Some(0)), "{alternating}");
+    assert_eq!(results["targets"].as_array().unwrap().len(), 24, "every target judged");
     let chart = std::fs::read_to_string(out.join("chart.svg")).unwrap();
     assert!(chart.contains("Hot customer") && chart.contains("4 in flight") && chart.contains("Mixed load"));
 }

@@ -22,7 +22,7 @@ use loyalty::domain::{EntryKind, LoyaltyState, PointsEvent, ProjectionBatch};
 use loyalty::grpc::pb::{self, loyalty_service_client::LoyaltyServiceClient};
 use loyalty::ledger::Ledger;
 use loyalty::workflow::LoyaltyEntityWorkflow;
-use loyalty::workflow::{RUN_END_PATCH, SHORT_RUNS_PATCH};
+use loyalty::workflow::{RUN_END_PATCH, SHORT_RUNS_PATCH, WRITE_BEHIND_PATCH};
 use temporalio_client::{
     Client, WorkflowDescribeOptions, WorkflowExecutionInfo, WorkflowHandle, WorkflowHistory, WorkflowSignalOptions,
 };
@@ -72,6 +72,9 @@ struct Coverage {
     notices_marked: usize,
     /// Notice periods (the activity) a run waited out.
     notice_periods: usize,
+    /// Runs that recorded 1.3's paused write, and its paused writes.
+    write_behind_marked: usize,
+    paused_writes: usize,
     continued_with_unwritten_entries: usize,
     continued_with_pending_lots_and_holds: usize,
     /// Runs started with a state another worker made (no `version`).
@@ -115,6 +118,7 @@ impl Coverage {
                         .and_then(|p| serde_json::from_slice(&p.data).ok());
                     let Some(batch) = batch else { continue };
                     self.checked_by_the_run += batch.check.len();
+                    self.paused_writes += usize::from(batch.pause_ms > 0);
                     for entry in &batch.entries {
                         self.written.insert(entry.movement.kind);
                         self.holds_expired += usize::from(
@@ -139,6 +143,7 @@ impl Coverage {
                     };
                     self.short_runs_marked += usize::from(names(SHORT_RUNS_PATCH));
                     self.notices_marked += usize::from(names(RUN_END_PATCH));
+                    self.write_behind_marked += usize::from(names(WRITE_BEHIND_PATCH));
                 }
                 Attributes::TimerFiredEventAttributes(_) => self.timers_fired += 1,
                 Attributes::TimerCanceledEventAttributes(_) => self.timers_canceled += 1,
@@ -204,6 +209,10 @@ async fn committed_histories_replay_deterministically() {
     assert!(
         c.notices_marked >= 1 && c.notice_periods >= 1,
         "a 1.2 run gave its notice before continuing, under its patch marker: {c:?}"
+    );
+    assert!(
+        c.write_behind_marked >= 1 && c.paused_writes >= 1,
+        "a 1.3 run paused its writes, under its patch marker: {c:?}"
     );
 }
 
@@ -410,6 +419,29 @@ async fn capture_ending_notice() {
             );
             accrued.unwrap();
             redeemed.unwrap();
+        },
+    )
+    .await;
+}
+
+/// Records 1.3's paused write (`write-behind-1.3`): accruals and
+/// redemptions in turn, now and then a pause long enough for the run's
+/// write to follow, until the run continues-as-new (a write in its pause is
+/// called off then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes tests/histories from a real run"]
+async fn capture_write_behind() {
+    capture_one_continue(
+        "replay-write-behind",
+        1_000,
+        400,
+        "v13_write_behind_run",
+        |mut grpc, customer, sent| async move {
+            grpc.accrue(accrual(&customer, &format!("w{sent}"), 1)).await.unwrap();
+            grpc.redeem(redemption(&customer, &format!("wr{sent}"), 1, "paused")).await.unwrap();
+            if sent % 25 == 24 {
+                tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+            }
         },
     )
     .await;

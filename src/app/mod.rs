@@ -12,6 +12,7 @@ use temporalio_common::telemetry::metrics::{NewAttributes, TemporalMeter};
 use temporalio_common::telemetry::{TaskQueueLabelStrategy, TelemetryOptions};
 use temporalio_common::worker::{VersioningBehavior, WorkerDeploymentOptions, WorkerDeploymentVersion};
 use temporalio_sdk::runtime::RuntimeOptions;
+use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
@@ -255,6 +256,7 @@ fn worker(
     let options = WorkerOptions::new(settings.task_queue.clone())
         .maybe_deployment_options(deployment)
         .max_cached_workflows(settings.max_cached_accounts)
+        .tuner(tuner())
         .sticky_queue_schedule_to_start_timeout(settings.sticky_timeout)
         // Readiness looks for this identity among the task queue's pollers.
         .client_identity_override(readiness::worker_identity(client))
@@ -264,6 +266,24 @@ fn worker(
         .register_activities(LoyaltyActivities::new(ledger.clone(), metrics.clone()))
         .build();
     Worker::new(runtime, client.clone(), options).map(Some).map_err(|e| AppError::Worker(e.to_string()))
+}
+
+/// Activities at once in one worker. The run's ledger write first pauses
+/// (`workflow::write_behind`), a second or a few, holding its slot: every
+/// account with a decision in the last few seconds has one, and a notice
+/// period or an urgent write must not queue behind them. A paused write
+/// is a timer in this process, not a connection (the ledger's pool bounds those).
+const ACTIVITY_SLOTS: usize = 2_000;
+
+/// The SDK's default slots, with [`ACTIVITY_SLOTS`] for activities.
+fn tuner() -> TunerHolder {
+    let slots = |n| FixedSizeSlotSupplier::new(n);
+    TunerHolder::builder()
+        .workflow_task_slot_supplier(slots(100))
+        .activity_task_slot_supplier(slots(ACTIVITY_SLOTS))
+        .local_activity_task_slot_supplier(slots(100))
+        .nexus_task_slot_supplier(slots(100))
+        .build()
 }
 
 /// The gRPC listener and, with `LOYALTY_HEALTH_ADDR`, the plaintext health one.
@@ -312,6 +332,7 @@ fn router(
             tracing,
             settings.program,
             settings.updates_per_account,
+            metrics.clone(),
         ))
         .max_decoding_message_size(settings.max_request_bytes)
     });

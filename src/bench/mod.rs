@@ -9,6 +9,8 @@
 //! - `hot`: a backlog queued at one customer while no worker runs, drained by
 //!   the real workflow (batched) and by the per-event baselines, then a steady
 //!   stream to one customer through the service;
+//! - `alternating`: Accrue, Redeem and GetSummary in turn on the same
+//!   customers, one in flight, and the history events each kind of update costs;
 //! - `mixed`: one customer taking a steady Accrue stream while Redeem and
 //!   Adjust calls go to the same account, all through the service: latency
 //!   per kind, retries and errors, and how far the applied balance lags;
@@ -17,6 +19,7 @@
 //!
 //! Results go to `--out` as `results.json` and `chart.svg`.
 
+mod alternating;
 mod api;
 mod chart;
 mod cpu;
@@ -86,6 +89,9 @@ pub struct BenchArgs {
     /// How long the steady stream to one customer lasts.
     #[arg(long, default_value_t = 20)]
     stream_seconds: u64,
+    /// Rounds of Accrue, Redeem and GetSummary per customer in the alternating phase.
+    #[arg(long, default_value_t = 30)]
+    alternating_rounds: usize,
     /// How long the mixed phase sends Accrue, Redeem and Adjust to one customer.
     #[arg(long, default_value_t = 20)]
     mixed_seconds: u64,
@@ -110,7 +116,7 @@ pub struct BenchArgs {
     #[arg(long)]
     webhook_port: Option<u16>,
     /// Which phases to run.
-    #[arg(long, value_delimiter = ',', default_value = "api,hot,mixed,memory,lots")]
+    #[arg(long, value_delimiter = ',', default_value = "api,alternating,hot,mixed,memory,lots")]
     phases: Vec<String>,
     /// Accruals (each its own lot, expiring on its own date) the lots phase gives one account.
     #[arg(long, default_value_t = 10_000)]
@@ -193,6 +199,9 @@ async fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let phase = |name: &str| bench.args.phases.iter().any(|p| p == name);
     if phase("api") {
         report.api = api::run(&bench).await?;
+    }
+    if phase("alternating") {
+        report.alternating = Some(alternating::run(&bench).await?);
     }
     if phase("hot") {
         report.hot = Some(hot::run(&bench).await?);

@@ -43,6 +43,10 @@ pub struct Report {
     pub concurrency: usize,
     /// Per operation, service and raw side by side.
     pub api: Vec<Summary>,
+    /// Accrue, Redeem and GetSummary in turn on the same customers, and
+    /// history events per update (absent from runs before the phase existed).
+    #[serde(default)]
+    pub alternating: Option<super::alternating::Alternating>,
     /// The hot-customer phase.
     pub hot: Option<Hot>,
     /// Accrue, Redeem and Adjust to one customer at once (absent from
@@ -80,6 +84,7 @@ impl Report {
             },
             concurrency,
             api: Vec::new(),
+            alternating: None,
             hot: None,
             mixed: None,
             memory: None,
@@ -125,6 +130,14 @@ impl Report {
                 let ratio = svc.p50_ms / floor.p50_ms;
                 add(&at("Redeem p50 / update running 1 regular activity"), "<= 0.5", ratio, Some(ratio <= 0.5));
             }
+            if let (Some(svc), Some(floor)) =
+                (self.op("service Redeem", c), self.op("update running 1 local activity", c))
+            {
+                let ratio = svc.per_second / floor.per_second;
+                add(&at("Redeem throughput / update running 1 local activity"), ">= 0.8", ratio, Some(ratio >= 0.8));
+                let ratio = svc.p50_ms / floor.p50_ms;
+                add(&at("Redeem p50 / update running 1 local activity"), "<= 1.25", ratio, Some(ratio <= 1.25));
+            }
         }
         if let Some(hot) = &self.hot {
             let rate = |p: fn(&Processing) -> bool| {
@@ -135,10 +148,17 @@ impl Report {
             if let (Some((fast, events)), Some((slow, _))) = (batched, per_event) {
                 let speedup = fast / slow;
                 add("hot backlog: batched / one-activity-per-event rate", ">= 20", speedup, Some(speedup >= 20.0));
-                add("hot backlog: history events per accrual", "<= 1.5", events, Some(events <= 1.5));
+                add("hot backlog: history events per accrual", "<= 1.1", events, Some(events <= 1.1));
             }
             let catch_up = hot.stream.catch_up_seconds;
             add("steady stream: seconds to catch up after it stops", "<= 1.0", catch_up, Some(catch_up <= 1.0));
+        }
+        if let Some(a) = &self.alternating {
+            let ratio = a.redeem_to_accrue_p50;
+            add("alternating on the same customers: Redeem p50 / Accrue p50", "<= 2.0", ratio, Some(ratio <= 2.0));
+            for e in &a.events {
+                add(&format!("history events per {} in a run of calls", e.name), "reported", e.in_a_run, None);
+            }
         }
         if let Some(l) = &self.lots {
             let ratio = l.p50_ratio;
@@ -191,6 +211,9 @@ impl Report {
             for s in [&l.big, &l.fresh] {
                 println!("{:<36} {:>6} p50 {:>6.2} ms  p99 {:>6.2} ms", s.name, s.ok, s.p50_ms, s.p99_ms);
             }
+        }
+        if let Some(a) = &self.alternating {
+            a.print();
         }
         if let Some(hot) = &self.hot {
             print_hot(hot);

@@ -38,6 +38,14 @@ pub struct ProjectionBatch {
     /// it already holds, before the account decides them.
     #[serde(default)]
     pub check: Vec<Movement>,
+    /// How long the writer waits before it writes (the run's paused write,
+    /// `workflow::write_behind`); 0: at once.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pause_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// What the ledger holds of an event id a check asked about.
@@ -137,7 +145,28 @@ impl LoyaltyState {
             totals_before,
             entries,
             check,
+            pause_ms: 0,
         }
+    }
+
+    /// The entries decided after entry `after` (at least `projected_seq`),
+    /// as a write on top of it, if there are any and they fit in `max` and
+    /// `max_bytes`: what an update's result hands our API to write at once.
+    pub fn entries_after(&self, after: u64, max: usize, max_bytes: usize) -> Option<ProjectionBatch> {
+        let after = after.max(self.projected_seq);
+        let entries: Vec<Entry> = self.unprojected.iter().filter(|e| e.seq > after).take(max + 1).cloned().collect();
+        let bytes: usize = entries.iter().map(Entry::approximate_size).sum();
+        if entries.is_empty() || entries.len() > max || bytes > max_bytes {
+            return None;
+        }
+        Some(ProjectionBatch {
+            customer_id: self.customer_id.clone(),
+            after_seq: after,
+            totals_before: entries[0].before(),
+            entries,
+            check: Vec::new(),
+            pause_ms: 0,
+        })
     }
 
     /// The ledger holds `batch`'s entries: they leave memory (their answers
@@ -205,8 +234,14 @@ mod tests {
     #[test]
     fn a_write_fits_only_on_top_of_the_sequence_and_totals_it_expects() {
         let t = Totals { balance: 5, lifetime: 9 };
-        let b =
-            ProjectionBatch { customer_id: "c".into(), after_seq: 3, totals_before: t, entries: vec![], check: vec![] };
+        let b = ProjectionBatch {
+            customer_id: "c".into(),
+            after_seq: 3,
+            totals_before: t,
+            entries: vec![],
+            check: vec![],
+            pause_ms: 0,
+        };
         assert!(b.fits(3, t));
         assert!(!b.fits(2, t), "ledger behind");
         assert!(!b.fits(4, t), "ledger ahead");

@@ -27,6 +27,7 @@ use super::updates::update_options;
 use crate::domain::program::{Program, RefundPolicy};
 use crate::domain::{CustomerId, Millis, Movement, Rejection, Tier};
 use crate::ledger::{HistoryEntry, Ledger, LedgerError};
+use crate::metrics::Metrics;
 use crate::otel::Tracing;
 use crate::workflow::LoyaltyEntityWorkflow;
 
@@ -49,6 +50,8 @@ pub struct LoyaltyApi {
     program: Program,
     /// Each account's updates in flight from this replica (`queue`).
     pub(super) updates: UpdateQueues,
+    /// Counts the API's ledger writes.
+    pub(super) metrics: Metrics,
 }
 
 /// What the ledger says about an event id before the workflow is asked.
@@ -65,7 +68,8 @@ impl LoyaltyApi {
     /// An API that signals accounts through `batcher` (which holds the
     /// Temporal client and task queue) and reads `ledger`; an RPC gets at most
     /// `rpc_timeout` (less if its caller says so), and sends each account
-    /// at most `updates_per_account` updates at once.
+    /// at most `updates_per_account` updates at once; `metrics` counts the
+    /// entries it writes.
     pub fn new(
         batcher: Batcher,
         ledger: Ledger,
@@ -73,8 +77,10 @@ impl LoyaltyApi {
         tracing: Option<Tracing>,
         program: Program,
         updates_per_account: usize,
+        metrics: Metrics,
     ) -> Self {
-        Self { batcher, ledger, rpc_timeout, tracing, program, updates: UpdateQueues::new(updates_per_account) }
+        let updates = UpdateQueues::new(updates_per_account);
+        Self { batcher, ledger, rpc_timeout, tracing, program, updates, metrics }
     }
 
     /// Runs an RPC within its deadline, in a server span when tracing is on.

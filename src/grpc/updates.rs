@@ -1,6 +1,7 @@
 //! Updates of an account: an id derived from the call, sent through the
-//! brief retry of an account that is continuing-as-new (`closing`), and a
-//! failure classified for the caller.
+//! brief retry of an account that is continuing-as-new (`closing`), the
+//! decided entries its result hands over written to the ledger before the
+//! caller is answered, and a failure classified for the caller.
 
 use temporalio_client::WorkflowExecuteUpdateOptions;
 use temporalio_client::errors::WorkflowUpdateError;
@@ -9,7 +10,7 @@ use temporalio_common::{HasWorkflowDefinition, UpdateDefinition};
 
 use super::error::ApiError;
 use super::service::LoyaltyApi;
-use crate::domain::CustomerId;
+use crate::domain::{CustomerId, ProjectionBatch, ProjectionReply};
 use crate::payload::Noticed;
 use crate::workflow::LoyaltyEntityWorkflow;
 
@@ -21,6 +22,14 @@ use crate::workflow::LoyaltyEntityWorkflow;
 /// after 2 s, the call took 3.1 s). An update is decided in one workflow
 /// task, normally within tens of milliseconds.
 const UPDATE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Longest the API waits for its write of an update's entries: past it the
+/// caller is answered and the run's own write follows within about a second.
+const EAGER_WRITE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+/// Tries of a write refused because an earlier entry has yet to land.
+const EAGER_WRITE_TRIES: u32 = 4;
+/// The wait before such a try.
+const EAGER_WRITE_AGAIN: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl LoyaltyApi {
     /// Runs the update `update()` names on the customer's account with
@@ -59,13 +68,60 @@ impl LoyaltyApi {
             }
         };
         match sent {
-            Ok(Noticed { value, run_ending }) => {
+            Ok(Noticed { value, run_ending, entries }) => {
                 if run_ending {
                     self.batcher.closing().hold_until_continued(customer);
+                }
+                if let Some(batch) = entries {
+                    self.write_eagerly(&batch).await;
                 }
                 Ok(value)
             }
             Err(e) => Err(self.update_error(customer, e).await),
+        }
+    }
+
+    /// Writes the entries an update's result handed over, fenced on the
+    /// entry before them like the run's own writes; a write refused because
+    /// an earlier entry has yet to land (another call's write, on this
+    /// replica or another) is tried again a few milliseconds later. Whatever
+    /// happens, the run's own write follows (it finds these in place, or
+    /// writes them): a failed, slow or refused write here only means the
+    /// ledger has them a few seconds later.
+    async fn write_eagerly(&self, batch: &ProjectionBatch) {
+        let customer = &batch.customer_id;
+        crate::crash::point(crate::crash::EAGER_WRITE);
+        let writing = async {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match self.ledger.project(batch).await {
+                    Ok((ProjectionReply::Fenced { ledger_seq, .. }, _))
+                        if ledger_seq < batch.after_seq && tries < EAGER_WRITE_TRIES =>
+                    {
+                        tokio::time::sleep(EAGER_WRITE_AGAIN).await
+                    }
+                    done => return done,
+                }
+            }
+        };
+        match tokio::time::timeout(EAGER_WRITE_WAIT, writing).await {
+            Ok(Ok((reply, recovered))) => {
+                self.metrics.projection("api", batch, &reply, recovered);
+                match reply {
+                    ProjectionReply::Written { duplicates, .. } => {
+                        for entry in batch.entries.iter().filter(|e| duplicates.contains(&e.seq)) {
+                            tracing::error!(%customer, event_id = %entry.movement.event_id, seq = entry.seq,
+                                "event id applied again after the account forgot it; recorded under a suffixed id");
+                        }
+                    }
+                    ProjectionReply::Fenced { ledger_seq, .. } => tracing::debug!(
+                        %customer, ledger_seq, after = batch.after_seq, "eager write does not fit; the run writes"
+                    ),
+                }
+            }
+            Ok(Err(error)) => tracing::debug!(%customer, %error, "eager write failed; the run writes"),
+            Err(_) => tracing::debug!(%customer, "eager write slow; the run writes"),
         }
     }
 

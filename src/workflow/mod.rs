@@ -23,6 +23,7 @@ mod projector;
 mod run_end;
 mod sleep;
 mod steps;
+mod write_behind;
 
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
@@ -37,6 +38,7 @@ pub use budget::{
 pub use clock::interceptors;
 pub use projector::Projector;
 pub use sleep::IDLE_WAKE_MS;
+pub use write_behind::{HANDED_PAUSE, WRITE_BEHIND_PATCH, WRITE_PAUSE, WriteBehind};
 
 use self::run_end::{back_off, give_notice, is_long, should_continue};
 use self::sleep::Sleep;
@@ -66,6 +68,8 @@ pub struct LoyaltyEntityWorkflow {
     /// The history's length as the handlers last saw it (the run loop's
     /// waits cannot ask Temporal's).
     events: u32,
+    /// When the run loop writes, and what an update's result hands our API.
+    writes: WriteBehind,
 }
 
 impl LoyaltyEntityWorkflow {
@@ -73,6 +77,17 @@ impl LoyaltyEntityWorkflow {
     /// or a full run that has yet to look at whether it can carry its state.
     fn has_work(&self, suggested: bool) -> bool {
         self.state.has_projection_work() || self.closing || self.budget.wants_to_look(&self.state, suggested)
+    }
+
+    /// Whether the run loop must not sit in a paused write: the account
+    /// closes, accruals wait for their check, the run is full or long, or
+    /// the backlog is.
+    fn is_pressed(&self) -> bool {
+        self.closing
+            || !self.state.pending_events.is_empty()
+            || self.budget.wants_to_look(&self.state, false)
+            || self.events >= MAX_EVENTS_PER_RUN
+            || self.state.unprojected.len() >= write_behind::WRITE_NOW_ENTRIES
     }
 
     /// Takes accruals from a signal; an invalid or resent one is dropped
@@ -100,13 +115,14 @@ impl LoyaltyEntityWorkflow {
         self.state.vet(&command, clock::task_time(view)).map_err(rejection)
     }
 
-    /// An update's result with the run's notice.
-    fn noticed<T>(&self, value: T) -> Noticed<T> {
-        Noticed { value, run_ending: self.ending }
+    /// An update's result with the run's notice and the entries decided
+    /// since the last result, for our API to write.
+    fn noticed<T>(&mut self, value: T) -> Noticed<T> {
+        Noticed { value, run_ending: self.ending, entries: self.writes.hand_out(&self.state) }
     }
 
     /// A hold operation's result with the run's notice.
-    fn hold(&self, reply: Reply) -> Result<Noticed<HoldResult>, HandlerError> {
+    fn hold(&mut self, reply: Reply) -> Result<Noticed<HoldResult>, HandlerError> {
         match reply {
             Reply::Hold(result) => Ok(self.noticed(result)),
             other => Err(unexpected(other)),
@@ -129,6 +145,7 @@ impl LoyaltyEntityWorkflow {
             projector: Projector::default(),
             ending: false,
             events: 0,
+            writes: WriteBehind::default(),
         }
     }
 
@@ -138,6 +155,8 @@ impl LoyaltyEntityWorkflow {
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<LoyaltyState> {
         let ctx: &Ctx = ctx;
         let mut sleep = Sleep::default();
+        let paused = ctx.patched(WRITE_BEHIND_PATCH);
+        ctx.state_mut(|s| s.writes.paused = paused);
         loop {
             ctx.state_mut(|s| s.state.tidy_lots());
             if !until_work_or_due(ctx, &mut sleep).await? {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use temporalio_common::RetryPolicy;
-use temporalio_sdk::{ActivityOptions, WorkflowContext};
+use temporalio_sdk::{ActivityExecutionError, ActivityOptions, CancellableFuture, WorkflowContext};
 
 use crate::activities::LoyaltyActivities;
 use crate::domain::projection::{MAX_BATCH, MAX_BATCH_BYTES};
@@ -58,9 +58,24 @@ impl Projector {
         (!batch.entries.is_empty() || !batch.check.is_empty()).then_some(batch)
     }
 
-    /// Writes `batch` through the activity.
+    /// Whether the last write failed or the ledger is held: writes then go
+    /// one entry at a time through a regular activity, paced by the run loop.
+    pub fn is_failing(&self) -> bool {
+        self.failures > 0 || self.held.is_some()
+    }
+
+    /// Writes `batch` through the activity (after its pause).
     pub async fn write<W>(ctx: &WorkflowContext<W>, batch: ProjectionBatch) -> Result<ProjectionReply, String> {
-        ctx.execute_activity(LoyaltyActivities::project_entries, batch, options()).await.map_err(|e| e.to_string())
+        Self::start(ctx, batch).await.map_err(|e| e.to_string())
+    }
+
+    /// The activity that writes `batch`, to await or cancel.
+    pub fn start<W>(
+        ctx: &WorkflowContext<W>,
+        batch: ProjectionBatch,
+    ) -> impl CancellableFuture<Output = Result<ProjectionReply, ActivityExecutionError>> {
+        let options = options(Duration::from_millis(batch.pause_ms));
+        ctx.execute_activity(LoyaltyActivities::project_entries, batch, options)
     }
 
     /// Takes the ledger's answer to `batch` into `state`.
@@ -114,15 +129,16 @@ impl Projector {
     }
 }
 
-/// Ledger writes: a few retries, then the run loop waits and writes again.
-fn options() -> ActivityOptions {
+/// Ledger writes: a few retries, then the run loop waits and writes again;
+/// each try may take `pause` more than a write.
+fn options(pause: Duration) -> ActivityOptions {
     let retry = RetryPolicy::builder()
         .initial_interval(Duration::from_millis(200))
         .backoff_coefficient(2.0)
         .maximum_interval(Duration::from_secs(5))
         .maximum_attempts(5)
         .build();
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10)).retry_policy(retry).build()
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10) + pause).retry_policy(retry).build()
 }
 
 #[cfg(test)]

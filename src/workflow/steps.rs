@@ -5,8 +5,9 @@ use super::projector::{Projector, Written};
 use super::run_end::should_continue;
 use super::sleep::Sleep;
 use super::{Ctx, LoyaltyEntityWorkflow, log, now_ms};
-use crate::domain::{Command, Ignored, Reply};
-use temporalio_sdk::WorkflowCancellationError;
+use crate::domain::{Command, Ignored, ProjectionReply, Reply};
+use temporalio_sdk::workflows::select;
+use temporalio_sdk::{CancellableFuture, WorkflowCancellationError};
 
 /// Applies what fell due, then returns true when the run loop has work,
 /// or sleeps until work arrives, something comes due sooner, or the timer
@@ -38,8 +39,18 @@ pub(super) async fn until_work_or_due<'a>(
 /// Writes the next batch and checks the next queued accruals; returns how
 /// long to wait before the next try, if the ledger failed or is held.
 pub(super) async fn project_once(ctx: &Ctx) -> Option<std::time::Duration> {
-    let batch = ctx.state(|s| s.projector.next(&s.state))?;
-    let reply = Projector::write(ctx, batch.clone()).await;
+    let mut batch = ctx.state(|s| s.projector.next(&s.state))?;
+    let pause = ctx.state(|s| s.writes.pause(&s.state, &batch, s.is_pressed() || s.projector.is_failing()));
+    batch.pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
+    let reply = if pause.is_zero() {
+        Projector::write(ctx, batch.clone()).await
+    } else {
+        match paused_write(ctx, &batch).await {
+            Some(reply) => reply,
+            // Called off: whatever it did, the next write finds out.
+            None => return None,
+        }
+    };
     let now = now_ms(ctx.workflow_time());
     let (written, ignored, wait) = ctx.state_mut(|s| {
         let written = s.projector.settle(&mut s.state, &batch, reply);
@@ -77,6 +88,19 @@ pub(super) async fn project_once(ctx: &Ctx) -> Option<std::time::Duration> {
         log_ignored(customer, &ignored);
     });
     wait
+}
+
+/// A paused write, called off (`None`) when the run loop is needed
+/// meanwhile ([`LoyaltyEntityWorkflow::is_pressed`]).
+async fn paused_write(ctx: &Ctx, batch: &crate::domain::ProjectionBatch) -> Option<Result<ProjectionReply, String>> {
+    let mut write = Projector::start(ctx, batch.clone());
+    select! {
+        reply = &mut write => Some(reply.map_err(|e| e.to_string())),
+        _ = ctx.wait_condition(LoyaltyEntityWorkflow::is_pressed) => {
+            write.cancel();
+            None
+        }
+    }
 }
 
 pub(super) fn log_ignored(customer: &str, ignored: &[(String, Ignored)]) {
