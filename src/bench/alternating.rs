@@ -7,9 +7,13 @@
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use temporalio_client::{WorkflowFetchHistoryOptions, WorkflowHandle};
+use temporalio_client::{
+    WorkflowExecuteUpdateOptions, WorkflowFetchHistoryOptions, WorkflowHandle, WorkflowSignalOptions,
+    WorkflowStartOptions,
+};
 
 use super::Bench;
+use super::reference::{PerEventAccount, PerEventInput};
 use super::stats::percentile;
 use crate::grpc::pb;
 use crate::workflow::{HANDED_PAUSE, LoyaltyEntityWorkflow};
@@ -53,6 +57,10 @@ pub struct EventsPerCall {
 pub struct Alternating {
     /// Accrue, Redeem, GetSummary.
     pub latency: Vec<Latency>,
+    /// The floor: a no-op signal and a no-op update in turn on minimal
+    /// workflows, straight to Temporal.
+    #[serde(default)]
+    pub floor: Vec<Latency>,
     /// Redeem p50 / Accrue p50.
     pub redeem_to_accrue_p50: f64,
     /// Per kind of update.
@@ -70,6 +78,10 @@ impl Alternating {
             );
         }
         println!("Redeem p50 / Accrue p50: {:.2}", self.redeem_to_accrue_p50);
+        println!("the floor: a no-op signal and a no-op update in turn on minimal workflows, straight to Temporal");
+        for l in &self.floor {
+            println!("{:<12} {:>5} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms", l.name, l.calls, l.p50_ms, l.p99_ms, l.max_ms);
+        }
         println!("history events per update (its ledger write included): alone / in a run of {RUN_OF}");
         for e in &self.events {
             println!("{:<12} {:>5} {:>8.2}", e.name, e.alone, e.in_a_run);
@@ -119,10 +131,11 @@ pub async fn run(bench: &Bench) -> Result<Alternating, String> {
     let (accrue, redeem, summary) =
         (latency("Accrue", accrue), latency("Redeem", redeem), latency("GetSummary", summary));
     let ratio = redeem.p50_ms / accrue.p50_ms.max(f64::MIN_POSITIVE);
+    let floor = bench.with_worker(bench.floor()).await??;
     // Each kind on an account of its own, side by side: the settles dominate.
     let kinds = ["Redeem", "Adjust", "Reserve", "Capture", "Release"].map(|kind| bench.events_per_call(kind));
     let events = futures::future::try_join_all(kinds).await?;
-    Ok(Alternating { latency: vec![accrue, redeem, summary], redeem_to_accrue_p50: ratio, events })
+    Ok(Alternating { latency: vec![accrue, redeem, summary], floor, redeem_to_accrue_p50: ratio, events })
 }
 
 fn accrual(customer: &str, event: &str, points: i64) -> pb::AccrueRequest {
@@ -137,6 +150,32 @@ fn accrual(customer: &str, event: &str, points: i64) -> pb::AccrueRequest {
 }
 
 impl Bench {
+    /// A no-op signal then a no-op update, in turn, on [`CUSTOMERS`] minimal
+    /// workflows of the benchmark's own worker, one in flight.
+    async fn floor(&self) -> Result<Vec<Latency>, String> {
+        let ids: Vec<String> = (0..CUSTOMERS).map(|i| format!("bench-{}-alt-floor-{i}", self.run)).collect();
+        for id in &ids {
+            let options = WorkflowStartOptions::new(self.bench_queue(), id.clone()).build();
+            let input = PerEventInput { customer_id: id.clone(), local: false };
+            self.temporal.start_workflow(PerEventAccount::run, input, options).await.map_err(|e| e.to_string())?;
+        }
+        let (mut signals, mut updates) = (Vec::new(), Vec::new());
+        for round in 0..self.args.alternating_rounds {
+            for id in &ids {
+                let handle = self.temporal.get_workflow_handle::<PerEventAccount>(id.clone());
+                let started = Instant::now();
+                let n = round as u64;
+                handle.signal(PerEventAccount::ping, n, WorkflowSignalOptions::default()).await.map_err(|e| e.to_string())?;
+                signals.push(started.elapsed());
+                let started = Instant::now();
+                let options = WorkflowExecuteUpdateOptions::default();
+                handle.execute_update(PerEventAccount::tick, n, options).await.map_err(|e| e.to_string())?;
+                updates.push(started.elapsed());
+            }
+        }
+        Ok(vec![latency("signal", signals), latency("update", updates)])
+    }
+
     /// Opens `customer` with `points` and waits until they are applied.
     async fn open(&self, customer: &str, points: i64) -> Result<(), String> {
         self.grpc.clone().accrue(accrual(customer, "open", points)).await.map_err(|e| e.to_string())?;

@@ -12,8 +12,11 @@ use crate::grpc::pb;
 /// Memory of the service process with many accounts cached.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Memory {
-    /// Accounts opened (one accrual each) and left idle.
+    /// Accounts opened and left idle.
     pub accounts: usize,
+    /// Accruals each account took (its history grows with them).
+    #[serde(default = "one")]
+    pub accruals_per_account: usize,
     /// Resident memory before opening them, MiB.
     pub rss_before_mib: f64,
     /// Resident memory after, all idle, MiB.
@@ -22,6 +25,10 @@ pub struct Memory {
     pub peak_mib: f64,
     /// `(after - before) / accounts`, KiB.
     pub kib_per_account: f64,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// A `kB` field of `/proc/<pid>/status`, in KiB.
@@ -38,17 +45,22 @@ fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
 /// Opens `--memory-accounts` accounts through the service and measures.
 pub async fn run(bench: &Bench, pid: u32) -> Result<Memory, String> {
     let accounts = bench.args.memory_accounts;
+    let accruals = bench.args.memory_accruals.max(1);
     let before = status_kib(pid, "VmRSS")?;
+    // Account by account, so each account's accruals arrive one after another.
     let opened = drive(&format!("open {accounts} accounts"), accounts, bench.load(), |i| async move {
-        let request = pb::AccrueRequest {
-            customer_id: format!("bench-{}-mem-{i}", bench.run),
-            event_id: "m".into(),
-            points: 1,
-            reason: "bench".into(),
-            source: "bench".into(),
-            ..Default::default()
-        };
-        bench.grpc.clone().accrue(request).await.map(drop).map_err(|e| e.to_string())
+        for n in 0..accruals {
+            let request = pb::AccrueRequest {
+                customer_id: format!("bench-{}-mem-{i}", bench.run),
+                event_id: format!("m{n}"),
+                points: 1,
+                reason: "bench".into(),
+                source: "bench".into(),
+                ..Default::default()
+            };
+            bench.grpc.clone().accrue(request).await.map(drop).map_err(|e| e.to_string())?;
+        }
+        Ok::<(), String>(())
     })
     .await;
     let opened = opened.summary("open", bench.load());
@@ -57,7 +69,8 @@ pub async fn run(bench: &Bench, pid: u32) -> Result<Memory, String> {
     }
     // Every account has applied its accrual, so each sits in the worker's cache, idle.
     let applied = drive("wait until applied", accounts, bench.load(), |i| async move {
-        bench.wait_for_lifetime(&format!("loyalty-bench-{}-mem-{i}", bench.run), 1, Duration::from_secs(300)).await
+        let workflow_id = format!("loyalty-bench-{}-mem-{i}", bench.run);
+        bench.wait_for_lifetime(&workflow_id, accruals as i64, Duration::from_secs(300)).await
     })
     .await;
     if let failed @ 1.. = applied.summary("applied", 1).failed {
@@ -67,6 +80,7 @@ pub async fn run(bench: &Bench, pid: u32) -> Result<Memory, String> {
     let after = status_kib(pid, "VmRSS")?;
     Ok(Memory {
         accounts,
+        accruals_per_account: accruals,
         rss_before_mib: before as f64 / 1024.0,
         rss_after_mib: after as f64 / 1024.0,
         peak_mib: status_kib(pid, "VmHWM")? as f64 / 1024.0,

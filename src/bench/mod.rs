@@ -102,6 +102,10 @@ pub struct BenchArgs {
     /// LOYALTY_MAX_CACHED_ACCOUNTS at least this large).
     #[arg(long, default_value_t = 10_000)]
     memory_accounts: usize,
+    /// Accruals each account of the memory phase takes (more make its
+    /// cached run's history longer).
+    #[arg(long, default_value_t = 1)]
+    memory_accruals: usize,
     /// Process id of the service: the memory phase, and CPU per call.
     #[arg(long)]
     service_pid: Option<u32>,

@@ -6,7 +6,9 @@
 //!   same rules and writing the same rows through the same activity as the
 //!   real workflow;
 //! - its `touch` and `touch_local` updates run one no-op activity, regular or
-//!   local: the floor for any update that does work in an activity.
+//!   local: the floor for any update that does work in an activity;
+//! - its `ping` signal and `tick` update do nothing: the floor of a signal
+//!   and an update in turn on one workflow.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +87,16 @@ impl PerEventAccount {
     #[query]
     pub fn get_loyalty_summary(&self, _ctx: &WorkflowContextView) -> LoyaltySummary {
         self.state.summary()
+    }
+
+    /// A signal that does nothing.
+    #[signal]
+    pub fn ping(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _n: u64) {}
+
+    /// An update that does nothing.
+    #[update]
+    pub fn tick(&mut self, _ctx: &mut SyncWorkflowContext<Self>, n: u64) -> Result<u64, HandlerError> {
+        Ok(n)
     }
 
     /// An update that runs one regular no-op activity.
