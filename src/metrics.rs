@@ -5,7 +5,7 @@
 //!
 //! Ours: `loyalty_rpc_requests_total{method,status}`,
 //! `loyalty_rpc_duration_seconds{method,status}` (histogram) and
-//! `loyalty_ledger_entries_total{kind,outcome}` (accruals, redemptions,
+//! `loyalty_ledger_entries_total{kind,outcome,writer}` (accruals, redemptions,
 //! reversals and adjustments the ledger applied, or recognised as resends),
 //! `loyalty_webhook_deliveries_total{endpoint,outcome}`,
 //! `loyalty_webhook_oldest_undelivered_seconds{endpoint}` and
@@ -167,7 +167,8 @@ impl Metrics {
                     self.ledger_entries.add(1, &attributes);
                 }
             }
-            ProjectionReply::Fenced { .. } if writer == "api" => {}
+            // The API's write is refused whenever an earlier entry has yet to land: no fault.
+            ProjectionReply::Fenced { ledger_seq, .. } if writer == "api" && *ledger_seq < batch.after_seq => {}
             ProjectionReply::Fenced { .. } => {
                 let attributes = self.meter.new_attributes(NewAttributes::from(vec![]));
                 self.ledger_fenced.add(1, &attributes);

@@ -283,6 +283,8 @@ async fn killed_between_a_decision_and_its_ledger_write_the_ledger_catches_up() 
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         assert!(!status.success(), "{point}: the process aborted there ({status})");
+        let log = std::fs::read_to_string(common::scratch_dir(&name).join("serve.log")).unwrap();
+        assert!(log.contains(&format!("crash point {point} reached")), "{point}: aborted by its crash point");
         process = common::serve_on(addr, &name, &env);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (book, operations) = load.finish().await;

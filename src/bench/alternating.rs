@@ -80,7 +80,10 @@ impl Alternating {
         println!("Redeem p50 / Accrue p50: {:.2}", self.redeem_to_accrue_p50);
         println!("the floor: a no-op signal and a no-op update in turn on minimal workflows, straight to Temporal");
         for l in &self.floor {
-            println!("{:<12} {:>5} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms", l.name, l.calls, l.p50_ms, l.p99_ms, l.max_ms);
+            println!(
+                "{:<12} {:>5} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+                l.name, l.calls, l.p50_ms, l.p99_ms, l.max_ms
+            );
         }
         println!("history events per update (its ledger write included): alone / in a run of {RUN_OF}");
         for e in &self.events {
@@ -165,7 +168,10 @@ impl Bench {
                 let handle = self.temporal.get_workflow_handle::<PerEventAccount>(id.clone());
                 let started = Instant::now();
                 let n = round as u64;
-                handle.signal(PerEventAccount::ping, n, WorkflowSignalOptions::default()).await.map_err(|e| e.to_string())?;
+                handle
+                    .signal(PerEventAccount::ping, n, WorkflowSignalOptions::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
                 signals.push(started.elapsed());
                 let started = Instant::now();
                 let options = WorkflowExecuteUpdateOptions::default();
