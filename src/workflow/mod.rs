@@ -9,8 +9,11 @@
 //! by the updates' validators, at the task's time ([`interceptors`]), so none
 //! is kept under an update's id.
 //!
-//! The run loop only writes what was decided to the ledger ([`Projector`]),
-//! wakes for what falls due (`Sleep`), and continues-as-new when the run
+//! An update's result hands our API the entries decided since the previous
+//! result, which it writes to the ledger before answering; the run loop
+//! writes what was decided too ([`Projector`]), after a pause that lets one
+//! write follow many decisions ([`WriteBehind`]), wakes for what falls due
+//! (`Sleep`), and continues-as-new when the run
 //! has taken its share ([`RunBudget`]), after telling our API so through
 //! the updates it decides meanwhile ([`budget::ENDING_NOTICE`]), or
 //! completes after `shutdown`.
