@@ -492,6 +492,7 @@ async fn a_refund_right_after_its_purchase_finds_it_even_while_the_ledger_is_dow
         original_event_id: "q1".into(),
         points: None,
         reason: "refund".into(),
+        lines: Vec::new(),
     };
     // Decided in arrival order against the account's own entries: the
     // purchase before it is there, whether or not the ledger has it yet.

@@ -211,6 +211,7 @@ fn reverse(c: &str, id: &str, original: &str, points: Option<i64>) -> pb::Revers
         original_event_id: original.into(),
         points,
         reason: "refund".into(),
+        lines: Vec::new(),
     }
 }
 

@@ -157,6 +157,7 @@ async fn a_lots_whole_life(db: Db) {
         original_event_id: format!("{c}-a2"),
         points: Some(100),
         reason: "returned".into(),
+        lines: Vec::new(),
     };
     grpc.reverse(refund).await.expect("reversed");
     let s = summary(&mut grpc, &c).await;
@@ -327,6 +328,7 @@ async fn holds_and_bad_input() {
         original_event_id: "cap1".into(),
         points: None,
         reason: "order cancelled".into(),
+        lines: Vec::new(),
     };
     let change = grpc.reverse(cancel).await.unwrap().into_inner().change.unwrap();
     assert_eq!((change.points, change.points_balance), (150, 500));

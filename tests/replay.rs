@@ -278,6 +278,7 @@ async fn capture_decisions() {
         original_event_id: "a1".into(),
         points: Some(50),
         reason: "refund".into(),
+        lines: Vec::new(),
     };
     grpc.reverse(reverse).await.unwrap();
     let adjust = |id: &str, points| pb::AdjustRequest {

@@ -319,21 +319,24 @@ fn router(
     };
     let reflection_err = |e: tonic_reflection::server::Error| AppError::Server(e.to_string());
     let api = settings.role.serves_api().then(|| {
-        LoyaltyServiceServer::new(LoyaltyApi::new(
-            Batcher::new(
-                client.clone(),
-                settings.task_queue.clone(),
-                settings.accrual_batching,
-                settings.workflow_task_timeout,
-                ClosingRetry::new(settings.closing_retry, Some(client.clone())),
-            ),
-            ledger,
-            settings.rpc_timeout,
-            tracing,
-            settings.program,
-            settings.updates_per_account,
-            metrics.clone(),
-        ))
+        LoyaltyServiceServer::new(
+            LoyaltyApi::new(
+                Batcher::new(
+                    client.clone(),
+                    settings.task_queue.clone(),
+                    settings.accrual_batching,
+                    settings.workflow_task_timeout,
+                    ClosingRetry::new(settings.closing_retry, Some(client.clone())),
+                ),
+                ledger,
+                settings.rpc_timeout,
+                tracing,
+                settings.program,
+                settings.updates_per_account,
+                metrics.clone(),
+            )
+            .with_earning_rules(settings.earning_rules.clone()),
+        )
         .max_decoding_message_size(settings.max_request_bytes)
     });
     let mut server = tonic::transport::Server::builder();

@@ -151,6 +151,7 @@ fn change_line(customer: &str, c: &pb::BalanceChange) -> String {
 
 pub async fn reverse(args: ReverseArgs) -> ExitCode {
     let request = pb::ReverseRequest {
+        lines: Vec::new(),
         customer_id: args.customer.clone(),
         reverse_event_id: args.event,
         original_event_id: args.original,

@@ -6,6 +6,7 @@ mod history;
 mod holds;
 pub(crate) mod progress;
 mod reconcile;
+pub mod rules;
 mod server;
 
 use std::process::ExitCode;
@@ -53,6 +54,9 @@ enum Command {
     Reconcile(reconcile::ReconcileArgs),
     /// Measure a running service against the Temporal client used directly.
     Bench(crate::bench::BenchArgs),
+    /// Check an earning rules file, or evaluate an order with it (offline).
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
 }
 
 impl Cli {
@@ -73,6 +77,7 @@ impl Cli {
             Command::Release(args) => holds::release(args).await,
             Command::Reconcile(args) => reconcile::reconcile(args).await,
             Command::Bench(args) => crate::bench::bench(args).await,
+            Command::Rules(command) => command.run(),
         }
     }
 }

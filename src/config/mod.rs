@@ -1,6 +1,7 @@
 //! Typed settings: defaults in code, environment overrides, flags over both,
 //! validated once at start with errors that name the setting.
 
+pub mod earning;
 mod env;
 pub mod program;
 
@@ -194,6 +195,9 @@ pub struct Settings {
     pub program: Program,
     /// Webhook endpoints (`LOYALTY_WEBHOOKS_FILE`); none when `None`.
     pub webhooks: Option<crate::webhooks::WebhookConfig>,
+    /// Earning rules (`LOYALTY_EARNING_RULES_FILE`); Accrue takes only
+    /// `points` when `None`.
+    pub earning_rules: Option<std::sync::Arc<crate::domain::earning::RuleBook>>,
 }
 
 /// A Worker Deployment Version: the deployment's name and this build's id.
@@ -234,6 +238,7 @@ impl Settings {
         let (temporal_connection, temporal_client) = temporal(overrides)?;
         let (tls, api_keys) = security(&env)?;
         let webhooks = env.get(crate::webhooks::FILE_SETTING).filter(|p| !p.trim().is_empty());
+        let earning_rules = env.get(earning::FILE_SETTING).filter(|p| !p.trim().is_empty());
         Ok(Self {
             grpc_addr: socket_addr("LOYALTY_GRPC_ADDR", &grpc_addr, "0.0.0.0:50051")?,
             task_queue,
@@ -293,6 +298,7 @@ impl Settings {
             otlp_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|e| !e.trim().is_empty()),
             program: program::load(&env.0)?,
             webhooks: webhooks.map(|path| crate::webhooks::WebhookConfig::load(&path, &env.0)).transpose()?,
+            earning_rules: earning_rules.map(|path| earning::load(&path)).transpose()?,
         })
     }
 }

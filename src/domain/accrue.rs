@@ -27,11 +27,18 @@ impl LoyaltyState {
 
     /// Decides an accrual at `now`: it becomes a lot, pending until its
     /// `active_from_ms` if that is later, and takes the program's settings
-    /// it carries.
+    /// it carries. An order's accrual credits what its evaluation settles
+    /// to at the account's tier and campaign usage now (`orders`).
     fn accrue(&mut self, event: &PointsEvent, now: Millis) -> Result<(), Ignored> {
-        let points = event.validate()?;
+        let mut points = event.validate()?;
         if self.processed_event_ids.contains(&event.event_id) {
             return Err(Ignored::Duplicate);
+        }
+        // An order's points are settled now, at the account's tier and usage.
+        let earned = event.order.as_ref().map(|order| self.earn(order)).transpose()?;
+        if let Some(earned) = &earned {
+            points = earned.points;
+            self.campaign_usage.record(earned, now);
         }
         if let Some(after) = event.expire_inactive_after_ms {
             self.expire_inactive_after_ms = after.max(0);
@@ -54,6 +61,9 @@ impl LoyaltyState {
         });
         self.last_activity_ms = now;
         self.record(event.movement(), effect, Vec::new(), now);
+        if let (Some(earned), Some(entry)) = (earned, self.unprojected.last_mut()) {
+            entry.earned = Some(Box::new(earned));
+        }
         Ok(())
     }
 

@@ -74,7 +74,13 @@ impl LoyaltyState {
             Command::Checked(verdicts) => Ok(Reply::Accrued(self.accrue_checked(&verdicts, now))),
             Command::Redeem(req) => self.redeem(&req, now).map(Reply::Redeemed),
             Command::Reverse(req) => {
-                self.correct(&req.movement()?, req.ledger.as_ref(), req.terms(), now).map(Reply::Changed)
+                self.check_return(&req)?;
+                let seq = self.seq;
+                let change = self.correct(&req.movement()?, req.ledger.as_ref(), req.terms(), now)?;
+                if self.seq > seq && !req.lines.is_empty() {
+                    self.note_return(&req.lines, self.seq);
+                }
+                Ok(Reply::Changed(change))
             }
             Command::Adjust(req) => self.correct(&req.movement()?, None, req.terms(), now).map(Reply::Changed),
             Command::Reserve(req) => self.reserve(&req, now).map(Reply::Hold),
@@ -115,7 +121,10 @@ impl LoyaltyState {
     fn check(&self, command: &Command) -> Result<(), Rejection> {
         match command {
             Command::Redeem(req) => self.plan_redeem(req).map(drop),
-            Command::Reverse(req) => self.plan_correction(&req.movement()?, req.ledger.as_ref()).map(drop),
+            Command::Reverse(req) => {
+                self.check_return(req)?;
+                self.plan_correction(&req.movement()?, req.ledger.as_ref()).map(drop)
+            }
             Command::Adjust(req) => self.plan_correction(&req.movement()?, None).map(drop),
             Command::Reserve(req) => self.plan_reserve(req).map(drop),
             Command::Capture(req) => self.plan_capture(req).map(drop),

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::earning::ReturnedLine;
 use super::error::FieldError;
 use super::ids::EventId;
 use super::kind::EntryKind;
@@ -38,6 +39,10 @@ pub struct ReversalRequest {
     /// When points a cancelled redemption returns expire (Unix ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<Millis>,
+    /// The lines of the original's order this return gives back; `points`
+    /// is then what they earned, computed by the API from the ledger view.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<ReturnedLine>,
 }
 
 /// Input of the `adjust_points` update.

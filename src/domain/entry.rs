@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::earning::{Earned, ReturnedLine};
 use super::lots::Draw;
 use super::movement::{Effect, Movement, Totals};
 use super::tier::Tier;
@@ -39,6 +40,12 @@ pub struct Entry {
     /// An `expiring` entry's soonest expiry (for its event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<Millis>,
+    /// An order accrual's points and their breakdown (the lot's record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earned: Option<Box<Earned>>,
+    /// A return's lines of the order it reverses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub returned: Vec<ReturnedLine>,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -48,7 +55,10 @@ fn is_zero(v: &i64) -> bool {
 impl Entry {
     /// About how many bytes this entry takes in JSON: what bounds a write.
     pub fn approximate_size(&self) -> usize {
-        self.movement.approximate_size() + self.draws.iter().map(|d| d.lot.len() + 24).sum::<usize>()
+        self.movement.approximate_size()
+            + self.draws.iter().map(|d| d.lot.len() + 24).sum::<usize>()
+            + self.earned.as_ref().map_or(0, |e| e.approximate_size())
+            + 40 * self.returned.len()
     }
 
     /// The totals right before this entry.

@@ -135,6 +135,13 @@ impl NewEvent {
             let lots: Vec<Value> = entry.draws.iter().map(|d| json!({"lot": d.lot, "points": d.points})).collect();
             extra.insert("lots".into(), lots.into());
         }
+        if let Some(earned) = &entry.earned {
+            // An order's accrual tells how its points were computed.
+            extra.insert("breakdown".into(), json!(earned));
+        }
+        if !entry.returned.is_empty() {
+            extra.insert("returned_lines".into(), json!(entry.returned));
+        }
         Self { event_type: entry_event_type(m.kind), occurred_at_ms: entry.at_ms, data }
     }
 
@@ -235,6 +242,8 @@ mod tests {
             after: Totals { balance, lifetime },
             tier_change: None,
             draws: vec![],
+            earned: None,
+            returned: vec![],
             at_ms: 0,
             pending_after: 3,
             held_after: 2,

@@ -5,10 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::earning::CampaignUsage;
 use super::error::FieldError;
 use super::ids::EventId;
 use super::kind::EntryKind;
 use super::movement::Movement;
+use super::orders::OrderAccrual;
 use super::points::Points;
 use super::text::BoundedText;
 use super::tier::Tier;
@@ -50,6 +52,12 @@ pub struct PointsEvent {
     /// that carries it: points expiring within it are announced (0: never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiry_warning_ms: Option<Millis>,
+    /// Set by our gRPC layer for an Accrue with an order: the order's
+    /// evaluation per tier, with the rule set version pinned. The account
+    /// credits what it settles to at its tier when it decides (`points` is
+    /// then the most the order can earn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<Box<OrderAccrual>>,
 }
 
 impl PointsEvent {
@@ -163,6 +171,9 @@ pub struct LoyaltySummary {
     /// Points expiring within 30 days of `as_of_ms`.
     #[serde(default)]
     pub expiring_soon_points: i64,
+    /// What capped campaigns gave in their current periods (for a preview).
+    #[serde(default, skip_serializing_if = "CampaignUsage::is_empty")]
+    pub campaign_usage: CampaignUsage,
     /// The account's clock when it last changed or woke (at most a day old).
     #[serde(default)]
     pub as_of_ms: Millis,

@@ -12,6 +12,9 @@
 //! - the wire types: `messages` (the reference guide's), `corrections`
 //!   and `holds` (ours), `answers` (kept for resends), `rejection` (failure
 //!   types);
+//! - earning rules: `earning` (rule sets, orders, the evaluation), and
+//!   `orders` (an order's evaluation pinned on an accrual, settled by the
+//!   account);
 //! - the account: `state` (what Temporal carries), `upgrade` (a carried
 //!   state brought to this version at init), `command` (**the one `apply`**),
 //!   and what it calls: `record`, `accrue`, `redeem`, `correct`,
@@ -27,6 +30,7 @@ pub mod correct;
 pub mod corrections;
 pub mod dedup;
 pub mod due;
+pub mod earning;
 pub mod entry;
 pub mod error;
 pub mod events;
@@ -36,6 +40,7 @@ pub mod kind;
 pub mod lots;
 pub mod messages;
 pub mod movement;
+pub mod orders;
 pub mod originals;
 pub mod points;
 pub mod program;

@@ -75,6 +75,8 @@ impl LoyaltyState {
             pending_after,
             held_after,
             expires_at_ms: None,
+            earned: None,
+            returned: Vec::new(),
         });
         seq
     }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::answers::{ChangeRecord, RedemptionRecord};
 use super::dedup::RecentIds;
+use super::earning::CampaignUsage;
 use super::entry::Entry;
 use super::holds::{Hold, HoldRecord};
 use super::lots::{Draw, Lots};
@@ -99,6 +100,9 @@ pub struct LoyaltyState {
     /// Active points expiring at or before this time were announced.
     #[serde(default)]
     pub warned_until_ms: Millis,
+    /// What capped campaigns gave this customer in their current periods.
+    #[serde(default, skip_serializing_if = "CampaignUsage::is_empty")]
+    pub campaign_usage: CampaignUsage,
 }
 
 fn active() -> bool {
@@ -132,6 +136,7 @@ impl LoyaltyState {
             expire_inactive_after_ms: 0,
             expiry_warning_ms: 0,
             warned_until_ms: 0,
+            campaign_usage: CampaignUsage::default(),
         }
     }
 
@@ -180,6 +185,7 @@ impl LoyaltyState {
             next_expiry_points: next.map_or(0, |(_, points)| points),
             expiring_soon_points,
             as_of_ms: self.clock_ms,
+            campaign_usage: self.campaign_usage.clone(),
         }
     }
 
@@ -201,7 +207,11 @@ impl LoyaltyState {
         let tier_change =
             |e: &Entry| e.tier_change.as_ref().map_or(0, |t| 150 + t.customer_id.len() + t.caused_by.len());
         let entries: usize = self.unprojected.iter().map(|e| 300 + e.approximate_size() + tier_change(e)).sum();
-        let pending: usize = self.pending_events.iter().map(|e| 200 + e.movement().approximate_size()).sum();
+        let pending: usize = self
+            .pending_events
+            .iter()
+            .map(|e| 200 + e.movement().approximate_size() + e.order.as_ref().map_or(0, |o| o.approximate_size()))
+            .sum();
         1_000
             + ids
             + self.originals.approximate_size()
@@ -212,6 +222,7 @@ impl LoyaltyState {
             + finished
             + entries
             + pending
+            + self.campaign_usage.approximate_size()
     }
 }
 

@@ -17,6 +17,9 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// Every tier, lowest first.
+    pub const ALL: [Tier; 4] = [Tier::Bronze, Tier::Silver, Tier::Gold, Tier::Platinum];
+
     /// Every tier with the lifetime points where it starts, lowest first.
     const LADDER: [(Tier, i64); 4] =
         [(Tier::Bronze, 0), (Tier::Silver, 1_000), (Tier::Gold, 5_000), (Tier::Platinum, 10_000)];

@@ -132,7 +132,14 @@ proptest! {
         points in proptest::option::of(points()),
         reason in text(),
     ) {
-        let request = pb::ReverseRequest { customer_id, reverse_event_id, original_event_id, points, reason };
+        let request = pb::ReverseRequest {
+            customer_id,
+            reverse_event_id,
+            original_event_id,
+            points,
+            reason,
+            lines: Vec::new(),
+        };
         match Reverse::try_from(request.clone()) {
             Ok(cmd) => {
                 prop_assert!(valid_id(&request.reverse_event_id) && valid_id(&request.original_event_id));

@@ -11,6 +11,7 @@ mod fuzz_tests;
 pub mod gate;
 mod holds;
 pub mod limit;
+mod orders;
 pub mod queue;
 pub mod rate;
 pub mod requests;
@@ -34,7 +35,7 @@ pub use service::LoyaltyApi;
 /// The methods of `loyalty.v1.LoyaltyService` (checked against the proto's
 /// descriptor by a test): metrics label only these, so a caller cannot make
 /// label values up.
-pub const METHODS: [&str; 10] = [
+pub const METHODS: [&str; 11] = [
     "Accrue",
     "Redeem",
     "GetSummary",
@@ -45,6 +46,7 @@ pub const METHODS: [&str; 10] = [
     "Capture",
     "Release",
     "ListEvents",
+    "PreviewAccrual",
 ];
 
 #[cfg(test)]

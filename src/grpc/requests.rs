@@ -1,6 +1,7 @@
 //! Parses wire requests into validated domain commands, once, at the edge.
 
 use super::pb;
+use crate::domain::earning::{Order, OrderLine, ReturnedLine, Tender, check_lines};
 use crate::domain::messages::{PointsEvent, RedemptionRequest};
 use crate::domain::program::LotRequest;
 use crate::domain::{
@@ -22,6 +23,57 @@ pub struct Accrue {
     pub event: PointsEvent,
     /// The accrual's own dates, if it has any.
     pub lot: LotRequest,
+    /// The order whose points the earning rules compute, instead of `points`.
+    pub order: Option<Order>,
+}
+
+/// A validated PreviewAccrual.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    /// The customer, if known.
+    pub customer: Option<CustomerId>,
+    /// The order.
+    pub order: Order,
+}
+
+/// Parses and checks a wire order.
+pub fn order(o: Option<pb::Order>) -> Result<Order, FieldError> {
+    let o = o.ok_or_else(|| FieldError::new("order", "is required"))?;
+    let occurred_at = o.occurred_at.ok_or_else(|| FieldError::new("order.occurred_at", "is required"))?;
+    let order = Order {
+        order_id: o.order_id,
+        currency: o.currency,
+        channel: o.channel,
+        occurred_at_ms: timestamp_ms("order.occurred_at", &occurred_at)?,
+        lines: o
+            .lines
+            .into_iter()
+            .map(|l| OrderLine {
+                sku: l.sku,
+                categories: l.categories,
+                quantity: l.quantity,
+                unit_price: l.unit_price,
+                discount: l.discount,
+            })
+            .collect(),
+        shipping: o.shipping,
+        tax: o.tax,
+        tenders: o.tenders.into_iter().map(|t| Tender { kind: t.r#type, amount: t.amount }).collect(),
+    };
+    order.validate()?;
+    Ok(order)
+}
+
+impl TryFrom<pb::PreviewAccrualRequest> for Preview {
+    type Error = FieldError;
+
+    fn try_from(r: pb::PreviewAccrualRequest) -> Result<Self, FieldError> {
+        let customer = match r.customer_id.as_str() {
+            "" => None,
+            id => Some(CustomerId::parse(id)?),
+        };
+        Ok(Self { customer, order: order(r.order)? })
+    }
 }
 
 /// A validated Reserve, Capture or Release.
@@ -97,11 +149,20 @@ impl TryFrom<pb::AccrueRequest> for Accrue {
     type Error = FieldError;
 
     fn try_from(r: pb::AccrueRequest) -> Result<Self, FieldError> {
+        let customer = CustomerId::parse(&r.customer_id)?;
+        let event_id = EventId::parse(&r.event_id)?.into_string();
+        let (points, order) = match (r.points, r.order) {
+            (0, None) => return Err(FieldError::new("points", "give points (1 to 1,000,000,000) or an order")),
+            (0, some @ Some(_)) => (0, Some(order(some)?)),
+            (_, Some(_)) => return Err(FieldError::new("order", "give points or an order, not both")),
+            (points, None) => (Points::parse(points)?.get(), None),
+        };
         Ok(Self {
-            customer: CustomerId::parse(&r.customer_id)?,
+            customer,
+            order,
             event: PointsEvent {
-                event_id: EventId::parse(&r.event_id)?.into_string(),
-                points: Points::parse(r.points)?.get(),
+                event_id,
+                points,
                 reason: BoundedText::parse("reason", &r.reason)?.into_string(),
                 source: BoundedText::parse("source", &r.source)?.into_string(),
                 ledger_checked: false,
@@ -109,6 +170,7 @@ impl TryFrom<pb::AccrueRequest> for Accrue {
                 expires_at_ms: None,
                 expire_inactive_after_ms: None,
                 expiry_warning_ms: None,
+                order: None,
             },
             lot: LotRequest {
                 pending_days: r.pending_days.map(i64::from),
@@ -178,7 +240,20 @@ impl TryFrom<pb::ReverseRequest> for Reverse {
             ledger: None,
             allow_negative: false,
             expires_at_ms: None,
+            lines: r
+                .lines
+                .into_iter()
+                .map(|l| {
+                    let line =
+                        u32::try_from(l.line).map_err(|_| FieldError::new("lines.line", "must not be negative"))?;
+                    Ok(ReturnedLine { line, quantity: l.quantity })
+                })
+                .collect::<Result<_, FieldError>>()?,
         };
+        if !request.lines.is_empty() && request.points.is_some() {
+            return Err(FieldError::new("lines", "give points or lines, not both"));
+        }
+        check_lines(&request.lines)?;
         request.movement()?;
         Ok(Self { customer, request })
     }
@@ -304,6 +379,7 @@ mod tests {
             original_event_id: original.into(),
             points,
             reason: "refund".into(),
+            lines: Vec::new(),
         };
         assert!(Reverse::try_from(reverse("r1", "o1", None)).is_ok());
         assert_eq!(Reverse::try_from(reverse("", "o1", None)).unwrap_err().field, "reverse_event_id");

@@ -2,6 +2,7 @@
 
 use super::pb;
 use super::requests::timestamp;
+use crate::domain::earning::{Earned, ReturnedLine, RuleRef};
 use crate::domain::{BalanceChange, HoldResult, HoldStatus};
 use crate::ledger::HistoryEntry;
 
@@ -46,7 +47,44 @@ pub(super) fn history_entry(e: HistoryEntry) -> pb::HistoryEntry {
         lifetime_delta: e.lifetime_delta,
         shortfall: e.shortfall,
         original_event_id: e.reverses.unwrap_or_default(),
+        breakdown: e.order.earned.map(|earned| breakdown(&earned)),
+        returned_lines: e.order.returned.iter().map(returned_line).collect(),
     }
+}
+
+/// A rule set version's reference.
+pub(super) fn rule_set(r: &RuleRef) -> pb::RuleSetRef {
+    pb::RuleSetRef { id: r.id.clone(), version: r.version, checksum: r.checksum.clone() }
+}
+
+/// How an order's points were computed.
+pub(super) fn breakdown(e: &Earned) -> pb::AccrualBreakdown {
+    pb::AccrualBreakdown {
+        order_id: e.order_id.clone(),
+        rule_set: Some(rule_set(&e.rule_set)),
+        rounding: serde_json::to_value(e.rounding).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+        exact_points: e.exact.to_string(),
+        lines: e
+            .lines
+            .iter()
+            .map(|l| pb::LineBreakdown {
+                line: l.line as i32,
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+                points: l.points.to_string(),
+            })
+            .collect(),
+        order_points: e.order.to_string(),
+        rules: e
+            .rules
+            .iter()
+            .map(|r| pb::RuleBreakdown { rule: r.rule.clone(), points: r.points.to_string(), capped: r.capped })
+            .collect(),
+    }
+}
+
+fn returned_line(l: &ReturnedLine) -> pb::ReturnedLine {
+    pb::ReturnedLine { line: l.line as i32, quantity: l.quantity }
 }
 
 /// A hold's answer.

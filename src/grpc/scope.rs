@@ -39,7 +39,7 @@ pub fn required_scope(path: &str) -> Option<Scope> {
         return None;
     }
     Some(match path.strip_prefix(API) {
-        Some("GetSummary" | "GetHistory" | "ListEvents") => Scope::Read,
+        Some("GetSummary" | "GetHistory" | "ListEvents" | "PreviewAccrual") => Scope::Read,
         Some("Accrue" | "Redeem" | "Reserve" | "Capture" | "Release") => Scope::Write,
         _ => Scope::Admin,
     })

@@ -11,6 +11,7 @@
 //! hold calls use an update id derived from the event id, so a resend joins
 //! the first update within a run instead of queueing another.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use temporalio_client::{Client, WorkflowHandle, WorkflowQueryOptions};
@@ -19,11 +20,15 @@ use tonic::{Request, Response, Status};
 use super::batcher::Batcher;
 use super::deadline::within;
 use super::error::ApiError;
+use super::orders::accrued;
 use super::pb::{self, loyalty_service_server::LoyaltyService};
 use super::queue::UpdateQueues;
-use super::requests::{Accrue, Adjust, History, HoldCommand, ListEvents, Redeem, Reverse, cut_page, timestamp};
+use super::requests::{
+    Accrue, Adjust, History, HoldCommand, ListEvents, Preview, Redeem, Reverse, cut_page, timestamp,
+};
 use super::responses::{balance_change, history_entry};
 use super::updates::update_options;
+use crate::domain::earning::RuleBook;
 use crate::domain::program::{Program, RefundPolicy};
 use crate::domain::{CustomerId, Millis, Movement, Rejection, Tier};
 use crate::ledger::{HistoryEntry, Ledger, LedgerError};
@@ -52,6 +57,8 @@ pub struct LoyaltyApi {
     pub(super) updates: UpdateQueues,
     /// Counts the API's ledger writes.
     pub(super) metrics: Metrics,
+    /// Earning rules for Accrue with an order and PreviewAccrual.
+    pub(super) earning_rules: Option<Arc<RuleBook>>,
 }
 
 /// What the ledger says about an event id before the workflow is asked.
@@ -80,7 +87,28 @@ impl LoyaltyApi {
         metrics: Metrics,
     ) -> Self {
         let updates = UpdateQueues::new(updates_per_account);
-        Self { batcher, ledger, rpc_timeout, tracing, program, updates, metrics }
+        Self { batcher, ledger, rpc_timeout, tracing, program, updates, metrics, earning_rules: None }
+    }
+
+    /// The API with earning rules (`None`: Accrue takes only points).
+    pub fn with_earning_rules(mut self, rules: Option<Arc<RuleBook>>) -> Self {
+        self.earning_rules = rules;
+        self
+    }
+
+    /// How long a query waits for a worker.
+    pub(super) fn query_wait(&self) -> Duration {
+        QUERY_TIMEOUT.min(self.rpc_timeout / 2)
+    }
+
+    /// Whether a clawback beyond the balance takes it below zero.
+    pub(super) fn allows_negative(&self) -> bool {
+        self.program.refund == RefundPolicy::AllowNegative
+    }
+
+    /// When points a correction adds expire, from now.
+    pub(super) fn correction_expiry(&self) -> Option<Millis> {
+        self.program.correction_expiry(wall_clock_ms())
     }
 
     /// Runs an RPC within its deadline, in a server span when tracing is on.
@@ -99,15 +127,22 @@ impl LoyaltyApi {
 
     /// Looks `movement` up in the ledger; a different event under its id is an error.
     pub(super) async fn known(&self, customer: &CustomerId, movement: &Movement) -> Result<Known, ApiError> {
-        let lookup =
-            tokio::time::timeout(LEDGER_LOOKUP_TIMEOUT, self.ledger.find(customer.as_str(), &movement.event_id));
+        self.lookup(customer, &movement.event_id, |row| movement.same_as(&row.request())).await
+    }
+
+    /// Looks `event_id` up in the ledger: `same` tells a resend from a reuse.
+    pub(super) async fn lookup(
+        &self,
+        customer: &CustomerId,
+        event_id: &str,
+        same: impl FnOnce(&HistoryEntry) -> bool,
+    ) -> Result<Known, ApiError> {
+        let lookup = tokio::time::timeout(LEDGER_LOOKUP_TIMEOUT, self.ledger.find(customer.as_str(), event_id));
         let found = lookup.await.unwrap_or_else(|_| Err(LedgerError::TimedOut(LEDGER_LOOKUP_TIMEOUT)));
         match found {
             Ok(None) => Ok(Known::New),
-            Ok(Some(row)) if movement.same_as(&row.request()) => Ok(Known::Applied(Box::new(row))),
-            Ok(Some(_)) => {
-                Err(ApiError::EventIdReused(Rejection::EventIdReused(movement.event_id.clone()).to_string()))
-            }
+            Ok(Some(row)) if same(&row) => Ok(Known::Applied(Box::new(row))),
+            Ok(Some(_)) => Err(ApiError::EventIdReused(Rejection::EventIdReused(event_id.to_owned()).to_string())),
             Err(e) => {
                 tracing::warn!(customer = %customer, error = %e, "ledger lookup failed; asking the workflow");
                 Ok(Known::Unknown)
@@ -128,13 +163,24 @@ impl LoyaltyApi {
         cmd.event.expires_at_ms = dates.expires_at_ms;
         cmd.event.expire_inactive_after_ms = Some(self.program.inactivity_expiry_ms.unwrap_or(0));
         cmd.event.expiry_warning_ms = Some(self.program.expiry_warning_ms);
-        match self.known(&cmd.customer, &cmd.event.movement()).await? {
-            Known::Applied(_) => return Ok(pb::AccrueResponse { workflow_id }),
+        let accrual = cmd.order.as_ref().map(|order| self.evaluate(order)).transpose()?;
+        let known = match &accrual {
+            Some(a) if a.most_points() == 0 => return Ok(accrued(workflow_id, Some(a))),
+            Some(a) => {
+                cmd.event.points = a.most_points();
+                self.known_order(&cmd.customer, &cmd.event.movement(), &a.digest).await?
+            }
+            None => self.known(&cmd.customer, &cmd.event.movement()).await?,
+        };
+        match known {
+            Known::Applied(_) => return Ok(accrued(workflow_id, accrual.as_ref())),
             Known::New => cmd.event.ledger_checked = true,
             Known::Unknown => {}
         }
+        let response = accrued(workflow_id, accrual.as_ref());
+        cmd.event.order = accrual.map(Box::new);
         self.batcher.accrue(&cmd.customer, cmd.event).await?;
-        Ok(pb::AccrueResponse { workflow_id })
+        Ok(response)
     }
 
     async fn redeem(&self, cmd: Redeem) -> Result<pb::RedeemResponse, ApiError> {
@@ -152,12 +198,15 @@ impl LoyaltyApi {
     }
 
     async fn reverse(&self, mut cmd: Reverse) -> Result<pb::ReverseResponse, ApiError> {
+        if !cmd.request.lines.is_empty() {
+            return self.return_lines(cmd).await;
+        }
         let movement = cmd.request.movement()?;
         if let Some(change) = self.applied_change(&cmd.customer, &movement).await? {
             return Ok(pb::ReverseResponse { change: Some(change) });
         }
-        cmd.request.allow_negative = self.program.refund == RefundPolicy::AllowNegative;
-        cmd.request.expires_at_ms = self.program.correction_expiry(wall_clock_ms());
+        cmd.request.allow_negative = self.allows_negative();
+        cmd.request.expires_at_ms = self.correction_expiry();
         let customer = cmd.customer.as_str();
         match self.ledger.original_view(customer, &cmd.request.original_event_id).await {
             Ok(view) => cmd.request.ledger = Some(view),
@@ -192,7 +241,7 @@ impl LoyaltyApi {
 
     /// A correction the ledger holds already, answered from its row with the
     /// account's totals as the ledger has them.
-    async fn applied_change(
+    pub(super) async fn applied_change(
         &self,
         customer: &CustomerId,
         movement: &Movement,
@@ -213,7 +262,7 @@ impl LoyaltyApi {
         self.batcher.closing().wait_while_closing(&customer).await;
         let handle = self.account(&customer);
         let query = handle.query(LoyaltyEntityWorkflow::get_loyalty_summary, (), WorkflowQueryOptions::default());
-        let wait = QUERY_TIMEOUT.min(self.rpc_timeout / 2);
+        let wait = self.query_wait();
         let s = tokio::time::timeout(wait, query)
             .await
             .map_err(|_| ApiError::Unavailable(format!("no worker answered within {wait:?}; retry")))?
@@ -310,5 +359,14 @@ impl LoyaltyService for LoyaltyApi {
         let (metadata, _, message) = request.into_parts();
         let cmd = ListEvents::try_from(message).map_err(ApiError::from)?;
         Ok(Response::new(self.serve("ListEvents", &metadata, self.events_page(cmd)).await?))
+    }
+
+    async fn preview_accrual(
+        &self,
+        request: Request<pb::PreviewAccrualRequest>,
+    ) -> Result<Response<pb::PreviewAccrualResponse>, Status> {
+        let (metadata, _, message) = request.into_parts();
+        let cmd = Preview::try_from(message).map_err(ApiError::from)?;
+        Ok(Response::new(self.serve("PreviewAccrual", &metadata, self.preview(cmd)).await?))
     }
 }

@@ -22,7 +22,8 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 
 pub use events::StoredEvent;
 pub use outbox::{Cursor, DeadLetter, Failure};
-pub use read::{AccountAudit, AccountSnapshot, AsOf, HistoryEntry};
+pub use project::OrderView;
+pub use read::{AccountAudit, AccountSnapshot, AsOf, HistoryEntry, OrderDetail};
 
 /// A write transaction.
 type Tx = Transaction<'static, Any>;

@@ -8,8 +8,9 @@
 //! `Fenced`, so the account holds its projection instead of guessing.
 
 use super::events::append;
-use super::read::{HistoryEntry, find_in};
+use super::read::{HistoryEntry, OrderDetail, find_in};
 use super::{Ledger, LedgerError, Tx, now_ms};
+use crate::domain::earning::{Earned, ReturnedLine};
 use crate::domain::events::{AccountAfter, NewEvent};
 use crate::domain::{Entry, Known, LedgerView, Original, ProjectionBatch, ProjectionReply, Totals};
 
@@ -74,6 +75,49 @@ impl Ledger {
         tx.commit().await?;
         Ok(LedgerView { as_of_seq, original })
     }
+
+    /// An order accrual as the ledger holds it, for a line return: the view
+    /// a reversal carries, the accrual's breakdown, and the lines earlier
+    /// returns gave back. Read after the view's sequence, so it never
+    /// misses an entry the view counts.
+    pub async fn order_view(&self, customer_id: &str, event_id: &str) -> Result<OrderView, LedgerError> {
+        let as_of_seq = self.sequence(customer_id).await?;
+        let mut tx = self.pool.begin().await?;
+        let row = find(&mut tx, customer_id, event_id).await?;
+        let original = original(&mut tx, customer_id, event_id).await?;
+        let rows: Vec<(Option<String>,)> = sqlx::query_as(
+            "SELECT order_detail FROM ledger_entries WHERE customer_id = $1 AND reverses = $2 AND kind = 'reversal'",
+        )
+        .bind(customer_id)
+        .bind(event_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut returned = Vec::new();
+        for (json,) in rows {
+            if let Some(json) = json {
+                let detail: OrderDetail =
+                    serde_json::from_str(&json).map_err(|e| LedgerError::Corrupt(format!("order_detail: {e}")))?;
+                returned.extend(detail.returned);
+            }
+        }
+        Ok(OrderView {
+            view: LedgerView { as_of_seq, original },
+            earned: row.and_then(|r| r.order.earned).map(|e| *e),
+            returned,
+        })
+    }
+}
+
+/// An order accrual as the ledger holds it (`Ledger::order_view`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderView {
+    /// The view a reversal carries.
+    pub view: LedgerView,
+    /// The accrual's breakdown, if it is an order accrual in the ledger.
+    pub earned: Option<Earned>,
+    /// Lines earlier returns gave back.
+    pub returned: Vec<ReturnedLine>,
 }
 
 /// Locks the account's totals row (creating it) and returns its totals,
@@ -199,8 +243,8 @@ async fn insert(tx: &mut Tx, customer_id: &str, event_id: &str, entry: &Entry, n
     let m = &entry.movement;
     sqlx::query(
         "INSERT INTO ledger_entries (customer_id, event_id, kind, requested, points, lifetime_delta, shortfall,
-             balance_after, reason, source, reverses, recorded_at_ms, account_seq, draws, effective_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             balance_after, reason, source, reverses, recorded_at_ms, account_seq, draws, effective_at_ms, order_detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(customer_id)
     .bind(event_id)
@@ -217,6 +261,7 @@ async fn insert(tx: &mut Tx, customer_id: &str, event_id: &str, entry: &Entry, n
     .bind(entry.seq as i64)
     .bind((!entry.draws.is_empty()).then(|| serde_json::to_string(&entry.draws).unwrap_or_default()))
     .bind(entry.at_ms)
+    .bind(OrderDetail::of(entry))
     .execute(&mut **tx)
     .await?;
     Ok(())

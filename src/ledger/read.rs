@@ -4,11 +4,14 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
 use super::{Ledger, LedgerError};
-use crate::domain::{Draw, EntryKind, StoredRequest, Totals};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::earning::{Earned, ReturnedLine};
+use crate::domain::{Draw, Entry, EntryKind, StoredRequest, Totals};
 
 /// Columns of a ledger row, in the order [`HistoryEntry::from_row`] reads them.
 const ENTRY_COLUMNS: &str = "seq, event_id, kind, requested, points, lifetime_delta, shortfall, \
-     balance_after, reason, source, reverses, recorded_at_ms, draws, effective_at_ms";
+     balance_after, reason, source, reverses, recorded_at_ms, draws, effective_at_ms, order_detail";
 
 /// One ledger row as history shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,27 @@ pub struct HistoryEntry {
     pub draws: Vec<Draw>,
     /// When it took effect on the account's clock.
     pub effective_at_ms: i64,
+    /// An order accrual's breakdown, or a return's lines.
+    pub order: OrderDetail,
+}
+
+/// What an entry records of an order (the `order_detail` column).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderDetail {
+    /// An order accrual's points and breakdown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earned: Option<Box<Earned>>,
+    /// A line return's lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub returned: Vec<ReturnedLine>,
+}
+
+impl OrderDetail {
+    /// The detail of `entry`, `None` when it has none.
+    pub fn of(entry: &Entry) -> Option<String> {
+        let detail = OrderDetail { earned: entry.earned.clone(), returned: entry.returned.clone() };
+        (detail != OrderDetail::default()).then(|| serde_json::to_string(&detail).unwrap_or_default())
+    }
 }
 
 impl HistoryEntry {
@@ -64,6 +88,12 @@ impl HistoryEntry {
                 None => Vec::new(),
             },
             effective_at_ms: row.try_get(13)?,
+            order: match row.try_get::<Option<String>, _>(14)? {
+                Some(json) => {
+                    serde_json::from_str(&json).map_err(|e| LedgerError::Corrupt(format!("order_detail: {e}")))?
+                }
+                None => OrderDetail::default(),
+            },
         })
     }
 

@@ -294,6 +294,7 @@ pub async fn reverse_caller(grpc: Grpc, hot: Arc<Hot>) -> Tally {
                 original_event_id: original.clone(),
                 points: amount,
                 reason: hot.text("refund"),
+                lines: Vec::new(),
             };
             let send = || {
                 let (mut grpc, request) = (grpc.clone(), with_deadline(request.clone()));

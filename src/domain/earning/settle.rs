@@ -1,0 +1,217 @@
+//! The second half of the one earning function: an evaluation becomes the
+//! points an account credits, after the per-customer caps it has used up,
+//! rounded once. The account runs it when it decides the accrual; the
+//! preview runs it with the account's usage as it stands.
+//!
+//! Exactly once under concurrent orders: the account decides accruals one
+//! at a time, in arrival order, and an event id once; each decision reads
+//! the usage the ones before it left and adds its own, in the same step.
+
+use serde::{Deserialize, Serialize};
+
+use super::evaluate::{CampaignResult, Evaluation, take_off};
+use super::exact::{Exact, Rounding};
+use super::rules::RuleRef;
+use crate::domain::points::MAX_POINTS;
+use crate::domain::time::Millis;
+
+/// What a customer got from a capped campaign in one period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// The campaign.
+    pub campaign: String,
+    /// Start of the period.
+    pub start_ms: Millis,
+    /// End of the period; `None`: open (a campaign without an end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_ms: Option<Millis>,
+    /// Points given in it.
+    pub points: Exact,
+}
+
+/// The account's use of capped campaigns: one record per campaign, for
+/// its current period; a record whose period ended is dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CampaignUsage(pub Vec<Usage>);
+
+impl CampaignUsage {
+    /// Points the campaign gave in the period starting at `start_ms`.
+    pub fn used(&self, campaign: &str, start_ms: Millis) -> Exact {
+        self.0.iter().find(|u| u.campaign == campaign && u.start_ms == start_ms).map_or(Exact::ZERO, |u| u.points)
+    }
+
+    /// Adds what `earned` gave from capped campaigns, replacing a record of
+    /// an earlier period, and drops records whose period ended by `now`.
+    pub fn record(&mut self, earned: &Earned, now: Millis) {
+        for c in earned.campaigns.iter().filter(|c| c.cap.is_some()) {
+            let Some(cap) = c.cap else { continue };
+            match self.0.iter_mut().find(|u| u.campaign == c.id) {
+                Some(u) if u.start_ms == cap.start_ms => u.points = u.points.plus(c.points).unwrap_or(u.points),
+                Some(u) if u.start_ms < cap.start_ms => {
+                    *u = Usage { campaign: c.id.clone(), start_ms: cap.start_ms, end_ms: cap.end_ms, points: c.points };
+                }
+                // An order dated in an earlier period than the record's: it
+                // was capped against that period alone, and is not kept.
+                Some(_) => {}
+                None => self.0.push(Usage {
+                    campaign: c.id.clone(),
+                    start_ms: cap.start_ms,
+                    end_ms: cap.end_ms,
+                    points: c.points,
+                }),
+            }
+        }
+        self.0.retain(|u| u.end_ms.is_none_or(|end| end > now));
+    }
+
+    /// Whether no capped campaign gave anything.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// About how many bytes it takes in JSON.
+    pub fn approximate_size(&self) -> usize {
+        self.0.iter().map(|u| u.campaign.len() + 90).sum()
+    }
+}
+
+/// One line's share of what an order earned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineEarned {
+    /// The line's index in the order.
+    pub line: u32,
+    /// Its SKU.
+    pub sku: String,
+    /// Its units.
+    pub quantity: i64,
+    /// Its exact points: base, tier and campaigns.
+    pub points: Exact,
+}
+
+/// One rule's share: `base`, `tier`, or a campaign's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleEarned {
+    /// `base`, `tier`, or `campaign:<id>`.
+    pub rule: String,
+    /// Its exact points.
+    pub points: Exact,
+    /// A per-customer cap lowered it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capped: bool,
+}
+
+/// What a capped campaign gave, for the account's usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignEarned {
+    /// The campaign.
+    pub id: String,
+    /// Its exact points, after caps.
+    pub points: Exact,
+    /// Its per-customer cap's period, if capped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<super::evaluate::CapWindow>,
+}
+
+/// What an order earned: the points credited and their breakdown, recorded
+/// with the accrual (the lot's entry) and told by `points.accrued`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Earned {
+    /// The order's id.
+    pub order_id: String,
+    /// Digest of the order's content: a resent Accrue is the same order.
+    #[serde(default)]
+    pub digest: String,
+    /// The version that decided it.
+    pub rule_set: RuleRef,
+    /// How it was rounded.
+    pub rounding: Rounding,
+    /// Whole points credited.
+    pub points: i64,
+    /// Exact points before rounding.
+    pub exact: Exact,
+    /// Per line (a line return claws back its share).
+    pub lines: Vec<LineEarned>,
+    /// Points of the order as a whole (shipping, tax, fixed bonuses): kept
+    /// until every line is returned.
+    pub order: Exact,
+    /// Per rule.
+    pub rules: Vec<RuleEarned>,
+    /// Campaigns with a per-customer cap, for the usage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub campaigns: Vec<CampaignEarned>,
+}
+
+/// Settles `evaluation` of order `order_id` against `usage`: each capped
+/// campaign gives at most what its cap has left in the period (its lines
+/// keep their points in order until that is reached), then the exact total
+/// is rounded once, between 0 and the most one accrual may credit.
+pub fn settle(order_id: &str, evaluation: &Evaluation, usage: &CampaignUsage) -> Earned {
+    let mut lines: Vec<LineEarned> = evaluation
+        .lines
+        .iter()
+        .map(|l| LineEarned {
+            line: l.line,
+            sku: l.sku.clone(),
+            quantity: l.quantity,
+            points: l.base.plus(l.tier).unwrap_or(Exact::ZERO),
+        })
+        .collect();
+    let sum = |f: fn(&super::evaluate::LineResult) -> Exact| {
+        Exact::sum(evaluation.lines.iter().map(f)).unwrap_or(Exact::ZERO)
+    };
+    let mut rules = vec![RuleEarned { rule: "base".into(), points: sum(|l| l.base), capped: false }];
+    let tier = sum(|l| l.tier);
+    if tier != Exact::ZERO {
+        rules.push(RuleEarned { rule: "tier".into(), points: tier, capped: false });
+    }
+    let mut order = evaluation.order;
+    let mut campaigns = Vec::new();
+    for c in &evaluation.campaigns {
+        let mut given: CampaignResult = c.clone();
+        let before = total(&given);
+        if let Some(cap) = c.cap {
+            let left = Exact::points(cap.points).minus(usage.used(&c.id, cap.start_ms)).unwrap_or(Exact::ZERO);
+            take_off(&mut given, left);
+        }
+        let after = total(&given);
+        for (i, p) in &given.lines {
+            if let Some(line) = lines.get_mut(*i as usize) {
+                line.points = line.points.plus(*p).unwrap_or(line.points);
+            }
+        }
+        order = order.plus(given.order).unwrap_or(order);
+        rules.push(RuleEarned { rule: format!("campaign:{}", c.id), points: after, capped: after < before });
+        if c.cap.is_some() {
+            campaigns.push(CampaignEarned { id: c.id.clone(), points: after, cap: c.cap });
+        }
+    }
+    let exact = Exact::sum(lines.iter().map(|l| l.points).chain([order])).unwrap_or(Exact::ZERO);
+    let points = exact.round(evaluation.rounding).clamp(0, i128::from(MAX_POINTS)) as i64;
+    Earned {
+        order_id: order_id.to_owned(),
+        digest: String::new(),
+        rule_set: evaluation.rule_set.clone(),
+        rounding: evaluation.rounding,
+        points,
+        exact,
+        lines,
+        order,
+        rules,
+        campaigns,
+    }
+}
+
+fn total(c: &CampaignResult) -> Exact {
+    Exact::sum(c.lines.iter().map(|(_, p)| *p).chain([c.order])).unwrap_or(Exact::ZERO)
+}
+
+impl Earned {
+    /// About how many bytes it takes in JSON.
+    pub fn approximate_size(&self) -> usize {
+        300 + self.order_id.len()
+            + self.lines.iter().map(|l| 70 + l.sku.len()).sum::<usize>()
+            + self.rules.iter().map(|r| 60 + r.rule.len()).sum::<usize>()
+            + self.campaigns.iter().map(|c| 120 + c.id.len()).sum::<usize>()
+    }
+}

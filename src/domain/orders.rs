@@ -1,0 +1,119 @@
+//! Orders on the account: an accrual that carries its order's evaluation
+//! (one per tier outcome, pinned by the API with the rule set version) is
+//! settled here against the account's tier and campaign usage at the
+//! moment it is decided; a return names lines of such an order.
+
+use serde::{Deserialize, Serialize};
+
+use super::corrections::ReversalRequest;
+use super::earning::{CampaignUsage, Earned, Evaluation, Order, ReturnedLine, Version, evaluate, settle};
+use super::error::FieldError;
+use super::points::MAX_POINTS;
+use super::rejection::Rejection;
+use super::state::LoyaltyState;
+use super::tier::Tier;
+
+/// An order's evaluation for the tiers it can be decided at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variant {
+    /// The tiers this evaluation is for.
+    pub tiers: Vec<Tier>,
+    /// What the order earns at them, before per-customer caps.
+    pub evaluation: Evaluation,
+}
+
+/// The order an accrual was evaluated from, as the API pinned it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderAccrual {
+    /// The order's id.
+    pub order_id: String,
+    /// Digest of the order's content (a resend carries the same).
+    pub digest: String,
+    /// One evaluation per distinct outcome, covering every tier.
+    pub variants: Vec<Variant>,
+}
+
+impl OrderAccrual {
+    /// Evaluates a checked `order` under `version` for every tier, keeping
+    /// one evaluation per distinct outcome. Fails, naming the field, on an
+    /// unknown currency, an overflow, or more points than one accrual may
+    /// credit.
+    pub fn evaluate(order: &Order, version: &Version) -> Result<Self, FieldError> {
+        let mut variants: Vec<Variant> = Vec::new();
+        for tier in Tier::ALL {
+            let evaluation = evaluate(order, version, tier)?;
+            let most = evaluation.uncapped_points().ok_or_else(|| FieldError::new("order", "amounts overflow"))?;
+            if most > i128::from(MAX_POINTS) {
+                return Err(FieldError::new("order", format!("earns {most} points, more than {MAX_POINTS}")));
+            }
+            match variants.iter_mut().find(|v| v.evaluation == evaluation) {
+                Some(v) => v.tiers.push(tier),
+                None => variants.push(Variant { tiers: vec![tier], evaluation }),
+            }
+        }
+        Ok(Self { order_id: order.order_id.clone(), digest: order.digest(), variants })
+    }
+
+    /// The most points the order can earn (at any tier, before per-customer caps).
+    pub fn most_points(&self) -> i64 {
+        self.variants.iter().filter_map(|v| v.evaluation.uncapped_points()).max().unwrap_or(0) as i64
+    }
+
+    /// What the order earns for a customer in `tier` who used `usage` of
+    /// the capped campaigns: the one function the preview and the account share.
+    pub fn earned(&self, tier: Tier, usage: &CampaignUsage) -> Result<Earned, FieldError> {
+        let mut earned = settle(&self.order_id, self.for_tier(tier)?, usage);
+        earned.digest.clone_from(&self.digest);
+        Ok(earned)
+    }
+
+    /// The evaluation for a customer in `tier`.
+    pub fn for_tier(&self, tier: Tier) -> Result<&Evaluation, FieldError> {
+        self.variants
+            .iter()
+            .find(|v| v.tiers.contains(&tier))
+            .map(|v| &v.evaluation)
+            .ok_or_else(|| FieldError::new("order", format!("has no evaluation for tier {tier}")))
+    }
+
+    /// About how many bytes it takes in JSON.
+    pub fn approximate_size(&self) -> usize {
+        let eval = |e: &Evaluation| {
+            400 + e.lines.iter().map(|l| 90 + l.sku.len()).sum::<usize>()
+                + e.campaigns.iter().map(|c| 150 + c.id.len() + 40 * c.lines.len()).sum::<usize>()
+        };
+        100 + self.order_id.len() + self.variants.iter().map(|v| 40 + eval(&v.evaluation)).sum::<usize>()
+    }
+}
+
+impl LoyaltyState {
+    /// What `order` earns if decided now: the evaluation for the account's
+    /// tier, settled against its campaign usage. The preview and the
+    /// accrual both call this.
+    pub fn earn(&self, order: &OrderAccrual) -> Result<Earned, FieldError> {
+        order.earned(self.tier, &self.campaign_usage)
+    }
+
+    /// A return of lines must be decided on a ledger view that saw every
+    /// entry touching its order, since the API computed the clawback from
+    /// it: otherwise it is refused, retryable, and the API reads again.
+    pub(super) fn check_return(&self, req: &ReversalRequest) -> Result<(), Rejection> {
+        if req.lines.is_empty() || self.recent_changes.iter().any(|r| r.movement.event_id == req.event_id) {
+            return Ok(());
+        }
+        let touched =
+            self.originals.records.iter().find(|r| r.event_id == req.original_event_id).map(|r| r.touched_seq);
+        match (touched, &req.ledger) {
+            (Some(seq), Some(view)) if view.as_of_seq >= seq => Ok(()),
+            (None, Some(_)) => Ok(()),
+            _ => Err(Rejection::OriginalUnknown(req.original_event_id.clone())),
+        }
+    }
+
+    /// Records the returned lines on the entry a return just made.
+    pub(super) fn note_return(&mut self, lines: &[ReturnedLine], seq: u64) {
+        if let Some(entry) = self.unprojected.iter_mut().rev().find(|e| e.seq == seq) {
+            entry.returned = lines.to_vec();
+        }
+    }
+}
