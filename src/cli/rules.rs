@@ -98,7 +98,7 @@ fn preview(args: &PreviewArgs) -> Result<(), String> {
         .effective_at(order.occurred_at_ms)
         .ok_or("order.occurred_at: is before every rule set version takes effect")?;
     let accrual = OrderAccrual::evaluate(&order, version).map_err(|e| e.to_string())?;
-    let earned = accrual.earned(tier, &CampaignUsage::default()).map_err(|e| e.to_string())?;
+    let earned = accrual.earned(tier, &CampaignUsage::default(), order.occurred_at_ms).map_err(|e| e.to_string())?;
     println!("{}", serde_json::to_string_pretty(&earned).map_err(|e| e.to_string())?);
     Ok(())
 }

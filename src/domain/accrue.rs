@@ -35,7 +35,7 @@ impl LoyaltyState {
             return Err(Ignored::Duplicate);
         }
         // An order's points are settled now, at the account's tier and usage.
-        let earned = event.order.as_ref().map(|order| self.earn(order)).transpose()?;
+        let earned = event.order.as_ref().map(|order| self.earn(order, now)).transpose()?;
         if let Some(earned) = &earned {
             points = earned.points;
             self.campaign_usage.record(earned, now);

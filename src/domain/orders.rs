@@ -12,6 +12,7 @@ use super::points::MAX_POINTS;
 use super::rejection::Rejection;
 use super::state::LoyaltyState;
 use super::tier::Tier;
+use super::time::Millis;
 
 /// An order's evaluation for the tiers it can be decided at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,9 +61,10 @@ impl OrderAccrual {
     }
 
     /// What the order earns for a customer in `tier` who used `usage` of
-    /// the capped campaigns: the one function the preview and the account share.
-    pub fn earned(&self, tier: Tier, usage: &CampaignUsage) -> Result<Earned, FieldError> {
-        let mut earned = settle(&self.order_id, self.for_tier(tier)?, usage);
+    /// the capped campaigns, decided at `now`: the one function the preview
+    /// and the account share.
+    pub fn earned(&self, tier: Tier, usage: &CampaignUsage, now: Millis) -> Result<Earned, FieldError> {
+        let mut earned = settle(&self.order_id, self.for_tier(tier)?, usage, now);
         earned.digest.clone_from(&self.digest);
         Ok(earned)
     }
@@ -87,11 +89,10 @@ impl OrderAccrual {
 }
 
 impl LoyaltyState {
-    /// What `order` earns if decided now: the evaluation for the account's
-    /// tier, settled against its campaign usage. The preview and the
-    /// accrual both call this.
-    pub fn earn(&self, order: &OrderAccrual) -> Result<Earned, FieldError> {
-        order.earned(self.tier, &self.campaign_usage)
+    /// What `order` earns if decided at `now`: the evaluation for the
+    /// account's tier, settled against its campaign usage.
+    pub fn earn(&self, order: &OrderAccrual, now: Millis) -> Result<Earned, FieldError> {
+        order.earned(self.tier, &self.campaign_usage, now)
     }
 
     /// A return of lines must be decided on a ledger view that saw every

@@ -16,7 +16,7 @@ use super::service::{Known, LoyaltyApi};
 use super::updates::update_options;
 use crate::domain::earning::{CampaignUsage, Order, Version};
 use crate::domain::orders::OrderAccrual;
-use crate::domain::{CustomerId, EntryKind, FieldError, Movement, Tier};
+use crate::domain::{CustomerId, EntryKind, FieldError, Millis, Movement, Tier};
 use crate::ledger::{HistoryEntry, OrderView};
 use crate::workflow::LoyaltyEntityWorkflow;
 
@@ -65,11 +65,12 @@ impl LoyaltyApi {
     /// PreviewAccrual: what the order earns now, writing nothing.
     pub(super) async fn preview(&self, cmd: Preview) -> Result<pb::PreviewAccrualResponse, ApiError> {
         let accrual = self.evaluate(&cmd.order)?;
-        let (tier, usage) = match &cmd.customer {
+        let (tier, usage, as_of) = match &cmd.customer {
             Some(customer) => self.earning_context(customer).await?,
-            None => (Tier::Bronze, CampaignUsage::default()),
+            None => (Tier::Bronze, CampaignUsage::default(), 0),
         };
-        let earned = accrual.earned(tier, &usage)?;
+        // Caps count in the period the account would decide in: now on its clock.
+        let earned = accrual.earned(tier, &usage, crate::clock::now_ms().max(as_of))?;
         Ok(pb::PreviewAccrualResponse {
             points: earned.points,
             breakdown: Some(breakdown(&earned)),
@@ -77,17 +78,17 @@ impl LoyaltyApi {
         })
     }
 
-    /// The customer's tier and campaign usage, from the account's query; a
+    /// The customer's tier, campaign usage and clock, from the account's query; a
     /// customer without an account previews as a new one.
-    async fn earning_context(&self, customer: &CustomerId) -> Result<(Tier, CampaignUsage), ApiError> {
+    async fn earning_context(&self, customer: &CustomerId) -> Result<(Tier, CampaignUsage, Millis), ApiError> {
         let handle = self.account(customer);
         let query = handle.query(LoyaltyEntityWorkflow::get_loyalty_summary, (), WorkflowQueryOptions::default());
         let wait = self.query_wait();
         match tokio::time::timeout(wait, query).await {
             Err(_) => Err(ApiError::Unavailable(format!("no worker answered within {wait:?}; retry"))),
-            Ok(Ok(s)) => Ok((s.tier, s.campaign_usage)),
+            Ok(Ok(s)) => Ok((s.tier, s.campaign_usage, s.as_of_ms)),
             Ok(Err(e)) => match ApiError::from_query(customer, e) {
-                ApiError::NotFound(_) => Ok((Tier::Bronze, CampaignUsage::default())),
+                ApiError::NotFound(_) => Ok((Tier::Bronze, CampaignUsage::default(), 0)),
                 other => Err(other),
             },
         }

@@ -12,11 +12,12 @@
 //! 4. the tier multiplier on base points;
 //! 5. campaigns by priority (higher first), then id: each matched line's
 //!    bonus, the per-order cap taken off the lines in order;
-//! 6. (`settle`) per-customer caps, then rounding once.
+//! 6. (`settle`) per-customer caps, in the period of the decision, then
+//!    rounding once.
 
 use serde::{Deserialize, Serialize};
 
-use super::calendar::Weekday;
+use super::calendar::{Period, Weekday};
 use super::exact::{Exact, Factor, Rounding, SCALE};
 use super::order::Order;
 use super::rules::{Campaign, Effect, Rate, RuleRef, Stacking, Version};
@@ -42,7 +43,24 @@ pub struct LineResult {
     pub excluded: bool,
 }
 
-/// The period a campaign's per-customer cap counts in, for this order.
+/// A campaign's per-customer cap, as the account applies it: the period
+/// is the one containing the moment the account decides the accrual (its
+/// clock only moves forward, so it keeps one period per campaign).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapRule {
+    /// Most points per customer in a period.
+    pub points: i64,
+    /// The period.
+    pub period: Period,
+    /// The campaign's window (a `campaign` period).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_ms: Option<Millis>,
+    /// End of the campaign's window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_ms: Option<Millis>,
+}
+
+/// The period a cap counted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapWindow {
     /// Most points per customer in the period.
@@ -52,6 +70,14 @@ pub struct CapWindow {
     /// End of the period, exclusive; `None`: open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_ms: Option<Millis>,
+}
+
+impl CapRule {
+    /// The period containing `now`.
+    pub fn window(&self, now: Millis) -> CapWindow {
+        let (start_ms, end_ms) = self.period.bounds(now, (self.starts_ms, self.ends_ms));
+        CapWindow { points: self.points, start_ms, end_ms }
+    }
 }
 
 /// What one campaign gives the order (after its per-order cap).
@@ -65,7 +91,7 @@ pub struct CampaignResult {
     pub order: Exact,
     /// Its per-customer cap, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cap: Option<CapWindow>,
+    pub cap: Option<CapRule>,
 }
 
 /// An order evaluated for one tier, before per-customer caps and rounding.
@@ -218,9 +244,11 @@ pub fn evaluate(order: &Order, version: &Version, tier: Tier) -> Result<Evaluati
             if let Some(cap) = c.max_per_order {
                 take_off(&mut result, Exact::points(cap));
             }
-            result.cap = c.max_per_customer.map(|cap| {
-                let (start_ms, end_ms) = cap.period.bounds(order.occurred_at_ms, window);
-                CapWindow { points: cap.points, start_ms, end_ms }
+            result.cap = c.max_per_customer.map(|cap| CapRule {
+                points: cap.points,
+                period: cap.period,
+                starts_ms: window.0,
+                ends_ms: window.1,
             });
             let exclusive = c.stacking == Stacking::Exclusive;
             campaigns.push(result);

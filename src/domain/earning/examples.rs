@@ -52,7 +52,7 @@ fn the_readme_shows_the_example_rule_set_and_its_worked_examples() {
     let book = RuleBook::parse(EXAMPLE, true).unwrap();
     let earn = |o: &Order, tier, usage: &CampaignUsage| {
         let version = book.effective_at(o.occurred_at_ms).unwrap();
-        OrderAccrual::evaluate(o, version).unwrap().earned(tier, usage).unwrap()
+        OrderAccrual::evaluate(o, version).unwrap().earned(tier, usage, o.occurred_at_ms).unwrap()
     };
     let none = CampaignUsage::default();
     let mut rows = Vec::new();

@@ -17,8 +17,10 @@ pub mod settle;
 
 #[cfg(test)]
 mod examples;
+#[cfg(test)]
+mod properties;
 
-pub use evaluate::{CampaignResult, CapWindow, Evaluation, LineResult, evaluate};
+pub use evaluate::{CampaignResult, CapRule, CapWindow, Evaluation, LineResult, evaluate};
 pub use exact::{Exact, Factor, Rounding};
 pub use order::{Order, OrderLine, Tender};
 pub use refund::{ReturnedLine, check_lines};

@@ -15,6 +15,12 @@ use super::rules::RuleRef;
 use crate::domain::points::MAX_POINTS;
 use crate::domain::time::Millis;
 
+/// How long the usage of a period is kept after it ended: a `campaign`
+/// period is the campaign's window, and an order dated inside it may be
+/// decided after it closed. Past this, such an order gets none of that
+/// campaign's points, so no cap is ever exceeded.
+pub const USAGE_KEPT_MS: Millis = 90 * crate::domain::time::DAY_MS;
+
 /// What a customer got from a capped campaign in one period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
@@ -30,7 +36,8 @@ pub struct Usage {
 }
 
 /// The account's use of capped campaigns: one record per campaign, for
-/// its current period; a record whose period ended is dropped.
+/// the period of the account's clock; a record whose period ended is
+/// dropped, so the usage never outgrows the campaigns in force.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct CampaignUsage(pub Vec<Usage>);
@@ -51,8 +58,7 @@ impl CampaignUsage {
                 Some(u) if u.start_ms < cap.start_ms => {
                     *u = Usage { campaign: c.id.clone(), start_ms: cap.start_ms, end_ms: cap.end_ms, points: c.points };
                 }
-                // An order dated in an earlier period than the record's: it
-                // was capped against that period alone, and is not kept.
+                // `now` never goes back, so a record is never of a later period.
                 Some(_) => {}
                 None => self.0.push(Usage {
                     campaign: c.id.clone(),
@@ -62,7 +68,7 @@ impl CampaignUsage {
                 }),
             }
         }
-        self.0.retain(|u| u.end_ms.is_none_or(|end| end > now));
+        self.0.retain(|u| u.end_ms.is_none_or(|end| end > now - USAGE_KEPT_MS));
     }
 
     /// Whether no capped campaign gave anything.
@@ -142,11 +148,12 @@ pub struct Earned {
     pub campaigns: Vec<CampaignEarned>,
 }
 
-/// Settles `evaluation` of order `order_id` against `usage`: each capped
-/// campaign gives at most what its cap has left in the period (its lines
+/// Settles `evaluation` of order `order_id` against `usage` at `now`: each
+/// capped campaign gives at most what its cap has left in the period
+/// containing `now` (its lines
 /// keep their points in order until that is reached), then the exact total
 /// is rounded once, between 0 and the most one accrual may credit.
-pub fn settle(order_id: &str, evaluation: &Evaluation, usage: &CampaignUsage) -> Earned {
+pub fn settle(order_id: &str, evaluation: &Evaluation, usage: &CampaignUsage, now: Millis) -> Earned {
     let mut lines: Vec<LineEarned> = evaluation
         .lines
         .iter()
@@ -170,8 +177,13 @@ pub fn settle(order_id: &str, evaluation: &Evaluation, usage: &CampaignUsage) ->
     for c in &evaluation.campaigns {
         let mut given: CampaignResult = c.clone();
         let before = total(&given);
-        if let Some(cap) = c.cap {
-            let left = Exact::points(cap.points).minus(usage.used(&c.id, cap.start_ms)).unwrap_or(Exact::ZERO);
+        let window = c.cap.map(|rule| rule.window(now));
+        if let Some(cap) = window {
+            let forgotten = cap.end_ms.is_some_and(|end| end <= now - USAGE_KEPT_MS);
+            let left = match forgotten {
+                true => Exact::ZERO,
+                false => Exact::points(cap.points).minus(usage.used(&c.id, cap.start_ms)).unwrap_or(Exact::ZERO),
+            };
             take_off(&mut given, left);
         }
         let after = total(&given);
@@ -182,8 +194,8 @@ pub fn settle(order_id: &str, evaluation: &Evaluation, usage: &CampaignUsage) ->
         }
         order = order.plus(given.order).unwrap_or(order);
         rules.push(RuleEarned { rule: format!("campaign:{}", c.id), points: after, capped: after < before });
-        if c.cap.is_some() {
-            campaigns.push(CampaignEarned { id: c.id.clone(), points: after, cap: c.cap });
+        if window.is_some() {
+            campaigns.push(CampaignEarned { id: c.id.clone(), points: after, cap: window });
         }
     }
     let exact = Exact::sum(lines.iter().map(|l| l.points).chain([order])).unwrap_or(Exact::ZERO);
