@@ -2,6 +2,8 @@
 //! server and a real SQLite ledger.
 
 mod common;
+#[path = "api/orders.rs"]
+mod orders;
 
 use std::time::Duration;
 

@@ -136,6 +136,11 @@ pub fn shared() -> &'static Shared {
             let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
         }
         let mut settings = settings("shared");
+        // The README's example earning rules (tests/api/orders.rs).
+        settings.earning_rules = Some(
+            loyalty::config::earning::load(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/earning-rules.example.yaml"))
+                .expect("the example rules load"),
+        );
         if shared_db() == Db::Postgres {
             settings.database_url = fresh_database_url(Db::Postgres, "shared");
         }
