@@ -210,3 +210,42 @@ async fn bad_orders_are_refused_naming_the_field_and_a_small_one_earns_nothing()
     let history = grpc.get_history(pb::GetHistoryRequest { customer_id: c.into(), ..Default::default() }).await;
     assert_eq!(history.unwrap_err().code(), Code::NotFound, "no entry, no account");
 }
+
+/// Runs `loyalty rules ...` (offline) with `stdin`.
+async fn rules_cli(args: &[&str], stdin: &str) -> (i32, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loyalty"))
+        .arg("rules")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the loyalty binary runs");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).await.unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test]
+async fn the_rules_cli_checks_a_file_and_previews_an_order() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/earning-rules.example.yaml");
+    let (code, text) = rules_cli(&["check", example], "").await;
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("standard version 1 from 2026-01-01T00:00:00Z (sha256:"), "{text}");
+    let bad = std::env::temp_dir().join(format!("bad-rules-{}.json", std::process::id()));
+    std::fs::write(&bad, r#"{"rule_sets":[{"id":"x","version":1,"effective_from":"2026-01-01","rates":{"USD":{"points":1,"per":3}}}]}"#)
+        .unwrap();
+    let (code, text) = rules_cli(&["check", bad.to_str().unwrap()], "").await;
+    assert_eq!(code, 1);
+    assert!(text.contains("rule_sets[0].rates.USD.per: must divide 10000"), "{text}");
+    let order = r#"{"order_id":"A","currency":"USD","channel":"web","occurred_at":"2026-03-03T10:00:00Z",
+        "lines":[{"sku":"SHOE-1","categories":["shoes"],"quantity":1,"unit_price":8999,"discount":1000},
+                 {"sku":"SOCK-3","categories":["socks"],"quantity":3,"unit_price":499},
+                 {"sku":"GIFT-CARD-50","categories":["gift"],"quantity":1,"unit_price":5000}]}"#;
+    let (code, text) = rules_cli(&["preview", "--rules", example, "--tier", "gold"], order).await;
+    assert_eq!(code, 0, "{text}");
+    let earned: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((earned["points"].as_i64(), earned["exact"].as_str()), (Some(277), Some("277.425")));
+}
