@@ -15,7 +15,9 @@
 //!   Adjust calls go to the same account, all through the service: latency
 //!   per kind, retries and errors, and how far the applied balance lags;
 //! - `memory`: resident memory of the service process per cached account;
-//! - `lots`: GetSummary on an account that took 10,000 lots, next to a fresh one.
+//! - `lots`: GetSummary on an account that took 10,000 lots, next to a fresh one;
+//! - `earning`: Accrue with a 20-line order vs with points, PreviewAccrual
+//!   vs GetSummary, and the evaluation of a 1,000-line order in process.
 //!
 //! Results go to `--out` as `results.json` and `chart.svg`.
 
@@ -23,6 +25,7 @@ mod alternating;
 mod api;
 mod chart;
 mod cpu;
+mod earning;
 mod hot;
 mod load;
 mod lots;
@@ -120,7 +123,7 @@ pub struct BenchArgs {
     #[arg(long)]
     webhook_port: Option<u16>,
     /// Which phases to run.
-    #[arg(long, value_delimiter = ',', default_value = "api,alternating,hot,mixed,memory,lots")]
+    #[arg(long, value_delimiter = ',', default_value = "api,alternating,hot,mixed,memory,lots,earning")]
     phases: Vec<String>,
     /// Accruals (each its own lot, expiring on its own date) the lots phase gives one account.
     #[arg(long, default_value_t = 10_000)]
@@ -225,6 +228,9 @@ async fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     if phase("lots") {
         report.lots = Some(lots::run(&bench).await?);
+    }
+    if phase("earning") {
+        report.earning = Some(earning::run(&bench).await?);
     }
     report.judge();
     report.print();

@@ -61,6 +61,9 @@ pub struct Report {
     /// benchmark was the endpoint, and from runs before it existed).
     #[serde(default)]
     pub webhooks: Option<super::webhooks::Webhooks>,
+    /// The earning phase (absent from runs before it existed).
+    #[serde(default)]
+    pub earning: Option<super::earning::Earning>,
     /// The targets, filled by [`Report::judge`].
     pub targets: Vec<Target>,
 }
@@ -89,6 +92,7 @@ impl Report {
             mixed: None,
             memory: None,
             lots: None,
+            earning: None,
             webhooks: None,
             targets: Vec::new(),
         }
@@ -160,6 +164,40 @@ impl Report {
                 add(&format!("history events per {} in a run of calls", e.name), "reported", e.in_a_run, None);
             }
         }
+        if let Some(e) = &self.earning {
+            let find = |name: &str, c: usize| e.calls.iter().find(|s| s.name == name && s.concurrency == c);
+            for c in self
+                .levels()
+                .into_iter()
+                .chain(e.calls.iter().map(|s| s.concurrency))
+                .collect::<std::collections::BTreeSet<_>>()
+            {
+                let at = |what: &str| format!("{what}, {c} in flight");
+                use super::earning::{ACCRUE_ORDER, ACCRUE_POINTS, PREVIEW, SUMMARY};
+                if let (Some(order), Some(points)) = (find(ACCRUE_ORDER, c), find(ACCRUE_POINTS, c)) {
+                    let ratio = order.p50_ms / points.p50_ms;
+                    add(&at("Accrue 20-line order p50 / Accrue points p50"), "<= 1.2", ratio, Some(ratio <= 1.2));
+                    let ratio = points.per_second / order.per_second;
+                    add(
+                        &at("Accrue points throughput / 20-line order throughput"),
+                        "<= 1.2",
+                        ratio,
+                        Some(ratio <= 1.2),
+                    );
+                }
+                if let (Some(preview), Some(summary)) = (find(PREVIEW, c), find(SUMMARY, c)) {
+                    let ratio = preview.p50_ms / summary.p50_ms;
+                    add(&at("PreviewAccrual p50 / GetSummary p50"), "<= 1.5", ratio, Some(ratio <= 1.5));
+                }
+            }
+            let cost = &e.evaluation;
+            add(
+                "evaluation of a 1,000-line order, 100 campaigns: µs per line and tier",
+                "reported",
+                cost.micros_per_line,
+                None,
+            );
+        }
         if let Some(l) = &self.lots {
             let ratio = l.p50_ratio;
             add("GetSummary p50: 10,000-lot account / fresh account", "<= 2.0", ratio, Some(ratio <= 2.0));
@@ -214,6 +252,20 @@ impl Report {
         }
         if let Some(a) = &self.alternating {
             a.print();
+        }
+        if let Some(e) = &self.earning {
+            println!("\nearning rules:");
+            for s in &e.calls {
+                println!(
+                    "{:<40} {:>3} {:>6} failed {:>3} {:>8.1}/s p50 {:>6.2} ms  p99 {:>6.2} ms",
+                    s.name, s.concurrency, s.ok, s.failed, s.per_second, s.p50_ms, s.p99_ms
+                );
+            }
+            let c = &e.evaluation;
+            println!(
+                "evaluation of a {}-line order, {} campaigns, 4 tiers: {:.0} µs per order, {:.3} µs per line and tier, {} bytes in the signal",
+                c.lines, c.campaigns, c.micros_per_order, c.micros_per_line, c.signal_bytes
+            );
         }
         if let Some(hot) = &self.hot {
             print_hot(hot);

@@ -19,6 +19,10 @@ impl LoyaltyState {
         event.validate()?;
         if event.ledger_checked {
             self.accrue(&event, now)
+        } else if event.order.is_some() && self.pending_events.iter().any(|e| e.event_id == event.event_id) {
+            // A resent order waits once: its evaluation is large. (Only
+            // orders: earlier histories' verdicts count every queued copy.)
+            Err(Ignored::Duplicate)
         } else {
             self.pending_events.push(event);
             Ok(())
@@ -35,10 +39,12 @@ impl LoyaltyState {
             return Err(Ignored::Duplicate);
         }
         // An order's points are settled now, at the account's tier and usage.
-        let earned = event.order.as_ref().map(|order| self.earn(order, now)).transpose()?;
+        // Caps count on the account's clock, which never goes back.
+        let clock = self.clock_ms.max(now);
+        let earned = event.order.as_ref().map(|order| self.earn(order, clock)).transpose()?;
         if let Some(earned) = &earned {
             points = earned.points;
-            self.campaign_usage.record(earned, now);
+            self.campaign_usage.record(earned, clock);
         }
         if let Some(after) = event.expire_inactive_after_ms {
             self.expire_inactive_after_ms = after.max(0);

@@ -76,7 +76,10 @@ impl LoyaltyState {
             Command::Reverse(req) => {
                 self.check_return(&req)?;
                 let seq = self.seq;
-                let change = self.correct(&req.movement()?, req.ledger.as_ref(), req.terms(), now)?;
+                let change = match req.is_lines_only() {
+                    true => self.return_nothing(&req, now)?,
+                    false => self.correct(&req.movement()?, req.ledger.as_ref(), req.terms(), now)?,
+                };
                 if self.seq > seq && !req.lines.is_empty() {
                     self.note_return(&req.lines, self.seq);
                 }
@@ -123,7 +126,10 @@ impl LoyaltyState {
             Command::Redeem(req) => self.plan_redeem(req).map(drop),
             Command::Reverse(req) => {
                 self.check_return(req)?;
-                self.plan_correction(&req.movement()?, req.ledger.as_ref()).map(drop)
+                match req.is_lines_only() {
+                    true => self.plan_return_nothing(req).map(drop),
+                    false => self.plan_correction(&req.movement()?, req.ledger.as_ref()).map(drop),
+                }
             }
             Command::Adjust(req) => self.plan_correction(&req.movement()?, None).map(drop),
             Command::Reserve(req) => self.plan_reserve(req).map(drop),

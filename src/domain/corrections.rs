@@ -96,6 +96,7 @@ impl ReversalRequest {
             return Err(FieldError::new("original_event_id", "must differ from event_id"));
         }
         let points = match self.points {
+            Some(0) if self.is_lines_only() => 0,
             Some(p) => Points::parse(p)?.get(),
             None => 0,
         };
@@ -113,6 +114,12 @@ impl ReversalRequest {
     /// What the program says about the points this reversal moves.
     pub fn terms(&self) -> Terms {
         Terms { allow_negative: self.allow_negative, expires_at_ms: self.expires_at_ms }
+    }
+
+    /// A return of lines that earned nothing (rounding, excluded items):
+    /// recorded with no points, so later returns of the order see it.
+    pub fn is_lines_only(&self) -> bool {
+        !self.lines.is_empty() && self.points == Some(0)
     }
 }
 

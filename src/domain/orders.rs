@@ -5,9 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::corrections::ReversalRequest;
+use super::answers::ChangeRecord;
+use super::corrections::{BalanceChange, ReversalRequest};
 use super::earning::{CampaignUsage, Earned, Evaluation, Order, ReturnedLine, Version, evaluate, settle};
 use super::error::FieldError;
+use super::kind::EntryKind;
+use super::movement::{Effect, Refusal};
 use super::points::MAX_POINTS;
 use super::rejection::Rejection;
 use super::state::LoyaltyState;
@@ -30,6 +33,8 @@ pub struct OrderAccrual {
     pub order_id: String,
     /// Digest of the order's content (a resend carries the same).
     pub digest: String,
+    /// Each line's SKU and units, by index.
+    pub lines: Vec<(String, i64)>,
     /// One evaluation per distinct outcome, covering every tier.
     pub variants: Vec<Variant>,
 }
@@ -52,7 +57,8 @@ impl OrderAccrual {
                 None => variants.push(Variant { tiers: vec![tier], evaluation }),
             }
         }
-        Ok(Self { order_id: order.order_id.clone(), digest: order.digest(), variants })
+        let lines = order.lines.iter().map(|l| (l.sku.clone(), l.quantity)).collect();
+        Ok(Self { order_id: order.order_id.clone(), digest: order.digest(), lines, variants })
     }
 
     /// The most points the order can earn (at any tier, before per-customer caps).
@@ -64,7 +70,7 @@ impl OrderAccrual {
     /// the capped campaigns, decided at `now`: the one function the preview
     /// and the account share.
     pub fn earned(&self, tier: Tier, usage: &CampaignUsage, now: Millis) -> Result<Earned, FieldError> {
-        let mut earned = settle(&self.order_id, self.for_tier(tier)?, usage, now);
+        let mut earned = settle(&self.order_id, &self.lines, self.for_tier(tier)?, usage, now);
         earned.digest.clone_from(&self.digest);
         Ok(earned)
     }
@@ -78,13 +84,20 @@ impl OrderAccrual {
             .ok_or_else(|| FieldError::new("order", format!("has no evaluation for tier {tier}")))
     }
 
-    /// About how many bytes it takes in JSON.
+    /// About how many bytes it takes in JSON (at least: every exact amount
+    /// counts its eight decimals).
     pub fn approximate_size(&self) -> usize {
         let eval = |e: &Evaluation| {
-            400 + e.lines.iter().map(|l| 90 + l.sku.len()).sum::<usize>()
-                + e.campaigns.iter().map(|c| 150 + c.id.len() + 40 * c.lines.len()).sum::<usize>()
+            300 + 3 * 14 * e.lines.len()
+                + e.campaigns.iter().map(|c| 120 + c.id.len() + 24 * c.lines.len()).sum::<usize>()
         };
-        100 + self.order_id.len() + self.variants.iter().map(|v| 40 + eval(&v.evaluation)).sum::<usize>()
+        let lines: usize = self.lines.iter().map(|(sku, _)| sku.len() + 16).sum();
+        100 + self.order_id.len() + lines + self.variants.iter().map(|v| 40 + eval(&v.evaluation)).sum::<usize>()
+    }
+
+    /// Bytes of its JSON: what its signal carries.
+    pub fn json_size(&self) -> usize {
+        serde_json::to_vec(self).map_or(usize::MAX, |v| v.len())
     }
 }
 
@@ -109,6 +122,54 @@ impl LoyaltyState {
             (None, Some(_)) => Ok(()),
             _ => Err(Rejection::OriginalUnknown(req.original_event_id.clone())),
         }
+    }
+
+    /// A return of lines that claws back nothing, decided without changing
+    /// anything: `Some` is a resend's answer, `None` a new return to record.
+    pub(super) fn plan_return_nothing(&self, req: &ReversalRequest) -> Result<Option<BalanceChange>, Rejection> {
+        let m = req.movement()?;
+        if let Some(done) = self.recent_changes.iter().find(|r| r.movement.event_id == m.event_id) {
+            return if done.movement == m {
+                Ok(Some(done.result.clone()))
+            } else {
+                Err(Rejection::EventIdReused(m.event_id))
+            };
+        }
+        self.check_new_id(&m.event_id)?;
+        if !self.is_active {
+            return Err(Rejection::Inactive);
+        }
+        let id = &req.original_event_id;
+        match self.originals.resolve(id, req.ledger.as_ref()) {
+            Some(Some(o)) if o.kind == EntryKind::Accrual => Ok(None),
+            Some(Some(o)) => Err(Rejection::Refused(Refusal::NotReversible {
+                event_id: id.clone(),
+                kind: o.kind.as_str().to_owned(),
+            })),
+            Some(None) => Err(Rejection::Refused(Refusal::OriginalNotFound(id.clone()))),
+            None => Err(Rejection::OriginalUnknown(id.clone())),
+        }
+    }
+
+    /// Records a return of lines that claws back nothing (see
+    /// `ReversalRequest::is_lines_only`): an entry of 0 points.
+    pub(super) fn return_nothing(&mut self, req: &ReversalRequest, now: Millis) -> Result<BalanceChange, Rejection> {
+        if let Some(answer) = self.plan_return_nothing(req)? {
+            return Ok(answer);
+        }
+        let m = req.movement()?;
+        let seq = self.record(m.clone(), Effect::default(), Vec::new(), now);
+        let result = BalanceChange {
+            balance_delta: 0,
+            lifetime_delta: 0,
+            shortfall: 0,
+            balance_after: self.points_balance,
+            points_balance: self.points_balance,
+            lifetime_points: self.lifetime_points,
+            tier: self.tier,
+        };
+        self.recent_changes.push(ChangeRecord { movement: m, result: result.clone(), seq });
+        Ok(result)
     }
 
     /// Records the returned lines on the entry a return just made.

@@ -31,6 +31,10 @@ use crate::workflow::{LoyaltyEntityWorkflow, WorkflowInput};
 pub const SPACING: Duration = Duration::from_millis(25);
 /// Most accruals in one signal (its payload stays small).
 pub const MAX_EVENTS_PER_SIGNAL: usize = 200;
+/// Most bytes of accruals (roughly: orders' evaluations count whole) one
+/// signal carries; a single accrual always goes, and the API refuses an
+/// order whose evaluation is larger than `grpc::orders::MAX_ORDER_BYTES`.
+pub const MAX_SIGNAL_BYTES: usize = 512 * 1024;
 /// An accrual that waited longer than this in the queue is sent unchecked:
 /// its ledger lookup is old, so the account checks it again itself.
 const FRESH: Duration = Duration::from_secs(1);
@@ -195,7 +199,18 @@ impl Batcher {
                     queues.remove(customer.as_str());
                     return;
                 }
-                let n = queue.len().min(MAX_EVENTS_PER_SIGNAL);
+                // At most MAX_EVENTS_PER_SIGNAL, and orders' evaluations within
+                // MAX_SIGNAL_BYTES: Temporal refuses a payload over 2 MB.
+                let mut bytes = 0;
+                let n = queue
+                    .iter()
+                    .take(MAX_EVENTS_PER_SIGNAL)
+                    .take_while(|q| {
+                        bytes += approximate_bytes(&q.event);
+                        bytes <= MAX_SIGNAL_BYTES
+                    })
+                    .count()
+                    .max(1);
                 queue.drain(..n).collect()
             };
             let spacing = tokio::time::sleep(SPACING);
@@ -344,5 +359,8 @@ impl Batcher {
 
 /// An accrual's weight in its signal: its id and texts plus the JSON around them.
 fn approximate_bytes(event: &PointsEvent) -> usize {
-    64 + event.event_id.len() + event.reason.len() + event.source.len()
+    64 + event.event_id.len()
+        + event.reason.len()
+        + event.source.len()
+        + event.order.as_ref().map_or(0, |o| o.approximate_size())
 }

@@ -11,7 +11,7 @@ mod fuzz_tests;
 pub mod gate;
 mod holds;
 pub mod limit;
-mod orders;
+pub mod orders;
 pub mod queue;
 pub mod rate;
 pub mod requests;

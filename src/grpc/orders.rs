@@ -16,6 +16,7 @@ use super::service::{Known, LoyaltyApi};
 use super::updates::update_options;
 use crate::domain::earning::{CampaignUsage, Order, Version};
 use crate::domain::orders::OrderAccrual;
+use crate::domain::time::DAY_MS;
 use crate::domain::{CustomerId, EntryKind, FieldError, Millis, Movement, Tier};
 use crate::ledger::{HistoryEntry, OrderView};
 use crate::workflow::LoyaltyEntityWorkflow;
@@ -23,8 +24,18 @@ use crate::workflow::LoyaltyEntityWorkflow;
 /// How long a return waits for its order's accrual to reach the ledger
 /// (accruals are written about 1-2 s after their call).
 const ACCRUAL_WAIT: Duration = Duration::from_secs(5);
-/// Tries of a return whose ledger view another return of the same order overtook.
-const RETURN_TRIES: u32 = 5;
+/// Tries of a return whose ledger view another return of the same order
+/// overtook; the waits between them add up to about 3 s, which covers the
+/// run's own write of the return that overtook it (about 1 s).
+const RETURN_TRIES: u32 = 12;
+/// Most bytes of an order's evaluation (all tiers) an Accrue may carry:
+/// it rides on the signal, and Temporal refuses a payload over 2 MB.
+pub const MAX_ORDER_BYTES: usize = 256 * 1024;
+/// How old an order may be: campaigns match on its time, caps count on
+/// the account's, so an order is taken only while that is about the same.
+const MAX_ORDER_AGE_MS: Millis = 90 * DAY_MS;
+/// How far ahead of this replica's clock an order may be dated.
+const MAX_ORDER_SKEW_MS: Millis = 60 * 60 * 1_000;
 
 impl LoyaltyApi {
     /// The rule set version in effect at `at`.
@@ -40,9 +51,28 @@ impl LoyaltyApi {
         })
     }
 
-    /// Evaluates `order` for every tier under the version in effect at its time.
+    /// Evaluates `order` for every tier under the version in effect at its
+    /// time; an order too old, too far ahead, or whose evaluation is too
+    /// large to carry is refused.
     pub(super) fn evaluate(&self, order: &Order) -> Result<OrderAccrual, ApiError> {
-        Ok(OrderAccrual::evaluate(order, self.version_at(order.occurred_at_ms)?)?)
+        let now = crate::clock::now_ms();
+        if order.occurred_at_ms < now - MAX_ORDER_AGE_MS || order.occurred_at_ms > now + MAX_ORDER_SKEW_MS {
+            return Err(FieldError::new(
+                "order.occurred_at",
+                "must be within the last 90 days (and not over an hour ahead)",
+            )
+            .into());
+        }
+        let accrual = OrderAccrual::evaluate(order, self.version_at(order.occurred_at_ms)?)?;
+        let bytes = accrual.json_size();
+        if bytes > MAX_ORDER_BYTES {
+            return Err(FieldError::new(
+                "order",
+                format!("its evaluation takes {bytes} bytes, more than {MAX_ORDER_BYTES}: send fewer lines"),
+            )
+            .into());
+        }
+        Ok(accrual)
     }
 
     /// Whether the ledger's row of an order accrual is this same order (a
@@ -116,27 +146,13 @@ impl LoyaltyApi {
                 ))
             })?;
             let points = earned.clawback(&view.returned, &cmd.request.lines)?;
-            if points == 0 {
-                // Lines that earned nothing: nothing to claw back, no entry.
-                let totals = self.ledger.totals(cmd.customer.as_str()).await?.unwrap_or_default();
-                let change = crate::domain::BalanceChange {
-                    balance_delta: 0,
-                    lifetime_delta: 0,
-                    shortfall: 0,
-                    balance_after: totals.balance,
-                    points_balance: totals.balance,
-                    lifetime_points: totals.lifetime,
-                    tier: Tier::for_lifetime(totals.lifetime),
-                };
-                return Ok(pb::ReverseResponse { change: Some(balance_change(change)) });
-            }
             let mut request = cmd.request.clone();
             request.points = Some(points);
             request.ledger = Some(view.view);
             let options = update_options("reverse", &request.event_id, &(&movement, &request.lines, points));
             match self.update(&cmd.customer, || LoyaltyEntityWorkflow::reverse_points, request, options).await {
                 Err(ApiError::Unavailable(why)) if attempt < RETURN_TRIES && is_overtaken(&why) => {
-                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                    tokio::time::sleep(Duration::from_millis((25 * u64::from(attempt)).min(400))).await;
                 }
                 other => return other.map(|change| pb::ReverseResponse { change: Some(balance_change(change)) }),
             }

@@ -12,6 +12,24 @@ use crate::common::{client, ledger, rows_when, summary_when};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
+fn now_seconds() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// A day before the binary started: the same order is the same order.
+fn yesterday() -> i64 {
+    static AT: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| now_seconds() - 86_400)
+}
+
+/// The most recent Saturday 15:00 UTC in the past (1970-01-03 was a Saturday).
+fn last_saturday_afternoon() -> i64 {
+    let week = 7 * 86_400;
+    let first = 2 * 86_400 + 15 * 3_600;
+    let now = now_seconds();
+    first + (now - first).div_euclid(week) * week
+}
+
 fn line(sku: &str, category: &str, quantity: i64, unit_price: i64, discount: i64) -> pb::OrderLine {
     pb::OrderLine { sku: sku.into(), categories: vec![category.into()], quantity, unit_price, discount }
 }
@@ -22,7 +40,8 @@ fn example_a(order_id: &str) -> pb::Order {
         order_id: order_id.into(),
         currency: "USD".into(),
         channel: "web".into(),
-        occurred_at: Some(prost_types::Timestamp { seconds: 1_772_532_000, nanos: 0 }), // 2026-03-03T10:00:00Z
+        // Yesterday: the API takes orders of the last 90 days.
+        occurred_at: Some(prost_types::Timestamp { seconds: yesterday(), nanos: 0 }),
         lines: vec![
             line("SHOE-1", "shoes", 1, 8_999, 1_000),
             line("SOCK-3", "socks", 3, 499, 0),
@@ -102,8 +121,12 @@ async fn an_order_earns_what_its_preview_said_and_its_lines_come_back_exactly() 
     let too_many = grpc.reverse(return_lines(c, "ret-2", "order-A", &[(1, 2)])).await.unwrap_err();
     assert_eq!(too_many.code(), Code::InvalidArgument);
     assert!(too_many.message().contains("lines.quantity"), "{too_many:?}");
+    // The gift card (excluded: it earned nothing) claws back nothing, and
+    // is recorded, so the order's later returns count it.
+    let card = grpc.reverse(return_lines(c, "ret-card", "order-A", &[(2, 1)])).await.expect("card").into_inner();
+    assert_eq!(card.change.unwrap().points, 0);
     // The rest comes back: the returns add up to the 189 credited.
-    let rest = return_lines(c, "ret-3", "order-A", &[(0, 1), (1, 1), (2, 1)]);
+    let rest = return_lines(c, "ret-3", "order-A", &[(0, 1), (1, 1)]);
     let change = grpc.reverse(rest).await.expect("the rest").into_inner().change.unwrap();
     assert_eq!((change.points, change.points_balance, change.lifetime_points), (-169, 0, 0));
     let history = grpc
@@ -112,7 +135,9 @@ async fn an_order_earns_what_its_preview_said_and_its_lines_come_back_exactly() 
         .unwrap()
         .into_inner();
     let returned: Vec<_> = history.entries[0].returned_lines.iter().map(|l| (l.line, l.quantity)).collect();
-    assert_eq!(returned, vec![(0, 1), (1, 1), (2, 1)]);
+    assert_eq!(returned, vec![(0, 1), (1, 1)]);
+    let card_entry = &history.entries[1];
+    assert_eq!((card_entry.points, card_entry.returned_lines.len()), (0, 1), "{card_entry:?}");
 }
 
 #[tokio::test]
@@ -157,8 +182,8 @@ async fn a_preview_for_a_customer_uses_their_tier_and_what_caps_have_left() {
         order_id: id.into(),
         currency: "USD".into(),
         channel: "app".into(),
-        // Today on the account's clock decides the cap's period; the order is a Saturday.
-        occurred_at: Some(prost_types::Timestamp { seconds: 1_772_895_600, nanos: 0 }), // 2026-03-07T15:00:00Z
+        // The last Saturday, 15:00 UTC; the cap's period is the account's month now.
+        occurred_at: Some(prost_types::Timestamp { seconds: last_saturday_afternoon(), nanos: 0 }),
         lines: vec![line("SHOE-2", "shoes", 1, 8_999, 0)],
         tenders: vec![pb::Tender { r#type: "gift_card".into(), amount: 2_000 }],
         ..Default::default()
@@ -204,6 +229,12 @@ async fn bad_orders_are_refused_naming_the_field_and_a_small_one_earns_nothing()
         assert_eq!(e.code(), Code::InvalidArgument, "{field}: {e:?}");
         assert!(e.message().starts_with(field), "{field}: {e:?}");
     }
+    let old = |r: &mut pb::AccrueRequest| {
+        r.order.as_mut().unwrap().occurred_at =
+            Some(prost_types::Timestamp { seconds: now_seconds() - 91 * 86_400, nanos: 0 })
+    };
+    let e = grpc.accrue(refused(accrue_order(c, "bad", example_a("B")), old)).await.unwrap_err();
+    assert!(e.code() == Code::InvalidArgument && e.message().starts_with("order.occurred_at"), "{e:?}");
     let small = pb::Order { lines: vec![line("PEN", "office", 1, 450, 0)], ..example_a("D") };
     let r = grpc.accrue(accrue_order(c, "small", small)).await.expect("accepted").into_inner();
     assert_eq!(r.most_points, 0, "under the minimum order");
@@ -235,8 +266,11 @@ async fn the_rules_cli_checks_a_file_and_previews_an_order() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("standard version 1 from 2026-01-01T00:00:00Z (sha256:"), "{text}");
     let bad = std::env::temp_dir().join(format!("bad-rules-{}.json", std::process::id()));
-    std::fs::write(&bad, r#"{"rule_sets":[{"id":"x","version":1,"effective_from":"2026-01-01","rates":{"USD":{"points":1,"per":3}}}]}"#)
-        .unwrap();
+    std::fs::write(
+        &bad,
+        r#"{"rule_sets":[{"id":"x","version":1,"effective_from":"2026-01-01","rates":{"USD":{"points":1,"per":3}}}]}"#,
+    )
+    .unwrap();
     let (code, text) = rules_cli(&["check", bad.to_str().unwrap()], "").await;
     assert_eq!(code, 1);
     assert!(text.contains("rule_sets[0].rates.USD.per: must divide 10000"), "{text}");

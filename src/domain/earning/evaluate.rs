@@ -11,7 +11,8 @@
 //! 3. base points per line, exact: amount x rate points / rate per;
 //! 4. the tier multiplier on base points;
 //! 5. campaigns by priority (higher first), then id: each matched line's
-//!    bonus, the per-order cap taken off the lines in order;
+//!    bonus (a line matches only if it earns: amount above zero), the
+//!    per-order cap taken off the lines in order;
 //! 6. (`settle`) per-customer caps, in the period of the decision, then
 //!    rounding once.
 
@@ -25,22 +26,37 @@ use crate::domain::error::FieldError;
 use crate::domain::tier::Tier;
 use crate::domain::time::Millis;
 
-/// One line's points before campaigns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LineResult {
-    /// The line's index in the order, from 0.
-    pub line: u32,
-    /// Its SKU.
-    pub sku: String,
-    /// Units on it (a return names a part of them).
-    pub quantity: i64,
-    /// Base points: earning amount at the rate.
+/// One line's exact points at one tier: base, what the tier multiplier
+/// added, and what campaigns without a per-customer cap added. Serialized
+/// as a three-item array: an order's evaluation rides on its signal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(Exact, Exact, Exact)", into = "(Exact, Exact, Exact)")]
+pub struct LinePoints {
+    /// Earning amount at the rate.
     pub base: Exact,
     /// What the tier multiplier added.
     pub tier: Exact,
-    /// Excluded by SKU or category: earns nothing.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub excluded: bool,
+    /// What uncapped campaigns added.
+    pub bonus: Exact,
+}
+
+impl From<(Exact, Exact, Exact)> for LinePoints {
+    fn from((base, tier, bonus): (Exact, Exact, Exact)) -> Self {
+        Self { base, tier, bonus }
+    }
+}
+
+impl From<LinePoints> for (Exact, Exact, Exact) {
+    fn from(l: LinePoints) -> Self {
+        (l.base, l.tier, l.bonus)
+    }
+}
+
+impl LinePoints {
+    /// The line's points before per-customer caps.
+    pub fn total(&self) -> Option<Exact> {
+        self.base.plus(self.tier)?.plus(self.bonus)
+    }
 }
 
 /// A campaign's per-customer cap, as the account applies it: the period
@@ -85,13 +101,24 @@ impl CapRule {
 pub struct CampaignResult {
     /// The campaign.
     pub id: String,
-    /// Its points per matched line: (line index, points).
+    /// Its points (after its per-order cap).
+    pub total: Exact,
+    /// With a per-customer cap: its points per matched line (line index,
+    /// points), which the cap lowers in line order; empty otherwise (they
+    /// are in the lines' `bonus`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<(u32, Exact)>,
-    /// Its points for the order as a whole (a fixed bonus).
+    /// With a per-customer cap: its points for the order as a whole (a
+    /// fixed bonus); otherwise they are in the evaluation's `order`.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub order: Exact,
     /// Its per-customer cap, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cap: Option<CapRule>,
+}
+
+fn is_zero(e: &Exact) -> bool {
+    *e == Exact::ZERO
 }
 
 /// An order evaluated for one tier, before per-customer caps and rounding.
@@ -101,9 +128,10 @@ pub struct Evaluation {
     pub rule_set: RuleRef,
     /// How it is rounded.
     pub rounding: Rounding,
-    /// Every line.
-    pub lines: Vec<LineResult>,
-    /// Points of shipping and tax, when they earn (tier multiplier included).
+    /// Every line, by index.
+    pub lines: Vec<LinePoints>,
+    /// Points of the order as a whole: shipping and tax when they earn
+    /// (tier multiplier included) and uncapped fixed bonuses.
     pub order: Exact,
     /// False when the order is below the minimum: it earns nothing.
     pub minimum_met: bool,
@@ -193,21 +221,14 @@ pub fn evaluate(order: &Order, version: &Version, tier: Tier) -> Result<Evaluati
     let factor = rules.tier_multipliers.get(&tier).copied().unwrap_or(Factor::ONE);
     let mut lines = Vec::with_capacity(order.lines.len());
     let mut tiered = Vec::with_capacity(order.lines.len());
-    for (i, (l, &amount)) in order.lines.iter().zip(&amounts).enumerate() {
+    for &amount in &amounts {
         let b = base(amount, rate).ok_or_else(overflow)?;
         let t = scale(b, factor).ok_or_else(overflow)?;
         tiered.push(t);
-        lines.push(LineResult {
-            line: i as u32,
-            sku: l.sku.clone(),
-            quantity: l.quantity,
-            base: b,
-            tier: t.minus(b).ok_or_else(overflow)?,
-            excluded: excluded(&l.sku, &l.categories),
-        });
+        lines.push(LinePoints { base: b, tier: t.minus(b).ok_or_else(overflow)?, bonus: Exact::ZERO });
     }
     let order_base = base(extra[0].saturating_add(extra[1]), rate).ok_or_else(overflow)?;
-    let order_points = scale(order_base, factor).ok_or_else(overflow)?;
+    let mut order_points = scale(order_base, factor).ok_or_else(overflow)?;
     // 5. Campaigns by priority, then id.
     let mut campaigns = Vec::new();
     let mut rated = vec![false; order.lines.len()];
@@ -219,12 +240,18 @@ pub fn evaluate(order: &Order, version: &Version, tier: Tier) -> Result<Evaluati
                 continue;
             }
             let matched: Vec<usize> = (0..order.lines.len())
-                .filter(|&i| !lines[i].excluded && c.matches_line(&order.lines[i].sku, &order.lines[i].categories))
+                .filter(|&i| amounts[i] > 0 && c.matches_line(&order.lines[i].sku, &order.lines[i].categories))
                 .collect();
             if matched.is_empty() || (c.stacking == Stacking::Exclusive && !campaigns.is_empty()) {
                 continue;
             }
-            let mut result = CampaignResult { id: c.id.clone(), lines: Vec::new(), order: Exact::ZERO, cap: None };
+            let mut result = CampaignResult {
+                id: c.id.clone(),
+                total: Exact::ZERO,
+                lines: Vec::new(),
+                order: Exact::ZERO,
+                cap: None,
+            };
             for &i in &matched {
                 let points = match c.effect {
                     Effect::Multiply(m) => scale(tiered[i], Factor(m.0 - 100)),
@@ -244,12 +271,22 @@ pub fn evaluate(order: &Order, version: &Version, tier: Tier) -> Result<Evaluati
             if let Some(cap) = c.max_per_order {
                 take_off(&mut result, Exact::points(cap));
             }
+            result.total = result.sum().ok_or_else(overflow)?;
             result.cap = c.max_per_customer.map(|cap| CapRule {
                 points: cap.points,
                 period: cap.period,
                 starts_ms: window.0,
                 ends_ms: window.1,
             });
+            if result.cap.is_none() {
+                // Nothing lowers it later: it folds into the lines and the order.
+                for (i, p) in result.lines.drain(..) {
+                    let line = &mut lines[i as usize];
+                    line.bonus = line.bonus.plus(p).ok_or_else(overflow)?;
+                }
+                order_points = order_points.plus(result.order).ok_or_else(overflow)?;
+                result.order = Exact::ZERO;
+            }
             let exclusive = c.stacking == Stacking::Exclusive;
             campaigns.push(result);
             if exclusive {
@@ -278,13 +315,19 @@ pub(super) fn take_off(result: &mut CampaignResult, cap: Exact) {
     result.order.0 = result.order.0.min(left);
 }
 
+impl CampaignResult {
+    /// Its lines' and the order's points, `None` on overflow.
+    pub fn sum(&self) -> Option<Exact> {
+        Exact::sum(self.lines.iter().map(|(_, p)| *p).chain([self.order]))
+    }
+}
+
 impl Evaluation {
     /// Exact points before per-customer caps, `None` on overflow.
     pub fn exact(&self) -> Option<Exact> {
-        let lines = self.lines.iter().map(|l| l.base.plus(l.tier));
-        let campaigns =
-            self.campaigns.iter().flat_map(|c| c.lines.iter().map(|(_, p)| Some(*p)).chain([Some(c.order)]));
-        Exact::sum(lines.chain(campaigns).chain([Some(self.order)]).collect::<Option<Vec<_>>>()?)
+        let lines = self.lines.iter().map(LinePoints::total);
+        let capped = self.campaigns.iter().filter(|c| c.cap.is_some()).map(CampaignResult::sum);
+        Exact::sum(lines.chain(capped).chain([Some(self.order)]).collect::<Option<Vec<_>>>()?)
     }
 
     /// Whole points before per-customer caps (the most the order can earn).

@@ -20,7 +20,7 @@ mod examples;
 #[cfg(test)]
 mod properties;
 
-pub use evaluate::{CampaignResult, CapRule, CapWindow, Evaluation, LineResult, evaluate};
+pub use evaluate::{CampaignResult, CapRule, CapWindow, Evaluation, LinePoints, evaluate};
 pub use exact::{Exact, Factor, Rounding};
 pub use order::{Order, OrderLine, Tender};
 pub use refund::{ReturnedLine, check_lines};

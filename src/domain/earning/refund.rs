@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::exact::Exact;
+use super::order::MAX_QUANTITY;
 use super::settle::Earned;
 use crate::domain::error::FieldError;
 
@@ -31,8 +32,8 @@ pub fn check_lines(lines: &[ReturnedLine]) -> Result<(), FieldError> {
         return Err(FieldError::new("lines", format!("at most {MAX_RETURN_LINES}")));
     }
     for (i, l) in lines.iter().enumerate() {
-        if l.quantity < 1 {
-            return Err(FieldError::new("lines.quantity", format!("line {i}: must be 1 or more")));
+        if !(1..=MAX_QUANTITY).contains(&l.quantity) {
+            return Err(FieldError::new("lines.quantity", format!("line {i}: must be between 1 and {MAX_QUANTITY}")));
         }
         if lines[..i].iter().any(|o| o.line == l.line) {
             return Err(FieldError::new("lines.line", format!("line {} is named twice", l.line)));
@@ -63,7 +64,7 @@ impl Earned {
         let mut returned = vec![0i64; self.lines.len()];
         for r in before {
             if let Some(slot) = returned.get_mut(r.line as usize) {
-                *slot += r.quantity;
+                *slot = slot.saturating_add(r.quantity);
             }
         }
         let prior = returned.clone();
@@ -72,7 +73,7 @@ impl Earned {
             let Some(line) = self.lines.get(i) else {
                 return Err(FieldError::new("lines.line", format!("order {} has no line {}", self.order_id, r.line)));
             };
-            if returned[i] + r.quantity > line.quantity {
+            if returned[i].saturating_add(r.quantity) > line.quantity {
                 return Err(FieldError::new(
                     "lines.quantity",
                     format!("line {}: {} of {} units are returned already", r.line, returned[i], line.quantity),

@@ -254,6 +254,9 @@ fn err(path: impl Into<String>, reason: impl Into<String>) -> RuleError {
     RuleError { path: path.into(), reason: reason.into() }
 }
 
+/// A campaign's window in Unix ms: from, until (either open).
+pub type Window = (Option<Millis>, Option<Millis>);
+
 /// Which version decided an accrual.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleRef {
@@ -304,8 +307,28 @@ impl RuleBook {
             return Err(err("rule_sets", "lists no rule set"));
         }
         let mut versions = Vec::new();
+        // A campaign's per-customer cap counts across versions (by its id):
+        // every version that has it must cap it alike.
+        let mut caps: BTreeMap<String, (Option<CustomerCap>, Window)> = BTreeMap::new();
         for (i, rules) in file.rule_sets.into_iter().enumerate() {
-            versions.push(Version::check(rules, &format!("rule_sets[{i}]"))?);
+            let version = Version::check(rules, &format!("rule_sets[{i}]"))?;
+            for (j, c) in version.rules.campaigns.iter().enumerate() {
+                let window = match c.max_per_customer {
+                    Some(CustomerCap { period: Period::Campaign, .. }) => version.windows[j],
+                    _ => (None, None),
+                };
+                let seen = caps.entry(c.id.clone()).or_insert((c.max_per_customer, window));
+                if *seen != (c.max_per_customer, window) {
+                    return Err(err(
+                        format!("rule_sets[{i}].campaigns[{j}].max_per_customer"),
+                        format!(
+                            "campaign {} is capped differently in another version (its cap counts across versions)",
+                            c.id
+                        ),
+                    ));
+                }
+            }
+            versions.push(version);
         }
         versions.sort_by_key(|v| v.effective_from_ms);
         for pair in versions.windows(2) {
@@ -474,6 +497,26 @@ pub(crate) mod tests {
         assert_eq!(check(r).unwrap_err().path, "rule_sets[0].checksum");
         let unknown = r#"{"rule_sets":[{"id":"a","version":1,"effective_from":"2026-01-01","rates":{},"rate":1}]}"#;
         assert!(RuleBook::parse(unknown, false).unwrap_err().reason.contains("unknown field"));
+    }
+
+    #[test]
+    fn a_campaign_is_capped_alike_in_every_version() {
+        let capped = |period: &str| {
+            let mut r = dollar_rules();
+            r.campaigns.push(
+                serde_json::from_value(serde_json::json!({"id": "promo", "effect": {"bonus": 5},
+                    "max_per_customer": {"points": 100, "period": period}}))
+                .unwrap(),
+            );
+            r
+        };
+        let (a, mut b) = (capped("week"), capped("month"));
+        (b.version, b.effective_from) = (2, "2026-06-01T00:00:00Z".into());
+        let e = RuleBook::check(RulesFile { rule_sets: vec![a.clone(), b] }).unwrap_err();
+        assert_eq!(e.path, "rule_sets[1].campaigns[0].max_per_customer");
+        let mut same = capped("week");
+        (same.version, same.effective_from) = (2, "2026-06-01T00:00:00Z".into());
+        assert!(RuleBook::check(RulesFile { rule_sets: vec![a, same] }).is_ok());
     }
 
     #[test]

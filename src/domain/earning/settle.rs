@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::{CampaignResult, Evaluation, take_off};
+use super::evaluate::{CampaignResult, Evaluation, LinePoints, take_off};
 use super::exact::{Exact, Rounding};
 use super::rules::RuleRef;
 use crate::domain::points::MAX_POINTS;
@@ -35,9 +35,11 @@ pub struct Usage {
     pub points: Exact,
 }
 
-/// The account's use of capped campaigns: one record per campaign, for
-/// the period of the account's clock; a record whose period ended is
-/// dropped, so the usage never outgrows the campaigns in force.
+/// The account's use of capped campaigns: one record per campaign and
+/// period (a campaign's cap is the same in every version of the file, and
+/// the period is the one of the account's clock, so one per campaign in
+/// practice); a record 90 days past its period's end is dropped, so the
+/// usage never outgrows the campaigns in force.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct CampaignUsage(pub Vec<Usage>);
@@ -48,24 +50,18 @@ impl CampaignUsage {
         self.0.iter().find(|u| u.campaign == campaign && u.start_ms == start_ms).map_or(Exact::ZERO, |u| u.points)
     }
 
-    /// Adds what `earned` gave from capped campaigns, replacing a record of
-    /// an earlier period, and drops records whose period ended by `now`.
+    /// Adds what `earned` gave from capped campaigns, and drops records
+    /// whose period ended `USAGE_KEPT_MS` before `now`.
     pub fn record(&mut self, earned: &Earned, now: Millis) {
-        for c in earned.campaigns.iter().filter(|c| c.cap.is_some()) {
+        for c in &earned.campaigns {
             let Some(cap) = c.cap else { continue };
-            match self.0.iter_mut().find(|u| u.campaign == c.id) {
-                Some(u) if u.start_ms == cap.start_ms => u.points = u.points.plus(c.points).unwrap_or(u.points),
-                Some(u) if u.start_ms < cap.start_ms => {
-                    *u = Usage { campaign: c.id.clone(), start_ms: cap.start_ms, end_ms: cap.end_ms, points: c.points };
+            // A rate below the currency's gives negative points: they never free a cap.
+            let points = c.points.max(Exact::ZERO);
+            match self.0.iter_mut().find(|u| u.campaign == c.id && u.start_ms == cap.start_ms) {
+                Some(u) => u.points = u.points.plus(points).unwrap_or(u.points),
+                None => {
+                    self.0.push(Usage { campaign: c.id.clone(), start_ms: cap.start_ms, end_ms: cap.end_ms, points })
                 }
-                // `now` never goes back, so a record is never of a later period.
-                Some(_) => {}
-                None => self.0.push(Usage {
-                    campaign: c.id.clone(),
-                    start_ms: cap.start_ms,
-                    end_ms: cap.end_ms,
-                    points: c.points,
-                }),
             }
         }
         self.0.retain(|u| u.end_ms.is_none_or(|end| end > now - USAGE_KEPT_MS));
@@ -148,25 +144,28 @@ pub struct Earned {
     pub campaigns: Vec<CampaignEarned>,
 }
 
-/// Settles `evaluation` of order `order_id` against `usage` at `now`: each
-/// capped campaign gives at most what its cap has left in the period
-/// containing `now` (its lines
+/// Settles `evaluation` of order `order_id` (whose lines are `lines`:
+/// SKU and units) against `usage` at `now`: each capped campaign gives at
+/// most what its cap has left in the period containing `now` (its lines
 /// keep their points in order until that is reached), then the exact total
 /// is rounded once, between 0 and the most one accrual may credit.
-pub fn settle(order_id: &str, evaluation: &Evaluation, usage: &CampaignUsage, now: Millis) -> Earned {
-    let mut lines: Vec<LineEarned> = evaluation
+pub fn settle(
+    order_id: &str,
+    lines: &[(String, i64)],
+    evaluation: &Evaluation,
+    usage: &CampaignUsage,
+    now: Millis,
+) -> Earned {
+    let mut earned: Vec<LineEarned> = evaluation
         .lines
         .iter()
-        .map(|l| LineEarned {
-            line: l.line,
-            sku: l.sku.clone(),
-            quantity: l.quantity,
-            points: l.base.plus(l.tier).unwrap_or(Exact::ZERO),
+        .enumerate()
+        .map(|(i, l)| {
+            let (sku, quantity) = lines.get(i).cloned().unwrap_or_default();
+            LineEarned { line: i as u32, sku, quantity, points: l.total().unwrap_or(Exact::ZERO) }
         })
         .collect();
-    let sum = |f: fn(&super::evaluate::LineResult) -> Exact| {
-        Exact::sum(evaluation.lines.iter().map(f)).unwrap_or(Exact::ZERO)
-    };
+    let sum = |f: fn(&LinePoints) -> Exact| Exact::sum(evaluation.lines.iter().map(f)).unwrap_or(Exact::ZERO);
     let mut rules = vec![RuleEarned { rule: "base".into(), points: sum(|l| l.base), capped: false }];
     let tier = sum(|l| l.tier);
     if tier != Exact::ZERO {
@@ -175,30 +174,30 @@ pub fn settle(order_id: &str, evaluation: &Evaluation, usage: &CampaignUsage, no
     let mut order = evaluation.order;
     let mut campaigns = Vec::new();
     for c in &evaluation.campaigns {
+        let Some(rule) = c.cap else {
+            // Already in the lines and the order.
+            rules.push(RuleEarned { rule: format!("campaign:{}", c.id), points: c.total, capped: false });
+            continue;
+        };
+        let window = rule.window(now);
+        let forgotten = window.end_ms.is_some_and(|end| end <= now - USAGE_KEPT_MS);
+        let left = match forgotten {
+            true => Exact::ZERO,
+            false => Exact::points(window.points).minus(usage.used(&c.id, window.start_ms)).unwrap_or(Exact::ZERO),
+        };
         let mut given: CampaignResult = c.clone();
-        let before = total(&given);
-        let window = c.cap.map(|rule| rule.window(now));
-        if let Some(cap) = window {
-            let forgotten = cap.end_ms.is_some_and(|end| end <= now - USAGE_KEPT_MS);
-            let left = match forgotten {
-                true => Exact::ZERO,
-                false => Exact::points(cap.points).minus(usage.used(&c.id, cap.start_ms)).unwrap_or(Exact::ZERO),
-            };
-            take_off(&mut given, left);
-        }
-        let after = total(&given);
+        take_off(&mut given, left);
+        let after = given.sum().unwrap_or(Exact::ZERO);
         for (i, p) in &given.lines {
-            if let Some(line) = lines.get_mut(*i as usize) {
+            if let Some(line) = earned.get_mut(*i as usize) {
                 line.points = line.points.plus(*p).unwrap_or(line.points);
             }
         }
         order = order.plus(given.order).unwrap_or(order);
-        rules.push(RuleEarned { rule: format!("campaign:{}", c.id), points: after, capped: after < before });
-        if window.is_some() {
-            campaigns.push(CampaignEarned { id: c.id.clone(), points: after, cap: window });
-        }
+        rules.push(RuleEarned { rule: format!("campaign:{}", c.id), points: after, capped: after < c.total });
+        campaigns.push(CampaignEarned { id: c.id.clone(), points: after, cap: Some(window) });
     }
-    let exact = Exact::sum(lines.iter().map(|l| l.points).chain([order])).unwrap_or(Exact::ZERO);
+    let exact = Exact::sum(earned.iter().map(|l| l.points).chain([order])).unwrap_or(Exact::ZERO);
     let points = exact.round(evaluation.rounding).clamp(0, i128::from(MAX_POINTS)) as i64;
     Earned {
         order_id: order_id.to_owned(),
@@ -207,15 +206,11 @@ pub fn settle(order_id: &str, evaluation: &Evaluation, usage: &CampaignUsage, no
         rounding: evaluation.rounding,
         points,
         exact,
-        lines,
+        lines: earned,
         order,
         rules,
         campaigns,
     }
-}
-
-fn total(c: &CampaignResult) -> Exact {
-    Exact::sum(c.lines.iter().map(|(_, p)| *p).chain([c.order])).unwrap_or(Exact::ZERO)
 }
 
 impl Earned {
