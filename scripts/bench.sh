@@ -50,6 +50,7 @@ printf '{"endpoints": [{"name": "bench", "url": "http://127.0.0.1:%s/hook", "sec
 
 grpc_port=$(free_port)
 LOYALTY_WEBHOOKS_FILE="$work/webhooks.json" \
+LOYALTY_EARNING_RULES_FILE="${BENCH_EARNING_RULES:-docs/earning-rules.example.yaml}" \
 LOYALTY_GRPC_ADDR="127.0.0.1:$grpc_port" \
 TEMPORAL_ADDRESS="127.0.0.1:$temporal_port" \
 LOYALTY_DATABASE_URL="sqlite:$work/loyalty.db" \

@@ -2,7 +2,8 @@
 //! current workflow code. A change that alters the command sequence of a
 //! running account fails here before it can break long-lived accounts.
 //!
-//! The corpus (`tests/histories/v1_*.json`, from 1.1 `v11_*.json`, from 1.2 `v12_*.json`) is recorded by the capture
+//! The corpus (`tests/histories/v1_*.json`, from 1.1 `v11_*.json`, from 1.2 `v12_*.json`, 1.3 `v13_*`, 1.4
+//! `v14_*`) is recorded by the capture
 //! tests below, each writing the files it is named for:
 //! `cargo test --test replay -- --ignored capture_` (about a minute). They
 //! run on a dev server of their own that suggests continue-as-new after
@@ -77,6 +78,13 @@ struct Coverage {
     paused_writes: usize,
     continued_with_unwritten_entries: usize,
     continued_with_pending_lots_and_holds: usize,
+    /// Order accruals written with their breakdown, line returns written
+    /// with their lines (some of 0 points), and runs continuing with
+    /// campaign usage.
+    order_accruals: usize,
+    line_returns: usize,
+    zero_point_returns: usize,
+    continued_with_campaign_usage: usize,
     /// Runs started with a state another worker made (no `version`).
     foreign_inputs: usize,
     completed: usize,
@@ -121,6 +129,10 @@ impl Coverage {
                     self.paused_writes += usize::from(batch.pause_ms > 0);
                     for entry in &batch.entries {
                         self.written.insert(entry.movement.kind);
+                        self.order_accruals += usize::from(entry.earned.is_some());
+                        self.line_returns += usize::from(!entry.returned.is_empty());
+                        self.zero_point_returns +=
+                            usize::from(!entry.returned.is_empty() && entry.effect.requested == 0);
                         self.holds_expired += usize::from(
                             entry.movement.kind == EntryKind::Release && entry.movement.reason == "hold expired",
                         );
@@ -156,6 +168,9 @@ impl Coverage {
                         .and_then(|p| serde_json::from_slice(&p.data).ok());
                     if carried.as_ref().is_some_and(|s| !s.unprojected.is_empty()) {
                         self.continued_with_unwritten_entries += 1;
+                    }
+                    if carried.as_ref().is_some_and(|s| !s.campaign_usage.is_empty()) {
+                        self.continued_with_campaign_usage += 1;
                     }
                     if carried.is_some_and(|s| s.lots.pending() > 0 && !s.holds.is_empty()) {
                         self.continued_with_pending_lots_and_holds += 1;
@@ -214,6 +229,11 @@ async fn committed_histories_replay_deterministically() {
         c.write_behind_marked >= 1 && c.paused_writes >= 1,
         "a 1.3 run paused its writes, under its patch marker: {c:?}"
     );
+    assert!(
+        c.order_accruals >= 3 && c.line_returns >= 2 && c.zero_point_returns >= 1,
+        "1.4's order accruals and line returns, one of 0 points: {c:?}"
+    );
+    assert!(c.continued_with_campaign_usage >= 1, "a run carrying campaign usage: {c:?}");
 }
 
 /// The capture tests' dev server: suggests continue-as-new early.
@@ -446,6 +466,78 @@ async fn capture_write_behind() {
         },
     )
     .await;
+}
+
+/// Records 1.4's orders: order accruals under the README's example rules
+/// (a capped weekend campaign among them), line returns (one of 0 points),
+/// a run continuing-as-new with the campaign's usage, and an order in the
+/// next run capped by it; then close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes tests/histories from a real run"]
+async fn capture_orders() {
+    const CUSTOMER: &str = "replay-orders";
+    let mut settings = common::settings_against(CUSTOMER, &capture_server().address());
+    settings.earning_rules = Some(
+        loyalty::config::earning::load(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/earning-rules.example.yaml"))
+            .unwrap(),
+    );
+    let database_url = settings.database_url.clone();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addr, _thread) = common::start_app(settings, stopped);
+    let mut grpc = LoyaltyServiceClient::new(common::grpc_channel(addr).await);
+    let temporal = common::temporal_at(&capture_server().address()).await;
+    let handle = handle_of(&temporal, CUSTOMER);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let saturday = 2 * 86_400 + 15 * 3_600 + (now - 2 * 86_400 - 15 * 3_600).div_euclid(7 * 86_400) * 7 * 86_400;
+    let line = |sku: &str, category: &str, quantity, unit_price| pb::OrderLine {
+        sku: sku.into(),
+        categories: vec![category.into()],
+        quantity,
+        unit_price,
+        discount: 0,
+    };
+    let order = |id: &str, channel: &str, at: i64| pb::AccrueRequest {
+        customer_id: CUSTOMER.into(),
+        event_id: id.into(),
+        reason: "purchase".into(),
+        order: Some(pb::Order {
+            order_id: id.into(),
+            currency: "USD".into(),
+            channel: channel.into(),
+            occurred_at: Some(prost_types::Timestamp { seconds: at, nanos: 0 }),
+            lines: vec![
+                line("SHOE-1", "shoes", 1, 8_999),
+                line("SOCK-3", "socks", 3, 499),
+                line("GIFT-CARD-50", "gift", 1, 500),
+            ],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    grpc.accrue(accrual(CUSTOMER, "open", 1_000)).await.unwrap();
+    for id in ["w1", "w2", "w3"] {
+        grpc.accrue(order(id, "app", saturday)).await.unwrap();
+    }
+    grpc.accrue(order("web1", "web", now - 3_600)).await.unwrap();
+    let decided = summary_when(&mut grpc, CUSTOMER, SETTLE, |s| s.lifetime_points > 1_900).await;
+    let ledger = Ledger::connect(&database_url).await.unwrap();
+    rows_when(&ledger, CUSTOMER, 5).await;
+    let give_back = |id: &str, lines: &[(i32, i64)]| pb::ReverseRequest {
+        customer_id: CUSTOMER.into(),
+        reverse_event_id: id.into(),
+        original_event_id: "web1".into(),
+        reason: "returned".into(),
+        lines: lines.iter().map(|&(line, quantity)| pb::ReturnedLine { line, quantity }).collect(),
+        ..Default::default()
+    };
+    grpc.reverse(give_back("ret1", &[(1, 2)])).await.unwrap();
+    let nothing = grpc.reverse(give_back("ret2", &[(2, 1)])).await.unwrap().into_inner();
+    assert_eq!(nothing.change.unwrap().points, 0, "the gift card earned nothing");
+    accrue_until_continued(&mut grpc, &handle, CUSTOMER, "c").await;
+    grpc.accrue(order("w4", "app", saturday)).await.unwrap();
+    summary_when(&mut grpc, CUSTOMER, SETTLE, |s| s.lifetime_points > decided.lifetime_points).await;
+    close(&handle).await;
+    write_runs(&temporal, CUSTOMER, "v14_orders_run").await;
 }
 
 /// On an application of its own against the binary's dev server (which
