@@ -743,22 +743,60 @@ fn v1_account() -> LoyaltyState {
     s
 }
 
-/// `tests/states/v1.json` is what 1.0 carries for [`v1_account`]. A later
+/// `tests/states/v1.json` is what 1.0 to 1.3 carried for [`v1_account`]:
+/// this build takes it in through `upgrade` to what it builds itself.
+#[test]
+fn a_version_1_state_is_taken_in_as_it_was() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/states/v1.json");
+    let carried: LoyaltyState = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(carried.version, 1);
+    let s = LoyaltyState::upgrade(Some(carried), "c-v1", 9 * 86_400_000);
+    assert_eq!(s, v1_account(), "version 1 lacks only the campaign usage, which starts empty");
+    assert_eq!((s.points_balance, s.lots.pending(), s.held_points(), s.pending_events.len()), (315, 300, 40, 1));
+    assert!(LoyaltyState::upgrade(None, "n", 1).unprojected.is_empty(), "a new account opens nothing");
+}
+
+/// The 1.4 fixture's account: [`v1_account`] and an order accrual under a
+/// campaign capped per customer, so it carries campaign usage.
+fn v2_account() -> LoyaltyState {
+    use loyalty::domain::earning::{Order, OrderLine, RuleBook};
+    use loyalty::domain::orders::OrderAccrual;
+    let rules = r#"{"rule_sets":[{"id":"fixture","version":1,"effective_from":"1970-01-01",
+        "rates":{"USD":{"points":1,"per":100}},
+        "campaigns":[{"id":"promo","effect":{"bonus":30},"max_per_customer":{"points":50,"period":"month"}}]}]}"#;
+    let book = RuleBook::parse(rules, false).unwrap();
+    let day = 86_400_000;
+    let order = Order {
+        order_id: "o-4".into(),
+        currency: "USD".into(),
+        occurred_at_ms: 7 * day,
+        lines: vec![OrderLine { sku: "S".into(), quantity: 2, unit_price: 1_250, ..Default::default() }],
+        ..Default::default()
+    };
+    let accrual = OrderAccrual::evaluate(&order, book.effective_at(order.occurred_at_ms).unwrap()).unwrap();
+    let mut s = v1_account();
+    let e = PointsEvent { points: accrual.most_points(), order: Some(Box::new(accrual)), ..event("o-4", 1) };
+    s.accrue_at(e, 7 * day);
+    s
+}
+
+/// `tests/states/v2.json` is what 1.4 carries for [`v2_account`]. A later
 /// version keeps the file and takes it in through `upgrade`; this build
 /// must write it byte for byte (rewrite it only for a new version's file:
 /// `LOYALTY_WRITE_STATE_FIXTURES=1 cargo test --test domain state_fixture`).
 #[test]
 fn a_state_fixture_of_this_version_is_written_and_taken_as_it_is() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/states/v1.json");
-    let written = serde_json::to_string_pretty(&v1_account()).unwrap() + "\n";
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/states/v2.json");
+    let written = serde_json::to_string_pretty(&v2_account()).unwrap() + "\n";
     if std::env::var_os("LOYALTY_WRITE_STATE_FIXTURES").is_some() {
         std::fs::write(path, &written).unwrap();
     }
     let committed = std::fs::read_to_string(path).unwrap();
-    assert_eq!(written, committed, "this build carries a 1.0 state as 1.0 wrote it");
+    assert_eq!(written, committed, "this build carries a 1.4 state as 1.4 wrote it");
     let carried: LoyaltyState = serde_json::from_str(&committed).unwrap();
+    assert_eq!(carried.version, STATE_VERSION);
+    assert_eq!(carried.campaign_usage.0.len(), 1, "the capped campaign's use is carried");
+    assert_eq!(carried.unprojected.last().and_then(|e| e.earned.as_ref()).map(|e| e.points), Some(55));
     let s = LoyaltyState::upgrade(Some(carried.clone()), "c-v1", 9 * 86_400_000);
     assert_eq!(s, carried, "nothing to upgrade");
-    assert_eq!((s.points_balance, s.lots.pending(), s.held_points(), s.pending_events.len()), (315, 300, 40, 1));
-    assert!(LoyaltyState::upgrade(None, "n", 1).unprojected.is_empty(), "a new account opens nothing");
 }

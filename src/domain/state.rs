@@ -18,8 +18,10 @@ use super::tier::Tier;
 use super::time::{DAY_MS, Millis};
 
 /// The version of the carried state this build writes. A state without it
-/// (0) was made by another worker; `upgrade` takes it in.
-pub const STATE_VERSION: u32 = 1;
+/// (0) was made by another worker; `upgrade` takes it in. 1: 1.0 to 1.3;
+/// 2: 1.4, which adds `campaign_usage` (a build before it would drop it,
+/// so the deployment rolls back only to a build of version 2).
+pub const STATE_VERSION: u32 = 2;
 
 /// The window of "expiring soon" in the summary: 30 days.
 pub const EXPIRING_SOON_MS: Millis = 30 * DAY_MS;

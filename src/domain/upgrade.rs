@@ -22,6 +22,8 @@ impl LoyaltyState {
         if state.version == 0 {
             state.take_in_foreign(started_at);
         }
+        // Version 1 (1.0 to 1.3) lacks only `campaign_usage`, which defaults
+        // to none: no capped campaign has given this customer anything yet.
         state.version = STATE_VERSION;
         state
     }
