@@ -943,7 +943,7 @@ async fn a_callers_trace_is_carried_into_the_workflow_and_its_activities() {
     receiver.abort();
 }
 
-/// `loyalty bench` runs every phase (mixed and lots included) against a real service
+/// `loyalty bench` runs every phase (mixed, lots and earning included) against a real service
 /// and dev server and writes complete results. A smoke run with tiny numbers:
 /// it checks that the benchmark works, that batching shows in history and
 /// that the mixed load's balance adds up, not how fast anything is.
@@ -1005,7 +1005,13 @@ fn the_benchmark_runs_every_phase_and_writes_its_results() {
     assert!(latency.len() == 3 && latency.iter().all(|l| l["calls"] == 20), "{alternating}");
     let events = alternating["events"].as_array().unwrap();
     assert!(events.len() == 5 && events.iter().all(|e| e["alone"].as_u64() > Some(0)), "{alternating}");
-    assert_eq!(results["targets"].as_array().unwrap().len(), 24, "every target judged");
+    // Accrue with an order vs points, PreviewAccrual vs GetSummary, at both levels (the
+    // shared application runs the example earning rules), and the big order's evaluation.
+    let earning = &results["earning"];
+    let calls = earning["calls"].as_array().unwrap();
+    assert!(calls.len() == 8 && calls.iter().all(|c| c["failed"] == 0 && c["ok"].as_u64() > Some(0)), "{earning}");
+    assert!(earning["evaluation"]["micros_per_line"].as_f64().is_some_and(|us| us > 0.0), "{earning}");
+    assert_eq!(results["targets"].as_array().unwrap().len(), 31, "every target judged");
     let chart = std::fs::read_to_string(out.join("chart.svg")).unwrap();
     assert!(chart.contains("Hot customer") && chart.contains("4 in flight") && chart.contains("Mixed load"));
 }
