@@ -158,6 +158,14 @@ impl LoyaltyState {
             return Ok(answer);
         }
         let m = req.movement()?;
+        // An original read from the ledger is tracked from now on, so the
+        // next return of the order is fenced by this one (as `correct` does).
+        let id = &req.original_event_id;
+        if self.originals.get(id).is_none()
+            && let Some(Some(original)) = self.originals.resolve(id, req.ledger.as_ref())
+        {
+            self.originals.put(id, original, self.seq);
+        }
         let seq = self.record(m.clone(), Effect::default(), Vec::new(), now);
         let result = BalanceChange {
             balance_delta: 0,

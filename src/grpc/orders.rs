@@ -152,7 +152,7 @@ impl LoyaltyApi {
             let options = update_options("reverse", &request.event_id, &(&movement, &request.lines, points));
             match self.update(&cmd.customer, || LoyaltyEntityWorkflow::reverse_points, request, options).await {
                 Err(ApiError::Unavailable(why)) if attempt < RETURN_TRIES && is_overtaken(&why) => {
-                    tokio::time::sleep(Duration::from_millis((25 * u64::from(attempt)).min(400))).await;
+                    tokio::time::sleep(Duration::from_millis((50 * u64::from(attempt)).min(400))).await;
                 }
                 other => return other.map(|change| pb::ReverseResponse { change: Some(balance_change(change)) }),
             }

@@ -86,13 +86,17 @@ pub struct CapWindow {
     /// End of the period, exclusive; `None`: open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_ms: Option<Millis>,
+    /// The period is the campaign's window (fixed, so an order decided after
+    /// it ended still counts in it); calendar periods follow the clock.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub whole_campaign: bool,
 }
 
 impl CapRule {
     /// The period containing `now`.
     pub fn window(&self, now: Millis) -> CapWindow {
         let (start_ms, end_ms) = self.period.bounds(now, (self.starts_ms, self.ends_ms));
-        CapWindow { points: self.points, start_ms, end_ms }
+        CapWindow { points: self.points, start_ms, end_ms, whole_campaign: self.period == Period::Campaign }
     }
 }
 

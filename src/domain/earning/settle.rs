@@ -31,15 +31,18 @@ pub struct Usage {
     /// End of the period; `None`: open (a campaign without an end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_ms: Option<Millis>,
+    /// The period is the campaign's window: kept `USAGE_KEPT_MS` past its end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub whole_campaign: bool,
     /// Points given in it.
     pub points: Exact,
 }
 
 /// The account's use of capped campaigns: one record per campaign and
 /// period (a campaign's cap is the same in every version of the file, and
-/// the period is the one of the account's clock, so one per campaign in
-/// practice); a record 90 days past its period's end is dropped, so the
-/// usage never outgrows the campaigns in force.
+/// a calendar period is the one of the account's clock, so one per
+/// campaign); a calendar period's record goes when it ends, a campaign
+/// window's 90 days after, so the usage never outgrows the campaigns in force.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct CampaignUsage(pub Vec<Usage>);
@@ -50,8 +53,9 @@ impl CampaignUsage {
         self.0.iter().find(|u| u.campaign == campaign && u.start_ms == start_ms).map_or(Exact::ZERO, |u| u.points)
     }
 
-    /// Adds what `earned` gave from capped campaigns, and drops records
-    /// whose period ended `USAGE_KEPT_MS` before `now`.
+    /// Adds what `earned` gave from capped campaigns, and drops records of
+    /// calendar periods that ended, and of campaign windows that ended
+    /// `USAGE_KEPT_MS` before `now`.
     pub fn record(&mut self, earned: &Earned, now: Millis) {
         for c in &earned.campaigns {
             let Some(cap) = c.cap else { continue };
@@ -59,12 +63,18 @@ impl CampaignUsage {
             let points = c.points.max(Exact::ZERO);
             match self.0.iter_mut().find(|u| u.campaign == c.id && u.start_ms == cap.start_ms) {
                 Some(u) => u.points = u.points.plus(points).unwrap_or(u.points),
-                None => {
-                    self.0.push(Usage { campaign: c.id.clone(), start_ms: cap.start_ms, end_ms: cap.end_ms, points })
-                }
+                None => self.0.push(Usage {
+                    campaign: c.id.clone(),
+                    start_ms: cap.start_ms,
+                    end_ms: cap.end_ms,
+                    whole_campaign: cap.whole_campaign,
+                    points,
+                }),
             }
         }
-        self.0.retain(|u| u.end_ms.is_none_or(|end| end > now - USAGE_KEPT_MS));
+        // A calendar period that ended is never read again (the clock never
+        // goes back); a campaign's window may be, by an order decided late.
+        self.0.retain(|u| u.end_ms.is_none_or(|end| end > now - if u.whole_campaign { USAGE_KEPT_MS } else { 0 }));
     }
 
     /// Whether no capped campaign gave anything.
@@ -220,5 +230,44 @@ impl Earned {
             + self.lines.iter().map(|l| 70 + l.sku.len()).sum::<usize>()
             + self.rules.iter().map(|r| 60 + r.rule.len()).sum::<usize>()
             + self.campaigns.iter().map(|c| 120 + c.id.len()).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::evaluate::CapWindow;
+    use super::*;
+
+    fn earned(id: &str, cap: CapWindow) -> Earned {
+        Earned {
+            order_id: "o".into(),
+            digest: String::new(),
+            rule_set: RuleRef { id: "r".into(), version: 1, checksum: String::new() },
+            rounding: Rounding::Floor,
+            points: 1,
+            exact: Exact::points(1),
+            lines: vec![],
+            order: Exact::ZERO,
+            rules: vec![],
+            campaigns: vec![CampaignEarned { id: id.into(), points: Exact::points(1), cap: Some(cap) }],
+        }
+    }
+
+    #[test]
+    fn a_calendar_periods_usage_goes_when_it_ends_a_campaign_windows_later() {
+        let day = crate::domain::time::DAY_MS;
+        let mut usage = CampaignUsage::default();
+        let daily =
+            |d: i64| CapWindow { points: 5, start_ms: d * day, end_ms: Some((d + 1) * day), whole_campaign: false };
+        for d in 0..100 {
+            usage.record(&earned("daily", daily(d)), d * day + 1);
+        }
+        assert_eq!(usage.0.len(), 1, "only today's record of a daily cap is kept");
+        let window = CapWindow { points: 5, start_ms: 0, end_ms: Some(10 * day), whole_campaign: true };
+        usage.record(&earned("window", window), 11 * day);
+        usage.record(&earned("daily", daily(100)), 50 * day);
+        assert!(usage.0.iter().any(|u| u.campaign == "window"), "a campaign window is kept 90 days past its end");
+        usage.record(&earned("daily", daily(101)), 101 * day);
+        assert!(!usage.0.iter().any(|u| u.campaign == "window"));
     }
 }
