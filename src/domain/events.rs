@@ -10,6 +10,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::earning::calendar::{civil_from_days, days_from_civil};
 use super::entry::{Entry, TierChange};
 use super::kind::EntryKind;
 use super::tier::Tier;
@@ -186,16 +187,7 @@ pub fn body(id: &str, customer_id: &str, seq: u64, event: &NewEvent, occurred_at
 /// `ms` since the epoch as an RFC 3339 UTC time with milliseconds.
 pub fn rfc3339(ms: Millis) -> String {
     let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    // Days to a civil date (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil_from_days(days);
     let (h, m, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1_000 % 60, rem % 1_000);
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
 }
@@ -211,14 +203,7 @@ pub fn parse_rfc3339(text: &str) -> Option<Millis> {
     let mut h = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
     let (hour, minute, second) = (h.next()??, h.next()??, h.next()??);
     let milli = format!("{fraction:0<3}")[..3].parse::<i64>().ok()?;
-    // Civil date to days (H. Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = days_from_civil(year, month, day);
     Some(days * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1_000 + milli)
 }
 
